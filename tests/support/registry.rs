@@ -1,0 +1,359 @@
+//! A real OCI registry (Debian `docker-registry`, CNCF distribution 2.8) on a free
+//! 127.0.0.1 port, with fresh storage and an access log the tests can read.
+//!
+//! The registry runs under a small `sh` watchdog that stops it (by PID) and removes
+//! its storage as soon as the test process disappears, so nothing outlives the
+//! tests even when a test panics or the shared (static, never dropped) registry is
+//! in use. [`Registry`]'s `Drop` stops it immediately for per-test registries.
+
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use super::http;
+use super::tools;
+
+/// Watchdog: start the registry in the background, record its PID, poll until
+/// the test process ($5) or the registry exits, then stop the registry and
+/// delete the work dir ($6).
+const WATCHDOG: &str = r#"
+docker-registry serve "$1" >"$2" 2>"$3" </dev/null &
+reg=$!
+echo "$reg" >"$4.tmp" && mv "$4.tmp" "$4"
+while kill -0 "$5" 2>/dev/null && kill -0 "$reg" 2>/dev/null; do sleep 0.2; done
+kill "$reg" 2>/dev/null
+wait "$reg" 2>/dev/null
+rm -rf "$6"
+"#;
+
+/// One running registry. Dropping it stops it and removes its storage.
+pub struct Registry {
+    port: u16,
+    work_dir: PathBuf,
+    access_log: PathBuf,
+    error_log: PathBuf,
+    registry_pid: u32,
+    watchdog: Child,
+    sync_counter: AtomicUsize,
+}
+
+/// One parsed line of the registry's access log (combined log format).
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// HTTP method, e.g. `PUT`.
+    pub method: String,
+    /// Request URI including the query, e.g. `/v2/x/blobs/uploads/?mount=…`.
+    pub uri: String,
+    /// Response status code.
+    pub status: u16,
+    /// The whole log line, for assertion messages.
+    pub line: String,
+}
+
+impl Request {
+    /// True for requests on `/v2/<repo>/…` (exactly that repository).
+    pub fn is_for_repo(&self, repo: &str) -> bool {
+        self.uri.starts_with(&format!("/v2/{repo}/blobs/"))
+            || self.uri.starts_with(&format!("/v2/{repo}/manifests/"))
+            || self.uri.starts_with(&format!("/v2/{repo}/tags/"))
+    }
+
+    /// True for requests whose URI starts with `/v2/<prefix>` (any repository
+    /// below a name prefix, e.g. a test's unique `KRUST_REPO`).
+    pub fn is_under(&self, prefix: &str) -> bool {
+        self.uri.starts_with(&format!("/v2/{prefix}/"))
+    }
+
+    /// True for a request that writes blob data: starting (`POST` without
+    /// `mount=`), continuing (`PATCH`) or finishing (`PUT`) a blob upload.
+    pub fn is_blob_upload(&self) -> bool {
+        self.uri.contains("/blobs/uploads")
+            && match self.method.as_str() {
+                "PATCH" | "PUT" => true,
+                "POST" => !self.uri.contains("mount="),
+                _ => false,
+            }
+    }
+
+    /// True for a cross-repository mount request (`POST …?mount=…&from=…`).
+    pub fn is_mount(&self) -> bool {
+        self.method == "POST" && self.uri.contains("/blobs/uploads") && self.uri.contains("mount=")
+    }
+
+    /// True for anything but `GET`/`HEAD`.
+    pub fn is_write(&self) -> bool {
+        !matches!(self.method.as_str(), "GET" | "HEAD")
+    }
+}
+
+/// A position in the access log; see [`Registry::mark`].
+#[derive(Debug, Clone, Copy)]
+pub struct LogMark(usize);
+
+impl Registry {
+    /// Start a fresh registry with empty storage and wait until `GET /v2/`
+    /// answers 200. Panics with the setup command when `docker-registry` is
+    /// missing, and with the registry's own log when it does not come up.
+    pub fn start() -> Registry {
+        tools::require("docker-registry", "docker-registry");
+        let mut last_error = String::new();
+        for _attempt in 0..5 {
+            match Self::try_start() {
+                Ok(registry) => return registry,
+                Err(e) => last_error = e,
+            }
+        }
+        panic!("could not start docker-registry: {last_error}");
+    }
+
+    /// One attempt: pick a free port, write the config, start the watchdog and
+    /// wait for readiness. A port race makes it fail; the caller retries.
+    fn try_start() -> Result<Registry, String> {
+        let work_dir = tempfile::Builder::new()
+            .prefix("krust-registry-")
+            .tempdir()
+            .map_err(|e| format!("cannot create registry tempdir: {e}"))?
+            .keep();
+        let port = free_port()?;
+        let storage = work_dir.join("storage");
+        let config = work_dir.join("config.yml");
+        let access_log = work_dir.join("access.log");
+        let error_log = work_dir.join("registry.log");
+        let pid_file = work_dir.join("registry.pid");
+        fs::create_dir_all(&storage).map_err(|e| format!("mkdir {}: {e}", storage.display()))?;
+        fs::write(&config, config_yaml(&storage, port))
+            .map_err(|e| format!("write {}: {e}", config.display()))?;
+        let watchdog = Command::new("sh")
+            .arg("-c")
+            .arg(WATCHDOG)
+            .arg("krust-registry-watchdog")
+            .arg(&config)
+            .arg(&access_log)
+            .arg(&error_log)
+            .arg(&pid_file)
+            .arg(std::process::id().to_string())
+            .arg(&work_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot spawn sh for the registry watchdog: {e}"))?;
+        let registry_pid = wait_for_pid_file(&pid_file)?;
+        let mut registry = Registry {
+            port,
+            work_dir,
+            access_log,
+            error_log,
+            registry_pid,
+            watchdog,
+            sync_counter: AtomicUsize::new(0),
+        };
+        match registry.wait_ready(Duration::from_secs(30)) {
+            Ok(()) => Ok(registry),
+            Err(e) => {
+                let log = fs::read_to_string(&registry.error_log).unwrap_or_default();
+                registry.stop();
+                Err(format!("{e}\nregistry log:\n{log}"))
+            }
+        }
+    }
+
+    /// Poll `GET /v2/` until it answers 200 or `timeout` passes.
+    fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match http::get(&self.host(), "/v2/") {
+                Ok(r) if r.status == 200 => return Ok(()),
+                Ok(r) => return Err(format!("GET /v2/ answered {}", r.status)),
+                Err(e) if Instant::now() > deadline => {
+                    return Err(format!("registry on {} not ready: {e}", self.host()));
+                }
+                Err(_) => {}
+            }
+            if let Ok(Some(status)) = self.watchdog.try_wait() {
+                return Err(format!("registry exited early ({status})"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// PID of the `docker-registry` process.
+    pub fn pid(&self) -> u32 {
+        self.registry_pid
+    }
+
+    /// Directory with config, storage and logs (removed when the registry stops).
+    pub fn work_dir(&self) -> &Path {
+        &self.work_dir
+    }
+
+    /// Wait until every request made so far is in the access log: send a marker
+    /// request and wait for its line (the log is written after each response).
+    fn sync_log(&self) -> Vec<String> {
+        let n = self.sync_counter.fetch_add(1, Ordering::SeqCst);
+        let marker = format!("krust-sync={n}-{}", std::process::id());
+        let path = format!("/v2/?{marker}");
+        if let Err(e) = http::get(&self.host(), &path) {
+            panic!("registry on {} stopped answering: {e}", self.host());
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = fs::read_to_string(&self.access_log).unwrap_or_default();
+            if text.contains(&format!("{marker} ")) {
+                return text.lines().map(str::to_string).collect();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "marker request {marker} never reached the access log {}",
+                self.access_log.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Current end of the access log; pass it to [`Registry::requests_since`].
+    pub fn mark(&self) -> LogMark {
+        LogMark(self.sync_log().len())
+    }
+
+    /// Every request logged after `mark` (marker requests excluded).
+    pub fn requests_since(&self, mark: LogMark) -> Vec<Request> {
+        self.sync_log()
+            .into_iter()
+            .skip(mark.0)
+            .filter_map(|line| parse_access_line(&line))
+            .filter(|r| !r.uri.contains("krust-sync="))
+            .collect()
+    }
+
+    /// Every request logged so far.
+    pub fn all_requests(&self) -> Vec<Request> {
+        self.requests_since(LogMark(0))
+    }
+
+    /// Download a blob over plain HTTP and check that its bytes hash to `digest`.
+    pub fn blob(&self, repo: &str, digest: &str) -> Vec<u8> {
+        let path = format!("/v2/{repo}/blobs/{digest}");
+        let response = http::get(&self.host(), &path)
+            .unwrap_or_else(|e| panic!("cannot fetch blob {repo}@{digest}: {e}"));
+        assert_eq!(
+            response.status,
+            200,
+            "GET {path} answered {}: {}",
+            response.status,
+            String::from_utf8_lossy(&response.body)
+        );
+        assert_eq!(
+            super::sha256_digest(&response.body),
+            digest,
+            "blob {repo}@{digest} does not hash to its digest"
+        );
+        response.body
+    }
+
+    /// Stop the registry (SIGTERM to its PID) and wait for the watchdog, which
+    /// removes the work dir. Idempotent.
+    pub fn stop(&mut self) {
+        if let Ok(Some(_)) = self.watchdog.try_wait() {
+            return;
+        }
+        kill(self.registry_pid, "TERM");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.watchdog.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        kill(self.registry_pid, "KILL");
+        let _ = self.watchdog.kill();
+        let _ = self.watchdog.wait();
+        let _ = fs::remove_dir_all(&self.work_dir);
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Send a signal to one PID with the shell's `kill` builtin (no libc
+/// dependency, and no need for procps on minimal systems).
+fn kill(pid: u32, signal: &str) {
+    let _ = Command::new("sh")
+        .args(["-c", "kill -s \"$1\" \"$2\" 2>/dev/null", "kill"])
+        .arg(signal)
+        .arg(pid.to_string())
+        .status();
+}
+
+/// Ask the kernel for a free port on 127.0.0.1.
+fn free_port() -> Result<u16, String> {
+    let listener =
+        TcpListener::bind("127.0.0.1:0").map_err(|e| format!("cannot bind 127.0.0.1:0: {e}"))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| format!("local_addr: {e}"))
+}
+
+/// Wait for the watchdog to write the registry's PID.
+fn wait_for_pid_file(path: &Path) -> Result<u32, String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(text) = fs::read_to_string(path)
+            && let Ok(pid) = text.trim().parse()
+        {
+            return Ok(pid);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("watchdog never wrote {}", path.display()));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The registry configuration: filesystem storage, plain HTTP on 127.0.0.1,
+/// access log on (to stdout, which the watchdog sends to `access.log`).
+fn config_yaml(storage: &Path, port: u16) -> String {
+    format!(
+        "version: 0.1\n\
+         log:\n  level: info\n  accesslog:\n    disabled: false\n\
+         storage:\n  filesystem:\n    rootdirectory: {storage}\n  \
+         maintenance:\n    uploadpurging:\n      enabled: false\n  \
+         delete:\n    enabled: true\n\
+         http:\n  addr: 127.0.0.1:{port}\n  secret: krust-test-secret\n\
+         health:\n  storagedriver:\n    enabled: false\n",
+        storage = storage.display()
+    )
+}
+
+/// Parse `IP - - [date] "METHOD URI HTTP/1.1" STATUS SIZE "ref" "agent"`.
+fn parse_access_line(line: &str) -> Option<Request> {
+    let (_, rest) = line.split_once('"')?;
+    let (request, rest) = rest.split_once('"')?;
+    let mut parts = request.split_whitespace();
+    let method = parts.next()?.to_string();
+    let uri = parts.next()?.to_string();
+    let status = rest.split_whitespace().next()?.parse().ok()?;
+    Some(Request {
+        method,
+        uri,
+        status,
+        line: line.to_string(),
+    })
+}
