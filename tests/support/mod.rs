@@ -118,3 +118,11 @@ pub fn cargo_new_lib(parent: &Path, name: &str) -> PathBuf {
     );
     dir
 }
+
+/// A registry of the test's own (stopped on drop) with the base images pushed,
+/// for tests that count requests or must see no request at all.
+pub fn own_registry_with_bases() -> (Registry, PushedBases) {
+    let registry = Registry::start();
+    let bases = base::push_bases(&registry);
+    (registry, bases)
+}
