@@ -310,11 +310,12 @@ fn hello_output(architecture: &str, args: &str) -> String {
     )
 }
 
-/// Push hello-krust onto the multi-platform base into `repo` (as KRUST_REPO).
+/// Push hello-krust onto the multi-platform base (named by KRUST_BASE_IMAGE)
+/// into `repo` (named by KRUST_REPO), for the platforms of the base.
 fn build_hello_on_multi(bases: &PushedBases, repo: &str) -> PushedRef {
     krust(["build"])
         .arg(hello_krust())
-        .args(["--base-image", &bases.multi_ref])
+        .env("KRUST_BASE_IMAGE", &bases.multi_ref)
         .env("KRUST_REPO", repo)
         .run()
         .single_ref()
@@ -640,8 +641,10 @@ fn image_flag_tags_and_verbose() {
     }
 }
 
-/// Same sources in two different directories (no push, scratch, amd64) give
-/// the same digest: no checkout path leaks into the image.
+/// Same sources in two different directories (no push, scratch, amd64), each
+/// with its own target dir, give the same digest: no checkout path leaks into
+/// the image (SPEC §5). Own target dirs also keep these copies from rewriting
+/// the shared target dir's hello-krust binaries under other tests.
 #[test]
 fn same_sources_in_another_directory_give_the_same_digest() {
     tools::require_default_rust_targets();
@@ -661,6 +664,7 @@ fn same_sources_in_another_directory_give_the_same_digest() {
             ])
             .arg(&dir)
             .env("KRUST_REPO", "127.0.0.1:1/repro")
+            .env("CARGO_TARGET_DIR", tmp.path().join(sub).join("target"))
             .run()
             .single_ref()
             .digest
