@@ -1,0 +1,332 @@
+//! Deterministic layers: a sorted list of entries becomes a tar stream with
+//! fixed ownership, modes and mtimes, gzip-compressed with a fixed level and a
+//! zero header mtime, written straight to the blob store. The sha256 of the
+//! uncompressed tar (diff_id) and of the compressed bytes (digest) are
+//! computed in the same pass, so the data is read once and never held whole
+//! in memory.
+
+use std::fs::File;
+use std::io::{self, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use flate2::{Compression, GzBuilder};
+use sha2::{Digest as _, Sha256};
+
+use crate::oci::{Blob, BlobSource};
+use crate::store::BlobStore;
+
+/// The gzip level of every layer: fixed, so the same input always gives the
+/// same bytes.
+pub const GZIP_LEVEL: u32 = 6;
+
+/// One entry of a layer, with its path inside the image (no leading `/`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    Dir {
+        path: String,
+        mode: u32,
+    },
+    File {
+        path: String,
+        mode: u32,
+        source: PathBuf,
+    },
+    Symlink {
+        path: String,
+        target: PathBuf,
+    },
+}
+
+impl Entry {
+    fn path(&self) -> &str {
+        match self {
+            Entry::Dir { path, .. } | Entry::File { path, .. } | Entry::Symlink { path, .. } => {
+                path
+            }
+        }
+    }
+}
+
+/// A layer written to the store.
+#[derive(Debug, Clone)]
+pub struct LayerBlob {
+    pub blob: Blob,
+    pub diff_id: String,
+}
+
+/// The entries of the binary layer: `/app/` and `/app/<bin>`, both 0755.
+pub fn binary_entries(bin: &str, executable: &Path) -> Vec<Entry> {
+    vec![
+        Entry::Dir {
+            path: "app/".into(),
+            mode: 0o755,
+        },
+        Entry::File {
+            path: format!("app/{bin}"),
+            mode: 0o755,
+            source: executable.to_path_buf(),
+        },
+    ]
+}
+
+/// Writes the entries (sorted by path here, whatever order they come in) as
+/// a gzip layer of the given media type into the store.
+pub fn write_layer(
+    store: &BlobStore,
+    mut entries: Vec<Entry>,
+    media_type: &str,
+    mtime: u64,
+) -> Result<LayerBlob> {
+    entries.sort_by(|a, b| a.path().cmp(b.path()));
+    let temp = store.temp_file()?;
+    let file = temp
+        .as_file()
+        .try_clone()
+        .context("cannot reopen layer file")?;
+
+    let compressed = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, file));
+    let gzip = GzBuilder::new()
+        .mtime(0)
+        .write(compressed, Compression::new(GZIP_LEVEL));
+    let mut tar = tar::Builder::new(HashingWriter::new(gzip));
+    for entry in &entries {
+        append(&mut tar, entry, mtime)?;
+    }
+    let uncompressed = tar.into_inner().context("cannot finish layer tar")?;
+    let diff_id = uncompressed.digest();
+    let gzip = uncompressed.inner;
+    let compressed = gzip.finish().context("cannot finish layer gzip")?;
+    let digest = compressed.digest();
+    let size = compressed.count;
+    compressed
+        .inner
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .and_then(|f| f.sync_all())
+        .context("cannot write layer file")?;
+
+    let path = store.commit(temp, &digest)?;
+    Ok(LayerBlob {
+        blob: Blob {
+            media_type: media_type.to_string(),
+            digest,
+            size,
+            source: BlobSource::File(path),
+        },
+        diff_id,
+    })
+}
+
+fn append<W: Write>(tar: &mut tar::Builder<W>, entry: &Entry, mtime: u64) -> Result<()> {
+    let mut header = tar::Header::new_gnu();
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(mtime);
+    match entry {
+        Entry::Dir { path, mode } => {
+            header.set_entry_type(tar::EntryType::Directory);
+            header.set_mode(*mode);
+            header.set_size(0);
+            tar.append_data(&mut header, path, io::empty())
+        }
+        Entry::File { path, mode, source } => {
+            let file =
+                File::open(source).with_context(|| format!("cannot read {}", source.display()))?;
+            let size = file
+                .metadata()
+                .with_context(|| format!("cannot stat {}", source.display()))?
+                .len();
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_mode(*mode);
+            header.set_size(size);
+            tar.append_data(&mut header, path, BufReader::with_capacity(1 << 20, file))
+        }
+        Entry::Symlink { path, target } => {
+            header.set_entry_type(tar::EntryType::Symlink);
+            header.set_mode(0o777);
+            header.set_size(0);
+            tar.append_link(&mut header, path, target)
+        }
+    }
+    .with_context(|| format!("cannot add {} to the layer", entry.path()))
+}
+
+/// The entries of a data directory copied to `/var/run/krust`: directories
+/// 0755, files 0644 (0755 when executable), symlinks kept when they stay
+/// inside `package_dir`.
+pub fn data_entries(data_dir: &Path, package_dir: &Path) -> Result<Vec<Entry>> {
+    let package_root = package_dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", package_dir.display()))?;
+    let mut entries = vec![Entry::Dir {
+        path: "var/run/krust/".into(),
+        mode: 0o755,
+    }];
+    collect(data_dir, "var/run/krust", &package_root, &mut entries)?;
+    Ok(entries)
+}
+
+fn collect(dir: &Path, prefix: &str, package_root: &Path, out: &mut Vec<Entry>) -> Result<()> {
+    let mut children: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read data directory {}", dir.display()))?
+        .collect::<io::Result<_>>()
+        .with_context(|| format!("cannot read data directory {}", dir.display()))?;
+    children.sort_by_key(|c| c.file_name());
+    for child in children {
+        let path = child.path();
+        let name = child.file_name();
+        let Some(name) = name.to_str() else {
+            bail!("data file name {} is not UTF-8", path.display());
+        };
+        let inner = format!("{prefix}/{name}");
+        let meta = std::fs::symlink_metadata(&path)
+            .with_context(|| format!("cannot stat {}", path.display()))?;
+        if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(&path)
+                .with_context(|| format!("cannot read link {}", path.display()))?;
+            let resolved = path.canonicalize().ok();
+            if !resolved.is_some_and(|r| r.starts_with(package_root)) {
+                bail!(
+                    "data symlink {} points outside the package ({}); copy the file into the data directory instead",
+                    path.display(),
+                    target.display()
+                );
+            }
+            out.push(Entry::Symlink {
+                path: inner,
+                target,
+            });
+        } else if meta.is_dir() {
+            out.push(Entry::Dir {
+                path: format!("{inner}/"),
+                mode: 0o755,
+            });
+            collect(&path, &inner, package_root, out)?;
+        } else if meta.is_file() {
+            use std::os::unix::fs::PermissionsExt;
+            let executable = meta.permissions().mode() & 0o111 != 0;
+            out.push(Entry::File {
+                path: inner,
+                mode: if executable { 0o755 } else { 0o644 },
+                source: path,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A writer that hashes and counts what passes through it.
+struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    count: u64,
+}
+
+impl<W> HashingWriter<W> {
+    fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
+    }
+
+    fn digest(&self) -> String {
+        format!("sha256:{}", hex::encode(self.hasher.clone().finalize()))
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let written = self.inner.write(buf)?;
+        self.hasher.update(&buf[..written]);
+        self.count += written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn layer_of(bytes: &[u8], mtime: u64) -> (LayerBlob, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(&dir.path().join("store")).unwrap();
+        let exe = dir.path().join("exe");
+        std::fs::write(&exe, bytes).unwrap();
+        let layer = write_layer(
+            &store,
+            binary_entries("hello", &exe),
+            crate::oci::MEDIA_TYPE_OCI_LAYER_GZIP,
+            mtime,
+        )
+        .unwrap();
+        (layer, dir)
+    }
+
+    #[test]
+    fn same_input_same_bytes_and_digests_match_content() {
+        let (a, _da) = layer_of(b"binary", 0);
+        let (b, _db) = layer_of(b"binary", 0);
+        assert_eq!(a.blob.digest, b.blob.digest);
+        assert_eq!(a.diff_id, b.diff_id);
+        let (c, _dc) = layer_of(b"binary", 1);
+        assert_ne!(a.blob.digest, c.blob.digest);
+
+        let BlobSource::File(path) = &a.blob.source else {
+            panic!("layer not on disk")
+        };
+        let compressed = std::fs::read(path).unwrap();
+        assert_eq!(crate::oci::sha256_digest(&compressed), a.blob.digest);
+        assert_eq!(compressed.len() as u64, a.blob.size);
+        let mut tar_bytes = Vec::new();
+        flate2::read::GzDecoder::new(&compressed[..])
+            .read_to_end(&mut tar_bytes)
+            .unwrap();
+        assert_eq!(crate::oci::sha256_digest(&tar_bytes), a.diff_id);
+
+        let mut archive = tar::Archive::new(&tar_bytes[..]);
+        let entries: Vec<(String, u32, u64, u64)> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let h = e.header();
+                (
+                    e.path().unwrap().to_string_lossy().into_owned(),
+                    h.mode().unwrap(),
+                    h.uid().unwrap(),
+                    h.mtime().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            entries,
+            vec![
+                ("app/".to_string(), 0o755, 0, 0),
+                ("app/hello".to_string(), 0o755, 0, 0)
+            ]
+        );
+    }
+
+    #[test]
+    fn data_symlink_leaving_the_package_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let package = dir.path().join("pkg");
+        let data = package.join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::write(data.join("a.txt"), "a").unwrap();
+        std::os::unix::fs::symlink("a.txt", data.join("inside")).unwrap();
+        let entries = data_entries(&data, &package).unwrap();
+        assert_eq!(entries.len(), 3);
+        std::os::unix::fs::symlink("/etc/passwd", data.join("outside")).unwrap();
+        let err = data_entries(&data, &package).unwrap_err().to_string();
+        assert!(err.contains("outside the package"), "{err}");
+    }
+}

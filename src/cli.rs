@@ -1,0 +1,263 @@
+//! Command-line interface: the clap definitions of SPEC §2 and the handling
+//! of the `krust` word cargo inserts when it runs `cargo krust …`. Nothing
+//! here knows how images are made.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Build and publish container images of Rust binaries, without Docker.
+///
+/// Each bin target is cross-compiled into a static musl binary for every
+/// platform, appended as a layer to a base image and pushed as a
+/// multi-platform OCI image index. Only image references go to stdout.
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo-krust",
+    bin_name = "cargo krust",
+    version,
+    about,
+    long_about
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build images for the bins of a package or workspace and push them.
+    ///
+    /// Prints one `REPO/NAME@sha256:…` line per image on stdout.
+    #[command(visible_alias = "publish")]
+    Build(Box<BuildArgs>),
+    /// Print the version of cargo-krust.
+    Version,
+    /// Print a shell completion script.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Package or workspace directory [default: current directory].
+    pub directory: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub options: BuildOptions,
+
+    /// Extra arguments passed to `cargo build` after `--`.
+    #[arg(last = true, value_name = "CARGO_ARGS")]
+    pub cargo_args: Vec<String>,
+}
+
+/// Options shared by every command that builds images.
+#[derive(Debug, Clone, Default, Args)]
+pub struct BuildOptions {
+    /// Path to Cargo.toml (instead of DIRECTORY).
+    #[arg(long, value_name = "PATH", help_heading = "Package selection")]
+    pub manifest_path: Option<PathBuf>,
+
+    /// Package to build (repeatable).
+    #[arg(
+        short = 'p',
+        long = "package",
+        value_name = "SPEC",
+        help_heading = "Package selection"
+    )]
+    pub packages: Vec<String>,
+
+    /// Build every workspace member that has bin targets.
+    #[arg(long, help_heading = "Package selection")]
+    pub workspace: bool,
+
+    /// Leave a package out of --workspace (repeatable).
+    #[arg(
+        long,
+        value_name = "SPEC",
+        requires = "workspace",
+        help_heading = "Package selection"
+    )]
+    pub exclude: Vec<String>,
+
+    /// Only build this bin target (repeatable).
+    #[arg(long = "bin", value_name = "NAME", help_heading = "Package selection")]
+    pub bins: Vec<String>,
+
+    /// Repository prefix images are pushed under, as REPO/<bin>.
+    #[arg(long, env = "KRUST_REPO", value_name = "REPO", help_heading = "Image")]
+    pub repo: Option<String>,
+
+    /// Full image name for the single selected bin (overrides --repo naming).
+    #[arg(short = 'i', long, value_name = "REF", help_heading = "Image")]
+    pub image: Option<String>,
+
+    /// Tag to apply (repeatable, comma-separated) [default: latest].
+    #[arg(
+        short = 't',
+        long = "tag",
+        value_name = "TAG",
+        value_delimiter = ',',
+        help_heading = "Image"
+    )]
+    pub tags: Vec<String>,
+
+    /// Target platform os/arch[/variant] (repeatable, comma-separated, or `all`)
+    /// [default: the platforms of the base image].
+    #[arg(
+        long = "platform",
+        env = "KRUST_PLATFORMS",
+        value_name = "PLATFORM",
+        value_delimiter = ',',
+        help_heading = "Image"
+    )]
+    pub platforms: Vec<String>,
+
+    /// Base image; `scratch` means no base [default: cgr.dev/chainguard/static:latest].
+    #[arg(
+        long,
+        env = "KRUST_BASE_IMAGE",
+        value_name = "REF",
+        help_heading = "Image"
+    )]
+    pub base_image: Option<String>,
+
+    /// Build everything but push nothing; still print the reference (same digest).
+    #[arg(long, help_heading = "Output")]
+    pub no_push: bool,
+
+    /// Also write the images into an OCI image layout at DIR.
+    #[arg(long, value_name = "DIR", help_heading = "Output")]
+    pub oci_layout_path: Option<PathBuf>,
+
+    /// Also write the printed references to FILE.
+    #[arg(long, value_name = "FILE", help_heading = "Output")]
+    pub image_refs: Option<PathBuf>,
+
+    /// Allow plain HTTP to this registry (loopback registries always may).
+    #[arg(long, value_name = "HOST[:PORT]", help_heading = "Registry")]
+    pub insecure_registry: Vec<String>,
+
+    /// Cargo profile to build with [default: release].
+    #[arg(long, value_name = "NAME", help_heading = "Cargo")]
+    pub profile: Option<String>,
+
+    /// Build with the release profile (the default).
+    #[arg(long, conflicts_with = "profile", help_heading = "Cargo")]
+    pub release: bool,
+
+    /// Cargo features to activate (repeatable, comma- or space-separated).
+    #[arg(short = 'F', long, value_name = "FEATURES", help_heading = "Cargo")]
+    pub features: Vec<String>,
+
+    /// Activate all features.
+    #[arg(long, help_heading = "Cargo")]
+    pub all_features: bool,
+
+    /// Do not activate the default feature.
+    #[arg(long, help_heading = "Cargo")]
+    pub no_default_features: bool,
+
+    /// Require Cargo.lock to be up to date.
+    #[arg(long, help_heading = "Cargo")]
+    pub locked: bool,
+
+    /// Require Cargo.lock and the cache to be up to date.
+    #[arg(long, help_heading = "Cargo")]
+    pub frozen: bool,
+
+    /// Run without accessing the network (cargo).
+    #[arg(long, help_heading = "Cargo")]
+    pub offline: bool,
+
+    /// Directory for all generated artifacts.
+    #[arg(long, value_name = "DIR", help_heading = "Cargo")]
+    pub target_dir: Option<PathBuf>,
+
+    /// Number of parallel jobs for builds and pushes.
+    #[arg(short = 'j', long, value_name = "N", help_heading = "Cargo")]
+    pub jobs: Option<u16>,
+
+    /// Use verbose output (-vv for more).
+    #[arg(short = 'v', long, action = clap::ArgAction::Count, conflicts_with = "quiet", help_heading = "Output")]
+    pub verbose: u8,
+
+    /// Print nothing on stderr but errors.
+    #[arg(short = 'q', long, help_heading = "Output")]
+    pub quiet: bool,
+
+    /// Coloring of stderr.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN", help_heading = "Output")]
+    pub color: ColorChoice,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ColorChoice::Auto => "auto",
+            ColorChoice::Always => "always",
+            ColorChoice::Never => "never",
+        }
+    }
+}
+
+/// Drops the `krust` word cargo inserts: `cargo krust build` runs
+/// `cargo-krust krust build`.
+pub fn normalize_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    let mut args: Vec<OsString> = args.into_iter().collect();
+    if args.get(1).is_some_and(|arg| arg == "krust") {
+        args.remove(1);
+    }
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn cargo_subcommand_word_is_dropped() {
+        let args = normalize_args(["cargo-krust", "krust", "build"].map(OsString::from));
+        assert_eq!(args, ["cargo-krust", "build"].map(OsString::from));
+        let args = normalize_args(["cargo-krust", "build"].map(OsString::from));
+        assert_eq!(args, ["cargo-krust", "build"].map(OsString::from));
+    }
+
+    #[test]
+    fn tags_and_platforms_split_on_commas() {
+        let cli = Cli::try_parse_from([
+            "cargo-krust",
+            "build",
+            "-t",
+            "a,b",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--",
+            "--verbose",
+        ])
+        .unwrap();
+        let Command::Build(args) = cli.command else {
+            panic!("not build")
+        };
+        assert_eq!(args.options.tags, ["a", "b"]);
+        assert_eq!(args.options.platforms, ["linux/amd64", "linux/arm64"]);
+        assert_eq!(args.cargo_args, ["--verbose"]);
+    }
+}

@@ -1,0 +1,20 @@
+//! cargo-krust: `ko` for Rust. Builds the bin targets of a Rust workspace
+//! into static musl binaries, layers them onto a base image and publishes
+//! multi-platform OCI image indexes.
+//!
+//! The pipeline, one module per stage, data flowing one way:
+//! [`plan`] → [`compile`] → [`assemble`] → [`publish`], wired by [`pipeline`],
+//! with [`base`] resolving base images beside compilation.
+
+pub mod assemble;
+pub mod base;
+pub mod cli;
+pub mod compile;
+pub mod image_name;
+pub mod oci;
+pub mod pipeline;
+pub mod plan;
+pub mod platform;
+pub mod progress;
+pub mod publish;
+pub mod store;

@@ -1,0 +1,299 @@
+//! The build pipeline, wiring the stages in their one direction:
+//! plan → base (fetch) → compile → assemble → publish. It owns concurrency
+//! (bases fetched together, pushes of several images in parallel) and
+//! returns the assembled indexes in plan order; it never prints to stdout.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use futures_util::future::try_join_all;
+use futures_util::{StreamExt, TryStreamExt, stream};
+
+use crate::assemble::layer::{self, LayerBlob};
+use crate::assemble::{self, ImageIndex, PlatformBase, PlatformInput};
+use crate::base::{BaseImage, BasePlatformImage};
+use crate::compile::{self, TripleBuild, Unit};
+use crate::oci::layer_media_type_like;
+use crate::plan::{BaseSpec, ImageJob, Plan};
+use crate::platform::Platform;
+use crate::progress;
+use crate::publish::registry::RegistryClient;
+use crate::publish::{OciLayout, RegistrySink};
+use crate::store::BlobStore;
+
+/// Runs the whole pipeline for a plan.
+pub async fn run(plan: &Plan) -> Result<Vec<ImageIndex>> {
+    let store = BlobStore::open(&plan.target_dir.join("krust"))?;
+    let client = Arc::new(registry_client(plan)?);
+
+    let bases = fetch_bases(plan, &client, &store).await?;
+    let platforms = job_platforms(plan, &bases)?;
+    let executables = compile_all(plan, &platforms).await?;
+
+    let created = timestamp(plan.epoch);
+    let mut indexes = Vec::new();
+    for (job, job_platforms) in plan.images.iter().zip(&platforms) {
+        let base = match &job.base {
+            BaseSpec::Image(reference) => Some(&bases[reference]),
+            BaseSpec::Scratch => None,
+        };
+        indexes.push(
+            assemble_job(
+                job,
+                base,
+                job_platforms,
+                &executables,
+                &client,
+                &store,
+                &created,
+                plan.epoch,
+            )
+            .await?,
+        );
+    }
+
+    let jobs = plan.jobs.max(1);
+    if plan.push {
+        let sink = RegistrySink::new(client.clone(), store.clone(), jobs);
+        stream::iter(indexes.iter())
+            .map(|index| sink.publish(index))
+            .buffer_unordered(jobs)
+            .try_collect::<Vec<()>>()
+            .await?;
+    }
+    if let Some(dir) = &plan.oci_layout {
+        let layout = OciLayout::new(dir);
+        for index in &indexes {
+            layout.write(index, &client, &store).await?;
+        }
+        progress::status("Wrote", format!("OCI layout {}", dir.display()));
+    }
+    Ok(indexes)
+}
+
+fn registry_client(plan: &Plan) -> Result<RegistryClient> {
+    let mut registries: BTreeSet<String> = plan
+        .images
+        .iter()
+        .map(|job| job.name.registry().to_string())
+        .collect();
+    for job in &plan.images {
+        if let BaseSpec::Image(reference) = &job.base {
+            registries.insert(
+                crate::image_name::parse_reference(reference)?
+                    .registry()
+                    .to_string(),
+            );
+        }
+    }
+    RegistryClient::new(
+        registries.iter().map(String::as_str),
+        &plan.insecure_registries,
+    )
+}
+
+/// Resolves every distinct base image of the plan, all at once.
+async fn fetch_bases(
+    plan: &Plan,
+    client: &RegistryClient,
+    store: &BlobStore,
+) -> Result<HashMap<String, BaseImage>> {
+    let references: BTreeSet<&str> = plan
+        .images
+        .iter()
+        .filter_map(|job| match &job.base {
+            BaseSpec::Image(reference) => Some(reference.as_str()),
+            BaseSpec::Scratch => None,
+        })
+        .collect();
+    let fetched = try_join_all(references.iter().map(|reference| async move {
+        progress::verbose(format!("resolving base image {reference}"));
+        BaseImage::fetch(client, store, reference).await
+    }))
+    .await?;
+    Ok(fetched
+        .into_iter()
+        .map(|base| (base.configured.clone(), base))
+        .collect())
+}
+
+/// The platforms of each job: as requested (and present in the base), or
+/// every buildable platform of the base.
+fn job_platforms(plan: &Plan, bases: &HashMap<String, BaseImage>) -> Result<Vec<Vec<Platform>>> {
+    plan.images
+        .iter()
+        .map(|job| {
+            let base = match &job.base {
+                BaseSpec::Image(reference) => Some(&bases[reference]),
+                BaseSpec::Scratch => None,
+            };
+            let platforms = match (&job.platforms, base) {
+                (Some(requested), Some(base)) => {
+                    for platform in requested {
+                        base.entry(platform)?;
+                    }
+                    requested.clone()
+                }
+                (Some(requested), None) => requested.clone(),
+                (None, Some(base)) => {
+                    let platforms = base.platforms();
+                    if platforms.is_empty() {
+                        bail!(
+                            "base image {} has no platform cargo-krust can build for; pick one with --platform",
+                            base.configured
+                        );
+                    }
+                    platforms
+                }
+                (None, None) => vec![Platform::host()],
+            };
+            Ok(platforms)
+        })
+        .collect()
+}
+
+/// One cargo invocation per target triple, each building every bin that
+/// needs that triple.
+async fn compile_all(
+    plan: &Plan,
+    platforms: &[Vec<Platform>],
+) -> Result<HashMap<(Unit, Platform), PathBuf>> {
+    let mut by_platform: BTreeMap<Platform, BTreeSet<Unit>> = BTreeMap::new();
+    let mut package_features: HashMap<String, Vec<String>> = HashMap::new();
+    for (job, job_platforms) in plan.images.iter().zip(platforms) {
+        package_features.insert(job.package.clone(), job.features.clone());
+        for platform in job_platforms {
+            by_platform
+                .entry(platform.clone())
+                .or_default()
+                .insert(unit(job));
+        }
+    }
+
+    let mut executables = HashMap::new();
+    for (platform, units) in by_platform {
+        let triple = platform
+            .rust_target()
+            .with_context(|| format!("no Rust target for {platform}"))?;
+        progress::status(
+            "Building",
+            format!(
+                "{} for {platform} ({triple})",
+                units
+                    .iter()
+                    .map(|u| u.bin.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
+        let request = TripleBuild {
+            triple,
+            manifest_path: &plan.manifest_path,
+            target_dir: &plan.target_dir,
+            units,
+            package_features: package_features.clone(),
+            cargo: &plan.cargo,
+        };
+        let built = tokio::task::block_in_place(|| compile::build(&request))?;
+        for (unit, path) in built {
+            executables.insert((unit, platform.clone()), path);
+        }
+    }
+    Ok(executables)
+}
+
+fn unit(job: &ImageJob) -> Unit {
+    Unit {
+        manifest_path: job.package_dir.join("Cargo.toml"),
+        package: job.package.clone(),
+        bin: job.bin.clone(),
+    }
+}
+
+/// Builds the layers, configs, manifests and index of one job.
+#[allow(clippy::too_many_arguments)]
+async fn assemble_job(
+    job: &ImageJob,
+    base: Option<&BaseImage>,
+    platforms: &[Platform],
+    executables: &HashMap<(Unit, Platform), PathBuf>,
+    client: &RegistryClient,
+    store: &BlobStore,
+    created: &str,
+    epoch: u64,
+) -> Result<ImageIndex> {
+    let base_images: Vec<Option<BasePlatformImage>> =
+        try_join_all(platforms.iter().map(|p| async move {
+            match base {
+                Some(base) => base.platform_image(client, store, p).await.map(Some),
+                None => Ok(None),
+            }
+        }))
+        .await?;
+
+    let mut data_layers: HashMap<&'static str, LayerBlob> = HashMap::new();
+    let mut images = Vec::new();
+    for (platform, base_image) in platforms.iter().zip(&base_images) {
+        let media_type = layer_media_type_like(
+            base_image
+                .as_ref()
+                .and_then(|b| b.layers().last().cloned())
+                .as_ref()
+                .and_then(|d| d.get("mediaType"))
+                .and_then(|m| m.as_str()),
+        );
+        let executable = executables
+            .get(&(unit(job), platform.clone()))
+            .with_context(|| format!("no executable of {} for {platform}", job.bin))?;
+
+        let mut added: Vec<(LayerBlob, String)> = Vec::new();
+        if let Some(data_dir) = &job.config.data {
+            if !data_layers.contains_key(media_type) {
+                let entries = layer::data_entries(data_dir, &job.package_dir)?;
+                let layer = tokio::task::block_in_place(|| {
+                    layer::write_layer(store, entries, media_type, epoch)
+                })?;
+                data_layers.insert(media_type, layer);
+            }
+            added.push((
+                data_layers[media_type].clone(),
+                format!("cargo-krust: data {} -> /var/run/krust", data_dir.display()),
+            ));
+        }
+        let binary_layer = tokio::task::block_in_place(|| {
+            layer::write_layer(
+                store,
+                layer::binary_entries(&job.bin, executable),
+                media_type,
+                epoch,
+            )
+        })?;
+        added.push((binary_layer, format!("cargo-krust: /app/{}", job.bin)));
+
+        images.push(assemble::platform_image(PlatformInput {
+            platform,
+            base: base
+                .zip(base_image.as_ref())
+                .map(|(image, platform)| PlatformBase { image, platform }),
+            bin: &job.bin,
+            settings: &job.config,
+            added: added.iter().map(|(l, c)| (l, c.clone())).collect(),
+            created,
+        })?);
+    }
+    Ok(assemble::image_index(
+        job.name.clone(),
+        job.tags.clone(),
+        base,
+        &job.config,
+        images,
+    ))
+}
+
+/// RFC 3339 form of the image timestamp.
+fn timestamp(epoch: u64) -> String {
+    humantime::format_rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_secs(epoch))
+        .to_string()
+}

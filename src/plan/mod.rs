@@ -1,0 +1,521 @@
+//! Planning: reads the package graph with cargo_metadata, selects packages and
+//! bins with cargo's semantics, layers the configuration of SPEC §4, and turns
+//! it all into a [`Plan`]: one [`ImageJob`] per bin, in workspace-member order
+//! then bin order. Nothing here touches a registry or the file system beyond
+//! reading manifests and configuration.
+
+pub mod settings;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use cargo_metadata::{Metadata, MetadataCommand, Package, TargetKind};
+
+use crate::cli::BuildOptions;
+use crate::image_name::{ImageName, parse_reference, validate_tag};
+use crate::platform::Platform;
+pub use settings::{PackageSettings, Settings};
+
+/// The built-in default base image (SPEC §4).
+pub const DEFAULT_BASE_IMAGE: &str = "cgr.dev/chainguard/static:latest";
+
+/// Repository prefix used for the printed reference when nothing is pushed
+/// and no repository is configured (as ko's `ko.local`).
+pub const LOCAL_REPO: &str = "krust.local";
+
+/// Everything the later stages need, decided up front.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The manifest cargo is run with (package or workspace root).
+    pub manifest_path: PathBuf,
+    pub workspace_root: PathBuf,
+    pub target_dir: PathBuf,
+    pub images: Vec<ImageJob>,
+    pub cargo: CargoOptions,
+    pub push: bool,
+    pub oci_layout: Option<PathBuf>,
+    pub insecure_registries: Vec<String>,
+    /// Parallel transfers (and cargo jobs when `-j` is given).
+    pub jobs: usize,
+    /// Image timestamps and layer mtimes: `SOURCE_DATE_EPOCH` or 0.
+    pub epoch: u64,
+}
+
+/// One image to build: one bin of one package, for one or more platforms.
+#[derive(Debug, Clone)]
+pub struct ImageJob {
+    pub package: String,
+    pub package_dir: PathBuf,
+    pub bin: String,
+    pub name: ImageName,
+    pub tags: Vec<String>,
+    pub base: BaseSpec,
+    /// Platforms asked for by the user or configuration; `None` means "the
+    /// platforms of the base image".
+    pub platforms: Option<Vec<Platform>>,
+    /// Cargo features configured for this package (`features` key).
+    pub features: Vec<String>,
+    pub config: ImageSettings,
+}
+
+/// The base image of a job as configured.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum BaseSpec {
+    Scratch,
+    /// The reference exactly as configured (it goes into the base.name annotation).
+    Image(String),
+}
+
+/// Runtime settings that end up in the image config and annotations.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ImageSettings {
+    pub env: BTreeMap<String, String>,
+    pub args: Option<Vec<String>>,
+    pub ports: Vec<String>,
+    pub user: Option<String>,
+    pub workdir: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// Absolute path of the data directory, if configured.
+    pub data: Option<PathBuf>,
+}
+
+/// Options handed through to `cargo build`.
+#[derive(Debug, Clone, Default)]
+pub struct CargoOptions {
+    pub profile: String,
+    pub features: Vec<String>,
+    pub all_features: bool,
+    pub no_default_features: bool,
+    pub locked: bool,
+    pub frozen: bool,
+    pub offline: bool,
+    pub jobs: Option<u16>,
+    pub quiet: bool,
+    pub verbose: u8,
+    pub color: &'static str,
+    pub extra_args: Vec<String>,
+}
+
+/// Where to start: a directory (or manifest) and the selection flags.
+pub fn plan(
+    directory: Option<&Path>,
+    options: &BuildOptions,
+    cargo_args: &[String],
+) -> Result<Plan> {
+    let manifest_path = locate_manifest(directory, options.manifest_path.as_deref())?;
+    let metadata = read_metadata(&manifest_path)?;
+    let packages = select_packages(&metadata, &manifest_path, options)?;
+
+    let global = Settings::from_global_file(&global_config_path())?;
+    let workspace = match metadata.workspace_metadata.get("krust") {
+        Some(table) => Settings::from_metadata(
+            table,
+            &format!(
+                "[workspace.metadata.krust] in {}",
+                metadata.workspace_root.join("Cargo.toml")
+            ),
+        )?,
+        None => Settings::default(),
+    };
+    let cli = cli_settings(options);
+
+    let mut images = Vec::new();
+    for package in &packages {
+        let package_settings =
+            PackageSettings::from_metadata(&package.metadata, package.manifest_path.as_std_path())?;
+        for bin in select_bins(package, &options.bins)? {
+            let bin_settings = package_settings.bins.get(&bin).cloned().unwrap_or_default();
+            let merged = cli
+                .clone()
+                .over(bin_settings)
+                .over(package_settings.package.clone())
+                .over(workspace.clone())
+                .over(global.clone());
+            images.push(image_job(package, &bin, merged, options)?);
+        }
+    }
+    if options
+        .bins
+        .iter()
+        .any(|b| !images.iter().any(|i| &i.bin == b))
+    {
+        let missing: Vec<&String> = options
+            .bins
+            .iter()
+            .filter(|b| !images.iter().any(|i| &i.bin == *b))
+            .collect();
+        bail!(
+            "no bin target named {} in the selected packages",
+            missing
+                .iter()
+                .map(|b| format!("`{b}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if options.image.is_some() && images.len() > 1 {
+        bail!(
+            "--image names one image but {} bins are selected ({}); select one with --bin or use --repo",
+            images.len(),
+            images
+                .iter()
+                .map(|i| i.bin.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+
+    let target_dir = match &options.target_dir {
+        Some(dir) => absolute(dir)?,
+        None => metadata.target_directory.clone().into_std_path_buf(),
+    };
+    Ok(Plan {
+        manifest_path,
+        workspace_root: metadata.workspace_root.clone().into_std_path_buf(),
+        target_dir,
+        images,
+        cargo: cargo_options(options, cargo_args),
+        push: !options.no_push,
+        oci_layout: options
+            .oci_layout_path
+            .as_deref()
+            .map(absolute)
+            .transpose()?,
+        insecure_registries: options.insecure_registry.clone(),
+        jobs: options
+            .jobs
+            .map(usize::from)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(4, |n| n.get().max(4))),
+        epoch: source_date_epoch()?,
+    })
+}
+
+/// `SOURCE_DATE_EPOCH` (reproducible-builds.org), 0 when unset.
+fn source_date_epoch() -> Result<u64> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(value) if !value.trim().is_empty() => value.trim().parse().with_context(|| {
+            format!("SOURCE_DATE_EPOCH=`{value}` is not a number of seconds since 1970")
+        }),
+        _ => Ok(0),
+    }
+}
+
+fn locate_manifest(directory: Option<&Path>, manifest_path: Option<&Path>) -> Result<PathBuf> {
+    let path = match (manifest_path, directory) {
+        (Some(manifest), _) => manifest.to_path_buf(),
+        (None, Some(dir)) => dir.join("Cargo.toml"),
+        (None, None) => PathBuf::from("Cargo.toml"),
+    };
+    if !path.is_file() {
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
+        bail!(
+            "no Cargo.toml at {}: run cargo krust in a package directory, or pass its path (DIRECTORY or --manifest-path)",
+            dir.map(|d| format!("{}", d.display()))
+                .map(|d| format!("{d}/Cargo.toml"))
+                .unwrap_or_else(|| "./Cargo.toml".into())
+        );
+    }
+    absolute(&path)
+}
+
+fn absolute(path: &Path) -> Result<PathBuf> {
+    std::path::absolute(path).with_context(|| format!("cannot resolve path {}", path.display()))
+}
+
+fn read_metadata(manifest_path: &Path) -> Result<Metadata> {
+    MetadataCommand::new()
+        .manifest_path(manifest_path)
+        .no_deps()
+        .exec()
+        .map_err(|err| match err {
+            cargo_metadata::Error::CargoMetadata { stderr } => anyhow::anyhow!(
+                "cargo metadata failed for {}: {}",
+                manifest_path.display(),
+                stderr
+                    .lines()
+                    .find(|l| l.starts_with("error"))
+                    .unwrap_or(stderr.trim())
+                    .trim_start_matches("error: ")
+            ),
+            other => anyhow::Error::new(other).context(format!(
+                "cannot run cargo metadata for {}",
+                manifest_path.display()
+            )),
+        })
+}
+
+/// cargo's package selection: `-p` specs, `--workspace` minus `--exclude` and
+/// `skip = true`, the package of the manifest, or the default members of a
+/// virtual workspace (those with bins).
+fn select_packages<'m>(
+    metadata: &'m Metadata,
+    manifest_path: &Path,
+    options: &BuildOptions,
+) -> Result<Vec<&'m Package>> {
+    let members = metadata.workspace_packages();
+    if !options.packages.is_empty() {
+        return options
+            .packages
+            .iter()
+            .map(|spec| {
+                members
+                    .iter()
+                    .copied()
+                    .find(|p| package_matches(p, spec))
+                    .with_context(|| {
+                        format!(
+                            "package `{spec}` is not a member of the workspace at {} (members: {})",
+                            metadata.workspace_root,
+                            members
+                                .iter()
+                                .map(|p| p.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    })
+            })
+            .collect();
+    }
+    if options.workspace {
+        for spec in &options.exclude {
+            if !members.iter().any(|p| package_matches(p, spec)) {
+                bail!("--exclude `{spec}` matches no workspace member");
+            }
+        }
+        let mut selected = Vec::new();
+        for package in members {
+            if options.exclude.iter().any(|s| package_matches(package, s)) {
+                continue;
+            }
+            let settings = PackageSettings::from_metadata(
+                &package.metadata,
+                package.manifest_path.as_std_path(),
+            )?;
+            if settings.package.skip == Some(true) || !has_bins(package) {
+                continue;
+            }
+            selected.push(package);
+        }
+        if selected.is_empty() {
+            bail!(
+                "no workspace member of {} has a bin target to build",
+                metadata.workspace_root
+            );
+        }
+        return Ok(selected);
+    }
+    let in_dir = metadata
+        .packages
+        .iter()
+        .find(|p| p.manifest_path.as_std_path() == manifest_path);
+    if let Some(package) = in_dir {
+        if !has_bins(package) {
+            bail!(
+                "package `{}` has no bin target: cargo-krust builds images of binaries (add src/main.rs or a [[bin]] section to {})",
+                package.name,
+                package.manifest_path
+            );
+        }
+        return Ok(vec![package]);
+    }
+    let defaults: Vec<&Package> = metadata
+        .workspace_default_packages()
+        .into_iter()
+        .filter(|p| has_bins(p))
+        .collect();
+    if defaults.is_empty() {
+        bail!(
+            "no workspace member of {} has a bin target to build",
+            metadata.workspace_root
+        );
+    }
+    Ok(defaults)
+}
+
+fn package_matches(package: &Package, spec: &str) -> bool {
+    match spec.split_once('@') {
+        Some((name, version)) => {
+            package.name.as_str() == name && package.version.to_string().starts_with(version)
+        }
+        None => package.name.as_str() == spec,
+    }
+}
+
+fn has_bins(package: &Package) -> bool {
+    package.targets.iter().any(|t| t.is_kind(TargetKind::Bin))
+}
+
+/// The bin targets of a package, in manifest order, filtered by `--bin`.
+fn select_bins(package: &Package, wanted: &[String]) -> Result<Vec<String>> {
+    Ok(package
+        .targets
+        .iter()
+        .filter(|t| t.is_kind(TargetKind::Bin))
+        .filter(|t| wanted.is_empty() || wanted.contains(&t.name))
+        .map(|t| t.name.clone())
+        .collect())
+}
+
+/// The CLI and environment layer (clap folds `KRUST_*` variables into the flags).
+fn cli_settings(options: &BuildOptions) -> Settings {
+    Settings {
+        base_image: options.base_image.clone(),
+        platforms: (!options.platforms.is_empty()).then(|| options.platforms.clone()),
+        tags: (!options.tags.is_empty()).then(|| options.tags.clone()),
+        ..Settings::default()
+    }
+}
+
+fn global_config_path() -> PathBuf {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+        .unwrap_or_else(|| PathBuf::from(".config"));
+    base.join("krust").join("config.toml")
+}
+
+fn image_job(
+    package: &Package,
+    bin: &str,
+    settings: Settings,
+    options: &BuildOptions,
+) -> Result<ImageJob> {
+    let manifest = package.manifest_path.as_std_path();
+    let package_dir = manifest.parent().map(Path::to_path_buf).unwrap_or_default();
+
+    let (name, image_tag) = match &options.image {
+        Some(image) => image_name_with_tag(image)?,
+        None => {
+            let short = settings.name.as_deref().unwrap_or(bin);
+            let prefix = match (&options.repo, options.no_push) {
+                (Some(repo), _) => repo.as_str(),
+                (None, true) => LOCAL_REPO,
+                (None, false) => bail!(
+                    "KRUST_REPO is not set: say where to push with KRUST_REPO=<registry>/<path> or --repo (or use --no-push)"
+                ),
+            };
+            let name = ImageName::join(prefix, short).with_context(|| {
+                format!("cannot name the image of bin `{bin}` (repository `{prefix}`)")
+            })?;
+            (name, None)
+        }
+    };
+
+    let mut tags = settings.tags.clone().unwrap_or_default();
+    if let Some(tag) = image_tag {
+        tags.push(tag);
+    }
+    if tags.is_empty() {
+        tags.push("latest".to_string());
+    }
+    tags.dedup();
+    for tag in &tags {
+        validate_tag(tag)?;
+    }
+
+    let base = match settings.base_image.as_deref().map(str::trim) {
+        Some("scratch") => BaseSpec::Scratch,
+        Some(reference) => {
+            parse_reference(reference)
+                .context("check --base-image, KRUST_BASE_IMAGE or the base-image key")?;
+            BaseSpec::Image(reference.to_string())
+        }
+        None => BaseSpec::Image(DEFAULT_BASE_IMAGE.to_string()),
+    };
+
+    let platforms = match &settings.platforms {
+        Some(list) if !list.is_empty() => Some(Platform::parse_list(list)?),
+        _ => None,
+    };
+
+    let data = match &settings.data {
+        Some(dir) => {
+            let path = package_dir.join(dir);
+            if !path.is_dir() {
+                bail!(
+                    "[package.metadata.krust] in {}: key `data` names {}, which is not a directory; create it or fix the path (relative to the package)",
+                    manifest.display(),
+                    path.display()
+                );
+            }
+            Some(path)
+        }
+        None => None,
+    };
+
+    let mut labels = cargo_labels(package);
+    labels.extend(settings.labels.clone().unwrap_or_default());
+
+    Ok(ImageJob {
+        package: package.name.to_string(),
+        package_dir,
+        bin: bin.to_string(),
+        name,
+        tags,
+        base,
+        platforms,
+        features: settings.features.clone().unwrap_or_default(),
+        config: ImageSettings {
+            env: settings.env.clone().unwrap_or_default(),
+            args: settings.args.clone(),
+            ports: settings.ports.clone().unwrap_or_default(),
+            user: settings.user.clone(),
+            workdir: settings.workdir.clone(),
+            labels,
+            annotations: settings.annotations.clone().unwrap_or_default(),
+            data,
+        },
+    })
+}
+
+/// `-i REF`: a repository with an optional tag.
+fn image_name_with_tag(image: &str) -> Result<(ImageName, Option<String>)> {
+    let reference = parse_reference(image)?;
+    if reference.digest().is_some() {
+        bail!("invalid image name `{image}` for --image: a digest cannot be pushed to, drop `@…`");
+    }
+    let last = image.rsplit('/').next().unwrap_or(image);
+    match last.split_once(':') {
+        Some((_, tag)) => {
+            let name = &image[..image.len() - tag.len() - 1];
+            Ok((ImageName::parse(name)?, Some(tag.to_string())))
+        }
+        None => Ok((ImageName::parse(image)?, None)),
+    }
+}
+
+/// OCI labels from the package's Cargo.toml (SPEC §5).
+fn cargo_labels(package: &Package) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    let mut add = |key: &str, value: Option<String>| {
+        if let Some(value) = value.filter(|v| !v.is_empty()) {
+            labels.insert(format!("org.opencontainers.image.{key}"), value);
+        }
+    };
+    add("title", Some(package.name.to_string()));
+    add("version", Some(package.version.to_string()));
+    add("description", package.description.clone());
+    add("source", package.repository.clone());
+    add("licenses", package.license.clone());
+    labels
+}
+
+fn cargo_options(options: &BuildOptions, cargo_args: &[String]) -> CargoOptions {
+    CargoOptions {
+        profile: options.profile.clone().unwrap_or_else(|| "release".into()),
+        features: options.features.clone(),
+        all_features: options.all_features,
+        no_default_features: options.no_default_features,
+        locked: options.locked,
+        frozen: options.frozen,
+        offline: options.offline,
+        jobs: options.jobs,
+        quiet: options.quiet,
+        verbose: options.verbose,
+        color: options.color.as_str(),
+        extra_args: cargo_args.to_vec(),
+    }
+}

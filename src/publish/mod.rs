@@ -1,0 +1,180 @@
+//! Publishing: the sinks an assembled [`ImageIndex`] is handed to. The
+//! registry sink pushes blobs (HEAD first, mounting base layers from another
+//! repository of the same registry, uploading each blob once per run), then
+//! manifests, then the index by digest, then tags. The layout sink writes an
+//! OCI image layout. `--no-push` simply means "no registry sink".
+
+pub mod layout;
+pub mod registry;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use futures_util::future::try_join_all;
+use futures_util::{StreamExt, TryStreamExt, stream};
+use oci_client::Reference;
+use tokio::sync::{Mutex, OnceCell};
+
+use crate::assemble::ImageIndex;
+use crate::image_name::ImageName;
+use crate::oci::{Blob, BlobSource};
+use crate::progress;
+use crate::store::BlobStore;
+use registry::RegistryClient;
+
+pub use layout::OciLayout;
+
+/// A blob in a repository: (registry, repository, digest).
+type BlobKey = (String, String, String);
+
+/// Pushes images to their registries.
+pub struct RegistrySink {
+    client: Arc<RegistryClient>,
+    store: BlobStore,
+    /// Parallel blob transfers per image.
+    jobs: usize,
+    /// One cell per (registry, repository, digest): a blob is transferred at
+    /// most once per run, whoever asks for it first.
+    done: Mutex<HashMap<BlobKey, Arc<OnceCell<()>>>>,
+}
+
+impl RegistrySink {
+    pub fn new(client: Arc<RegistryClient>, store: BlobStore, jobs: usize) -> RegistrySink {
+        RegistrySink {
+            client,
+            store,
+            jobs: jobs.max(1),
+            done: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Pushes one index with everything it references, then its tags.
+    pub async fn publish(&self, image: &ImageIndex) -> Result<()> {
+        let name = &image.name;
+        try_join_all(image.images.iter().map(|platform_image| async move {
+            stream::iter(platform_image.layers.iter().chain([&platform_image.config]))
+                .map(|blob| self.ensure_blob(name, blob))
+                .buffer_unordered(self.jobs)
+                .try_collect::<Vec<()>>()
+                .await?;
+            self.put_manifest(
+                name,
+                &platform_image.manifest,
+                &platform_image.manifest.digest,
+            )
+            .await
+        }))
+        .await?;
+        self.put_manifest(name, &image.index, &image.index.digest)
+            .await?;
+        for tag in &image.tags {
+            self.put_manifest(name, &image.index, tag).await?;
+        }
+        progress::status("Published", image.reference());
+        Ok(())
+    }
+
+    async fn put_manifest(&self, name: &ImageName, blob: &Blob, tag_or_digest: &str) -> Result<()> {
+        let reference = if tag_or_digest.starts_with("sha256:") {
+            name.with_digest(tag_or_digest)
+        } else {
+            name.with_tag(tag_or_digest)
+        };
+        let bytes = blob
+            .bytes()
+            .cloned()
+            .context("manifest bytes are not in memory")?;
+        self.client
+            .push_manifest(&reference, bytes, &blob.media_type)
+            .await
+    }
+
+    /// Makes sure the repository holds the blob, transferring it at most once.
+    async fn ensure_blob(&self, name: &ImageName, blob: &Blob) -> Result<()> {
+        let key = (
+            name.registry().to_string(),
+            name.repository().to_string(),
+            blob.digest.clone(),
+        );
+        let cell = self.done.lock().await.entry(key).or_default().clone();
+        cell.get_or_try_init(|| self.transfer(name, blob)).await?;
+        Ok(())
+    }
+
+    async fn transfer(&self, name: &ImageName, blob: &Blob) -> Result<()> {
+        let target = name.with_digest(&blob.digest);
+        if self.client.blob_exists(&target, &blob.digest).await? {
+            progress::verbose(format!("{} exists in {name}", blob.digest));
+            return Ok(());
+        }
+        match &blob.source {
+            BlobSource::Memory(bytes) => {
+                self.client
+                    .push_blob_bytes(&target, &blob.digest, bytes.clone())
+                    .await
+            }
+            BlobSource::File(path) => {
+                progress::verbose(format!(
+                    "uploading {} ({} bytes) to {name}",
+                    blob.digest, blob.size
+                ));
+                self.client
+                    .push_blob_file(&target, &blob.digest, blob.size, path)
+                    .await
+            }
+            BlobSource::Remote {
+                registry,
+                repository,
+            } => {
+                let source = Reference::with_digest(
+                    registry.clone(),
+                    repository.clone(),
+                    blob.digest.clone(),
+                );
+                if registry == name.registry()
+                    && self
+                        .client
+                        .mount_blob(&target, &source, &blob.digest)
+                        .await?
+                {
+                    progress::verbose(format!("mounted {} from {repository}", blob.digest));
+                    return Ok(());
+                }
+                let path = download(&self.client, &self.store, blob).await?;
+                self.client
+                    .push_blob_file(&target, &blob.digest, blob.size, &path)
+                    .await
+            }
+        }
+    }
+}
+
+/// The path of a blob's bytes on disk, downloading a remote blob into the
+/// store first when needed.
+pub async fn download(client: &RegistryClient, store: &BlobStore, blob: &Blob) -> Result<PathBuf> {
+    match &blob.source {
+        BlobSource::File(path) => Ok(path.clone()),
+        BlobSource::Memory(bytes) => store.write(&blob.digest, bytes),
+        BlobSource::Remote {
+            registry,
+            repository,
+        } => {
+            if let Some(path) = store.get(&blob.digest) {
+                return Ok(path);
+            }
+            let source =
+                Reference::with_digest(registry.clone(), repository.clone(), blob.digest.clone());
+            progress::verbose(format!(
+                "downloading {} from {registry}/{repository}",
+                blob.digest
+            ));
+            let temp = store.temp_file()?;
+            client
+                .pull_blob_to_file(&source, &blob.digest, temp.path())
+                .await?;
+            store.commit(temp, &blob.digest)
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! The local blob store under `<target-dir>/krust/`: a content-addressed
+//! directory (`blobs/sha256/<hex>`, the same shape as an OCI layout) holding
+//! the layers cargo-krust writes and the base manifests, configs and layers it
+//! has fetched. Files appear in it only complete and under their digest: they
+//! are written to a temporary file and renamed into place.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use tempfile::NamedTempFile;
+
+use crate::oci::digest_hex;
+
+#[derive(Debug, Clone)]
+pub struct BlobStore {
+    root: PathBuf,
+}
+
+impl BlobStore {
+    /// Opens (creating if needed) the store at `root`.
+    pub fn open(root: &Path) -> Result<BlobStore> {
+        let store = BlobStore {
+            root: root.to_path_buf(),
+        };
+        for dir in [store.blob_dir(), store.tmp_dir()] {
+            fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create cache directory {}", dir.display()))?;
+        }
+        Ok(store)
+    }
+
+    fn blob_dir(&self) -> PathBuf {
+        self.root.join("blobs").join("sha256")
+    }
+
+    fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// Where the blob with this digest lives (whether or not it exists yet).
+    pub fn path(&self, digest: &str) -> Result<PathBuf> {
+        let hex = digest_hex(digest).with_context(|| format!("malformed digest `{digest}`"))?;
+        Ok(self.blob_dir().join(hex))
+    }
+
+    /// The blob's path if the store holds it.
+    pub fn get(&self, digest: &str) -> Option<PathBuf> {
+        self.path(digest).ok().filter(|p| p.is_file())
+    }
+
+    /// Reads a small blob (a manifest or config) if it is stored.
+    pub fn read(&self, digest: &str) -> Option<Vec<u8>> {
+        fs::read(self.get(digest)?).ok()
+    }
+
+    /// A new temporary file inside the store, removed on drop unless committed.
+    pub fn temp_file(&self) -> Result<NamedTempFile> {
+        NamedTempFile::new_in(self.tmp_dir())
+            .with_context(|| format!("cannot create a file in {}", self.tmp_dir().display()))
+    }
+
+    /// Moves a complete temporary file to its digest's place.
+    pub fn commit(&self, file: NamedTempFile, digest: &str) -> Result<PathBuf> {
+        let path = self.path(digest)?;
+        file.persist(&path)
+            .with_context(|| format!("cannot store blob {}", path.display()))?;
+        Ok(path)
+    }
+
+    /// Stores bytes whose digest the caller has computed.
+    pub fn write(&self, digest: &str, bytes: &[u8]) -> Result<PathBuf> {
+        if crate::oci::sha256_digest(bytes) != digest {
+            bail!("refusing to store bytes under the wrong digest {digest}");
+        }
+        if let Some(path) = self.get(digest) {
+            return Ok(path);
+        }
+        let mut file = self.temp_file()?;
+        file.write_all(bytes)
+            .and_then(|()| file.flush())
+            .context("cannot write to the blob store")?;
+        self.commit(file, digest)
+    }
+
+    /// Opens a stored blob for reading.
+    pub fn open_blob(&self, digest: &str) -> Result<File> {
+        let path = self.path(digest)?;
+        File::open(&path).with_context(|| format!("cannot open blob {}", path.display()))
+    }
+}
