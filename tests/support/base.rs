@@ -221,12 +221,14 @@ fn common_layer() -> (Vec<u8>, String) {
     ])
 }
 
-/// A layer that differs per architecture (`/etc/krust-base-arch`).
-fn arch_layer(architecture: &str) -> (Vec<u8>, String) {
+/// A layer that differs per architecture (`/etc/krust-base-arch`) and per
+/// build of the bases (`/etc/krust-base-run`, see [`write_base_layout`]).
+fn arch_layer(architecture: &str, nonce: &str) -> (Vec<u8>, String) {
     let contents = format!("{architecture}\n");
     tar_gz_layer(&[
         Entry::Dir("etc/", 0o755, 0),
         Entry::File("etc/krust-base-arch", 0o644, contents.as_bytes()),
+        Entry::File("etc/krust-base-run", 0o644, nonce.as_bytes()),
     ])
 }
 
@@ -237,13 +239,14 @@ struct ImageSpec<'a> {
     user: Option<&'a str>,
     path: &'a str,
     label: &'a str,
+    nonce: &'a str,
 }
 
 /// Write one image (layers, config, manifest) into the layout.
 fn write_image(layout: &LayoutWriter, spec: &ImageSpec) -> BaseImage {
     let mut layers = Vec::new();
     let mut diff_ids = Vec::new();
-    for (gz, diff_id) in [common_layer(), arch_layer(spec.architecture)] {
+    for (gz, diff_id) in [common_layer(), arch_layer(spec.architecture, spec.nonce)] {
         layers.push(layout.blob(LAYER_MEDIA_TYPE, &gz));
         diff_ids.push(diff_id);
     }
@@ -265,6 +268,7 @@ fn write_image(layout: &LayoutWriter, spec: &ImageSpec) -> BaseImage {
             {"created": "2024-01-01T00:00:00Z", "created_by": "krust-tests: arch marker"},
         ],
         EXTRA_FIELD: {"keep": true, "nested": [1, 2, 3]},
+        "krustTestRun": spec.nonce,
     });
     if let Some(variant) = spec.variant {
         config["variant"] = json!(variant);
@@ -302,8 +306,11 @@ pub struct BaseLayout {
     pub single: BaseImage,
 }
 
-/// Write both bases into an OCI layout at `dir`.
-pub fn write_base_layout(dir: &Path) -> BaseLayout {
+/// Write both bases into an OCI layout at `dir`. `nonce` goes into every config
+/// and arch layer, so each test run pushes bases cargo-krust has never seen
+/// (its blob cache in the shared target dir cannot hide the download path);
+/// the common layer stays identical across runs and images.
+pub fn write_base_layout(dir: &Path, nonce: &str) -> BaseLayout {
     let mut layout = LayoutWriter::create(dir);
     let multi = vec![
         write_image(
@@ -314,6 +321,7 @@ pub fn write_base_layout(dir: &Path) -> BaseLayout {
                 user: Some("65532"),
                 path: MULTI_PATH,
                 label: "multi",
+                nonce,
             },
         ),
         write_image(
@@ -324,6 +332,7 @@ pub fn write_base_layout(dir: &Path) -> BaseLayout {
                 user: Some("65532"),
                 path: MULTI_PATH,
                 label: "multi",
+                nonce,
             },
         ),
     ];
@@ -349,6 +358,7 @@ pub fn write_base_layout(dir: &Path) -> BaseLayout {
             user: None,
             path: SINGLE_PATH,
             label: "single",
+            nonce,
         },
     );
     layout.tag(&single.manifest, "single");
@@ -400,7 +410,12 @@ pub fn push_bases(registry: &Registry) -> PushedBases {
         .prefix("krust-base-layout-")
         .tempdir()
         .expect("create base layout tempdir");
-    let layout = write_base_layout(dir.path());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let nonce = format!("{}-{nanos}", super::unique_name("bases"));
+    let layout = write_base_layout(dir.path(), &nonce);
     let multi_ref = format!("{}/base:latest", registry.host());
     let single_ref = format!("{}/base-single:latest", registry.host());
     skopeo_push(&layout.dir, "multi", &multi_ref, &layout.multi_index.digest);
