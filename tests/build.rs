@@ -12,7 +12,8 @@
 //! - cross-repository mounts of base layers; `--no-push` (same digest, no registry
 //!   write); `--oci-layout-path` (skopeo reads it);
 //! - both invocation forms (`cargo-krust build`, `cargo-krust krust build`),
-//!   `--repo`, `-i`, `-t v1,v2`, `-v`.
+//!   `--repo`, `KRUST_BASE_IMAGE`, `-i`, `-t v1,v2`, `-v`;
+//! - a package with two bins: one reference per bin, in a stable order.
 //!
 //! Every test shares one cargo target dir, so each example compiles once per
 //! platform; tests that count registry requests use a registry of their own.
@@ -696,4 +697,60 @@ fn copy_package(from: &std::path::Path, to: &std::path::Path) {
         let entry = entry.expect("src entry");
         std::fs::copy(entry.path(), to.join("src").join(entry.file_name())).expect("copy src");
     }
+}
+
+/// A package with two bins prints one reference per bin, in the same order on
+/// every run, each an index whose Entrypoint is that bin and which runs.
+#[test]
+fn package_with_two_bins_prints_one_line_per_bin() {
+    tools::require_default_rust_targets();
+    let shared = shared();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let pkg = support::cargo_new_bin(tmp.path(), "krust-two");
+    std::fs::create_dir_all(pkg.join("src/bin")).expect("mkdir src/bin");
+    std::fs::write(
+        pkg.join("src/bin/second.rs"),
+        "fn main() { println!(\"second bin\"); }\n",
+    )
+    .expect("write second bin");
+    let path = unique_name("two");
+    let repo = format!("{}/{path}", shared.registry.host());
+    let build = || {
+        krust([
+            "build",
+            "--base-image",
+            "scratch",
+            "--platform",
+            "linux/amd64",
+        ])
+        .arg(&pkg)
+        .env("KRUST_REPO", &repo)
+        .run()
+    };
+    let run = build();
+    let refs = run.refs();
+    let mut names: Vec<String> = refs.iter().map(|r| r.repo.clone()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [format!("{path}/krust-two"), format!("{path}/second")],
+        "one reference per bin:\n{}",
+        run.describe()
+    );
+    for reference in &refs {
+        let bin = reference.repo.rsplit('/').next().unwrap_or_default();
+        let greeting = match bin {
+            "second" => "second bin\n",
+            _ => "Hello, world!\n",
+        };
+        let index = image::fetch_index(&shared.registry, reference);
+        let image = index.image("amd64");
+        assert_app_image(image, bin);
+        assert_eq!(run_platform(reference, image, &[]), greeting, "{bin}");
+    }
+    assert_eq!(
+        build().stdout,
+        run.stdout,
+        "same references in the same order"
+    );
 }
