@@ -115,7 +115,7 @@ impl RegistryClient {
             .pull_blob(repository, &descriptor, &mut out)
             .await
             .map_err(|err| describe(err, repository.resolve_registry()))
-            .with_context(|| format!("cannot pull blob {digest} from {repository}"))?;
+            .with_context(|| format!("cannot pull blob {digest} from {}", repo_of(repository)))?;
         Ok(Bytes::from(out))
     }
 
@@ -139,7 +139,7 @@ impl RegistryClient {
             .pull_blob(repository, &descriptor, &mut writer)
             .await
             .map_err(|err| describe(err, repository.resolve_registry()))
-            .with_context(|| format!("cannot pull blob {digest} from {repository}"))?;
+            .with_context(|| format!("cannot pull blob {digest} from {}", repo_of(repository)))?;
         writer
             .flush()
             .await
@@ -154,7 +154,7 @@ impl RegistryClient {
             .blob_exists(repository, digest)
             .await
             .map_err(|err| describe(err, repository.resolve_registry()))
-            .with_context(|| format!("cannot check for blob {digest} in {repository}"))
+            .with_context(|| format!("cannot check for blob {digest} in {}", repo_of(repository)))
     }
 
     /// Asks the registry to mount a blob from another repository; `false`
@@ -197,7 +197,7 @@ impl RegistryClient {
             .push_blob_stream(repository, stream, digest, Some(size))
             .await
             .map_err(|err| describe(err, repository.resolve_registry()))
-            .with_context(|| format!("cannot upload blob {digest} to {repository}"))?;
+            .with_context(|| format!("cannot upload blob {digest} to {}", repo_of(repository)))?;
         Ok(())
     }
 
@@ -213,7 +213,7 @@ impl RegistryClient {
             .push_blob(repository, bytes, digest)
             .await
             .map_err(|err| describe(err, repository.resolve_registry()))
-            .with_context(|| format!("cannot upload blob {digest} to {repository}"))?;
+            .with_context(|| format!("cannot upload blob {digest} to {}", repo_of(repository)))?;
         Ok(())
     }
 
@@ -247,6 +247,12 @@ impl RegistryClient {
                 .with_context(|| format!("cannot look up {reference}")),
         }
     }
+}
+
+/// `registry/repository` of a reference, for messages about blobs (whose
+/// references carry the blob digest, which is not part of the image name).
+fn repo_of(reference: &Reference) -> String {
+    format!("{}/{}", reference.registry(), reference.repository())
 }
 
 /// Credentials from the Docker config (or podman's auth file), anonymous when
