@@ -95,7 +95,7 @@ pub struct BuildOptions {
     #[arg(short = 'i', long, value_name = "REF", help_heading = "Image")]
     pub image: Option<String>,
 
-    /// Tag to apply (repeatable, comma-separated) [default: latest].
+    /// Tag to apply (repeatable, comma-separated; env KRUST_TAGS) [default: latest].
     #[arg(
         short = 't',
         long = "tag",

@@ -249,9 +249,9 @@ async fn assemble_job(
             .with_context(|| format!("no executable of {} for {platform}", job.bin))?;
 
         let mut added: Vec<(LayerBlob, String)> = Vec::new();
-        if let Some(data_dir) = &job.config.data {
+        if let Some(data) = &job.config.data {
             if !data_layers.contains_key(media_type) {
-                let entries = layer::data_entries(data_dir, &job.package_dir)?;
+                let entries = layer::data_entries(&data.path, &data.root)?;
                 let layer = tokio::task::block_in_place(|| {
                     layer::write_layer(store, entries, media_type, epoch)
                 })?;
@@ -259,7 +259,10 @@ async fn assemble_job(
             }
             added.push((
                 data_layers[media_type].clone(),
-                format!("cargo-krust: data {} -> /var/run/krust", data_dir.display()),
+                format!(
+                    "cargo-krust: data {} -> /var/run/krust",
+                    data.path.display()
+                ),
             ));
         }
         let binary_layer = tokio::task::block_in_place(|| {

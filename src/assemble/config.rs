@@ -221,7 +221,10 @@ mod tests {
     fn scratch_gets_platform_default_path_and_cmd() {
         let settings = ImageSettings {
             args: Some(vec!["--port".into(), "80".into()]),
-            data: Some("/x".into()),
+            data: Some(crate::plan::DataDir {
+                path: "/x".into(),
+                root: "/".into(),
+            }),
             ..Default::default()
         };
         let config = image_config(

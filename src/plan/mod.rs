@@ -4,18 +4,19 @@
 //! then bin order. Nothing here touches a registry or the file system beyond
 //! reading manifests and configuration.
 
+pub mod select;
 pub mod settings;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use cargo_metadata::{Metadata, MetadataCommand, Package, TargetKind};
+use cargo_metadata::{Metadata, MetadataCommand, Package};
 
 use crate::cli::BuildOptions;
 use crate::image_name::{ImageName, parse_reference, validate_tag};
 use crate::platform::Platform;
-pub use settings::{PackageSettings, Settings};
+pub use settings::{Origin, PackageSettings, Settings, layered};
 
 /// The built-in default base image (SPEC §4).
 pub const DEFAULT_BASE_IMAGE: &str = "cgr.dev/chainguard/static:latest";
@@ -77,8 +78,15 @@ pub struct ImageSettings {
     pub workdir: Option<String>,
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
-    /// Absolute path of the data directory, if configured.
-    pub data: Option<PathBuf>,
+    pub data: Option<DataDir>,
+}
+
+/// A data directory copied into the image at /var/run/krust.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataDir {
+    pub path: PathBuf,
+    /// Symlinks in the tree must resolve inside this directory.
+    pub root: PathBuf,
 }
 
 /// Options handed through to `cargo build`.
@@ -98,7 +106,7 @@ pub struct CargoOptions {
     pub extra_args: Vec<String>,
 }
 
-/// Where to start: a directory (or manifest) and the selection flags.
+/// Plans a build from a directory (or `--manifest-path`) and the flags.
 pub fn plan(
     directory: Option<&Path>,
     options: &BuildOptions,
@@ -106,53 +114,106 @@ pub fn plan(
 ) -> Result<Plan> {
     let manifest_path = locate_manifest(directory, options.manifest_path.as_deref())?;
     let metadata = read_metadata(&manifest_path)?;
-    let packages = select_packages(&metadata, &manifest_path, options)?;
 
+    let cli = cli_settings(options)?;
+    let env = Settings::from_env(|var| std::env::var(var).ok())?;
     let global = Settings::from_global_file(&global_config_path())?;
     let workspace = match metadata.workspace_metadata.get("krust") {
-        Some(table) => Settings::from_metadata(
-            table,
-            &format!(
-                "[workspace.metadata.krust] in {}",
-                metadata.workspace_root.join("Cargo.toml")
-            ),
-        )?,
+        Some(table) => {
+            let file = metadata
+                .workspace_root
+                .join("Cargo.toml")
+                .into_std_path_buf();
+            let origin = Origin::Table {
+                table: "workspace.metadata.krust".into(),
+                file,
+            };
+            Settings::from_table(table, &origin, metadata.workspace_root.as_std_path())?
+        }
         None => Settings::default(),
     };
-    let cli = cli_settings(options);
+
+    // Every member's configuration is read (and so validated) up front:
+    // nothing is built or pushed when any of it is invalid.
+    let mut package_settings: BTreeMap<String, PackageSettings> = BTreeMap::new();
+    for package in select::members(&metadata) {
+        let parsed = PackageSettings::from_metadata(
+            &package.metadata,
+            package.manifest_path.as_std_path(),
+            &select::bin_names(package),
+        )?;
+        package_settings.insert(package.id.repr.clone(), parsed);
+    }
+    let settings_of = |package: &Package| {
+        package_settings
+            .get(&package.id.repr)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let merged_package = |package: &Package| {
+        layered([
+            cli.clone(),
+            env.clone(),
+            settings_of(package).package,
+            workspace.clone(),
+            global.clone(),
+        ])
+    };
+
+    let packages = select::packages(&metadata, &manifest_path, options, |package| {
+        Ok(merged_package(package).skip == Some(true))
+    })?;
 
     let mut images = Vec::new();
     for package in &packages {
-        let package_settings =
-            PackageSettings::from_metadata(&package.metadata, package.manifest_path.as_std_path())?;
-        for bin in select_bins(package, &options.bins)? {
-            let bin_settings = package_settings.bins.get(&bin).cloned().unwrap_or_default();
-            let merged = cli
-                .clone()
-                .over(bin_settings)
-                .over(package_settings.package.clone())
-                .over(workspace.clone())
-                .over(global.clone());
-            images.push(image_job(package, &bin, merged, options)?);
+        let package_table = settings_of(package);
+        let features = select::EnabledFeatures::new(
+            package,
+            options,
+            merged_package(package)
+                .features
+                .as_deref()
+                .unwrap_or_default(),
+        );
+        let bins = select::bins(package, &options.bins, &features, |bin| {
+            package_table.bins.get(bin).and_then(|b| b.skip) == Some(true)
+        })?;
+        for target in bins {
+            let merged = layered([
+                cli.clone(),
+                env.clone(),
+                package_table
+                    .bins
+                    .get(&target.name)
+                    .cloned()
+                    .unwrap_or_default(),
+                package_table.package.clone(),
+                workspace.clone(),
+                global.clone(),
+            ]);
+            images.push(image_job(package, &target.name, merged, options)?);
         }
     }
-    if options
+    let missing: Vec<String> = options
         .bins
         .iter()
-        .any(|b| !images.iter().any(|i| &i.bin == b))
-    {
-        let missing: Vec<&String> = options
-            .bins
-            .iter()
-            .filter(|b| !images.iter().any(|i| &i.bin == *b))
-            .collect();
+        .filter(|b| !images.iter().any(|i| &i.bin == *b))
+        .map(|b| format!("`{b}`"))
+        .collect();
+    if !missing.is_empty() {
         bail!(
-            "no bin target named {} in the selected packages",
-            missing
+            "no bin target named {} in the selected packages ({})",
+            missing.join(", "),
+            packages
                 .iter()
-                .map(|b| format!("`{b}`"))
+                .map(|p| p.name.as_str())
                 .collect::<Vec<_>>()
                 .join(", ")
+        );
+    }
+    if images.is_empty() {
+        bail!(
+            "no bin target to build: every bin was left out (skip = true or missing required-features)"
         );
     }
     if options.image.is_some() && images.len() > 1 {
@@ -246,126 +307,16 @@ fn read_metadata(manifest_path: &Path) -> Result<Metadata> {
         })
 }
 
-/// cargo's package selection: `-p` specs, `--workspace` minus `--exclude` and
-/// `skip = true`, the package of the manifest, or the default members of a
-/// virtual workspace (those with bins).
-fn select_packages<'m>(
-    metadata: &'m Metadata,
-    manifest_path: &Path,
-    options: &BuildOptions,
-) -> Result<Vec<&'m Package>> {
-    let members = metadata.workspace_packages();
-    if !options.packages.is_empty() {
-        return options
-            .packages
-            .iter()
-            .map(|spec| {
-                members
-                    .iter()
-                    .copied()
-                    .find(|p| package_matches(p, spec))
-                    .with_context(|| {
-                        format!(
-                            "package `{spec}` is not a member of the workspace at {} (members: {})",
-                            metadata.workspace_root,
-                            members
-                                .iter()
-                                .map(|p| p.name.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        )
-                    })
-            })
-            .collect();
-    }
-    if options.workspace {
-        for spec in &options.exclude {
-            if !members.iter().any(|p| package_matches(p, spec)) {
-                bail!("--exclude `{spec}` matches no workspace member");
-            }
-        }
-        let mut selected = Vec::new();
-        for package in members {
-            if options.exclude.iter().any(|s| package_matches(package, s)) {
-                continue;
-            }
-            let settings = PackageSettings::from_metadata(
-                &package.metadata,
-                package.manifest_path.as_std_path(),
-            )?;
-            if settings.package.skip == Some(true) || !has_bins(package) {
-                continue;
-            }
-            selected.push(package);
-        }
-        if selected.is_empty() {
-            bail!(
-                "no workspace member of {} has a bin target to build",
-                metadata.workspace_root
-            );
-        }
-        return Ok(selected);
-    }
-    let in_dir = metadata
-        .packages
-        .iter()
-        .find(|p| p.manifest_path.as_std_path() == manifest_path);
-    if let Some(package) = in_dir {
-        if !has_bins(package) {
-            bail!(
-                "package `{}` has no bin target: cargo-krust builds images of binaries (add src/main.rs or a [[bin]] section to {})",
-                package.name,
-                package.manifest_path
-            );
-        }
-        return Ok(vec![package]);
-    }
-    let defaults: Vec<&Package> = metadata
-        .workspace_default_packages()
-        .into_iter()
-        .filter(|p| has_bins(p))
-        .collect();
-    if defaults.is_empty() {
-        bail!(
-            "no workspace member of {} has a bin target to build",
-            metadata.workspace_root
-        );
-    }
-    Ok(defaults)
-}
-
-fn package_matches(package: &Package, spec: &str) -> bool {
-    match spec.split_once('@') {
-        Some((name, version)) => {
-            package.name.as_str() == name && package.version.to_string().starts_with(version)
-        }
-        None => package.name.as_str() == spec,
-    }
-}
-
-fn has_bins(package: &Package) -> bool {
-    package.targets.iter().any(|t| t.is_kind(TargetKind::Bin))
-}
-
-/// The bin targets of a package, in manifest order, filtered by `--bin`.
-fn select_bins(package: &Package, wanted: &[String]) -> Result<Vec<String>> {
-    Ok(package
-        .targets
-        .iter()
-        .filter(|t| t.is_kind(TargetKind::Bin))
-        .filter(|t| wanted.is_empty() || wanted.contains(&t.name))
-        .map(|t| t.name.clone())
-        .collect())
-}
-
-/// The CLI and environment layer (clap folds `KRUST_*` variables into the flags).
-fn cli_settings(options: &BuildOptions) -> Settings {
-    Settings {
+/// The command-line layer: `--base-image`, `--platform`, `--tag`.
+fn cli_settings(options: &BuildOptions) -> Result<Settings> {
+    let settings = Settings {
         base_image: options.base_image.clone(),
         platforms: (!options.platforms.is_empty()).then(|| options.platforms.clone()),
         tags: (!options.tags.is_empty()).then(|| options.tags.clone()),
         ..Settings::default()
-    }
+    };
+    settings.validate(&Origin::CommandLine)?;
+    Ok(settings)
 }
 
 fn global_config_path() -> PathBuf {
@@ -411,18 +362,16 @@ fn image_job(
     if tags.is_empty() {
         tags.push("latest".to_string());
     }
-    tags.dedup();
+    let mut seen = std::collections::BTreeSet::new();
+    tags.retain(|tag| seen.insert(tag.clone()));
     for tag in &tags {
         validate_tag(tag)?;
     }
 
+    // Values were validated in their layer; here they are only interpreted.
     let base = match settings.base_image.as_deref().map(str::trim) {
         Some("scratch") => BaseSpec::Scratch,
-        Some(reference) => {
-            parse_reference(reference)
-                .context("check --base-image, KRUST_BASE_IMAGE or the base-image key")?;
-            BaseSpec::Image(reference.to_string())
-        }
+        Some(reference) => BaseSpec::Image(reference.to_string()),
         None => BaseSpec::Image(DEFAULT_BASE_IMAGE.to_string()),
     };
 
@@ -431,20 +380,13 @@ fn image_job(
         _ => None,
     };
 
-    let data = match &settings.data {
-        Some(dir) => {
-            let path = package_dir.join(dir);
-            if !path.is_dir() {
-                bail!(
-                    "[package.metadata.krust] in {}: key `data` names {}, which is not a directory; create it or fix the path (relative to the package)",
-                    manifest.display(),
-                    path.display()
-                );
-            }
-            Some(path)
-        }
-        None => None,
-    };
+    let data = settings.data.clone().map(|path| DataDir {
+        root: settings
+            .data_root
+            .clone()
+            .unwrap_or_else(|| package_dir.clone()),
+        path,
+    });
 
     let mut labels = cargo_labels(package);
     labels.extend(settings.labels.clone().unwrap_or_default());
