@@ -105,24 +105,19 @@ pub struct BuildOptions {
     )]
     pub tags: Vec<String>,
 
-    /// Target platform os/arch[/variant] (repeatable, comma-separated, or `all`)
-    /// [default: the platforms of the base image].
+    /// Target platform os/arch[/variant] (repeatable, comma-separated, or `all`;
+    /// env KRUST_PLATFORMS) [default: the platforms of the base image].
     #[arg(
         long = "platform",
-        env = "KRUST_PLATFORMS",
         value_name = "PLATFORM",
         value_delimiter = ',',
         help_heading = "Image"
     )]
     pub platforms: Vec<String>,
 
-    /// Base image; `scratch` means no base [default: cgr.dev/chainguard/static:latest].
-    #[arg(
-        long,
-        env = "KRUST_BASE_IMAGE",
-        value_name = "REF",
-        help_heading = "Image"
-    )]
+    /// Base image; `scratch` means no base (env KRUST_BASE_IMAGE)
+    /// [default: cgr.dev/chainguard/static:latest].
+    #[arg(long, value_name = "REF", help_heading = "Image")]
     pub base_image: Option<String>,
 
     /// Build everything but push nothing; still print the reference (same digest).

@@ -261,7 +261,11 @@ async fn assemble_job(
                 data_layers[media_type].clone(),
                 format!(
                     "cargo-krust: data {} -> /var/run/krust",
-                    data.path.display()
+                    // Relative, so the config does not depend on the checkout directory.
+                    data.path
+                        .strip_prefix(&data.root)
+                        .unwrap_or(&data.path)
+                        .display()
                 ),
             ));
         }

@@ -1,0 +1,4 @@
+//! The api example bin: reports its runtime configuration and exits.
+fn main() {
+    report::print("api");
+}
