@@ -26,8 +26,8 @@ use support::base::{
     MANIFEST_MEDIA_TYPE, PushedBases, SINGLE_PATH,
 };
 use support::image::{self, PushedImage, PushedIndex, PushedRef, expect_ran};
-use support::krust::{hello_krust, krust};
-use support::{Registry, elf, sha256_digest, shared, tools, unique_name};
+use support::krust::{build_on_scratch, hello_krust, krust};
+use support::{Registry, copy_tree, elf, sha256_digest, shared, tools, unique_name};
 
 /// Annotation naming the base image.
 const BASE_NAME: &str = "org.opencontainers.image.base.name";
@@ -676,41 +676,20 @@ fn same_sources_in_another_directory_give_the_same_digest() {
         .iter()
         .map(|sub| {
             let dir = tmp.path().join(sub).join("hello-krust");
-            copy_package(&hello_krust(), &dir);
-            krust([
-                "build",
-                "--no-push",
-                "--base-image",
-                "scratch",
-                "--platform",
-                "linux/amd64",
-            ])
-            .arg(&dir)
-            .env("KRUST_REPO", "127.0.0.1:1/repro")
-            .env("CARGO_TARGET_DIR", tmp.path().join(sub).join("target"))
-            .run()
-            .single_ref()
-            .digest
+            copy_tree(&hello_krust(), &dir);
+            build_on_scratch(&dir)
+                .arg("--no-push")
+                .env("KRUST_REPO", "127.0.0.1:1/repro")
+                .env("CARGO_TARGET_DIR", tmp.path().join(sub).join("target"))
+                .run()
+                .single_ref()
+                .digest
         })
         .collect();
     assert_eq!(
         digests[0], digests[1],
         "digest depends on the checkout directory"
     );
-}
-
-/// Copy a package's Cargo.toml, Cargo.lock and src/ (not target/).
-fn copy_package(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to.join("src")).expect("create package dir");
-    for file in ["Cargo.toml", "Cargo.lock"] {
-        if from.join(file).exists() {
-            std::fs::copy(from.join(file), to.join(file)).expect("copy manifest");
-        }
-    }
-    for entry in std::fs::read_dir(from.join("src")).expect("read src") {
-        let entry = entry.expect("src entry");
-        std::fs::copy(entry.path(), to.join("src").join(entry.file_name())).expect("copy src");
-    }
 }
 
 /// A package with two bins prints one reference per bin, in the same order on
@@ -729,18 +708,7 @@ fn package_with_two_bins_prints_one_line_per_bin() {
     .expect("write second bin");
     let path = unique_name("two");
     let repo = format!("{}/{path}", shared.registry.host());
-    let build = || {
-        krust([
-            "build",
-            "--base-image",
-            "scratch",
-            "--platform",
-            "linux/amd64",
-        ])
-        .arg(&pkg)
-        .env("KRUST_REPO", &repo)
-        .run()
-    };
+    let build = || build_on_scratch(&pkg).env("KRUST_REPO", &repo).run();
     let run = build();
     let refs = run.refs();
     let mut names: Vec<String> = refs.iter().map(|r| r.repo.clone()).collect();

@@ -22,8 +22,8 @@ use support::image::{
     PushedIndex, PushedRef, expect_ran, fetch_index, inspect_raw, pull_and_unpack, run_chroot,
     run_chroot_qemu_aarch64, run_runc,
 };
-use support::krust::{Krust, krust};
-use support::{Registry, example, sha256_digest, shared, unique_name};
+use support::krust::{Krust, build_on_scratch, krust};
+use support::{Registry, copy_tree, example, sha256_digest, shared, unique_name};
 
 /// The bin names the workspace example's default selection builds, in order:
 /// members in declaration order, bins in manifest order.
@@ -31,15 +31,7 @@ const WORKSPACE_IMAGES: [&str; 3] = ["api", "jobs-cron", "worker"];
 
 /// `cargo-krust build DIR --no-push` on scratch for linux/amd64.
 fn build_local(dir: &Path) -> Krust {
-    krust([
-        "build",
-        "--no-push",
-        "--base-image",
-        "scratch",
-        "--platform",
-        "linux/amd64",
-    ])
-    .arg(dir)
+    build_on_scratch(dir).arg("--no-push")
 }
 
 /// The image names (last path component) of a run's references, in order.
@@ -178,26 +170,6 @@ fn append(file: &Path, text: &str) {
     let mut content = std::fs::read_to_string(file).expect("read Cargo.toml");
     content.push_str(text);
     std::fs::write(file, content).expect("write Cargo.toml");
-}
-
-/// Copies a directory tree (files, dirs and symlinks), leaving out `target`.
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("create dir");
-    for entry in std::fs::read_dir(from).expect("read dir") {
-        let entry = entry.expect("dir entry");
-        let (src, dst) = (entry.path(), to.join(entry.file_name()));
-        let kind = entry.file_type().expect("file type");
-        if kind.is_symlink() {
-            let target = std::fs::read_link(&src).expect("read link");
-            std::os::unix::fs::symlink(target, &dst).expect("symlink");
-        } else if kind.is_dir() {
-            if entry.file_name() != "target" {
-                copy_tree(&src, &dst);
-            }
-        } else {
-            std::fs::copy(&src, &dst).expect("copy file");
-        }
-    }
 }
 
 fn string_list(value: &Value) -> Vec<String> {

@@ -8,32 +8,17 @@
 
 mod support;
 
-use std::path::Path;
-
-use support::krust::{hello_krust, krust};
+use support::krust::{build_on_scratch, hello_krust, krust};
 use support::{cargo_new_bin, cargo_new_lib, shared, tools};
 
 /// A closed port: nothing listens on 127.0.0.1:1.
 const CLOSED_REPO: &str = "127.0.0.1:1/x";
 
-/// `cargo-krust build DIR` on scratch for linux/amd64, so nothing but the
-/// intended fault can go wrong.
-fn build_scratch(dir: &Path) -> support::krust::Krust {
-    krust([
-        "build",
-        "--base-image",
-        "scratch",
-        "--platform",
-        "linux/amd64",
-    ])
-    .arg(dir)
-}
-
 /// A directory without Cargo.toml is named as such.
 #[test]
 fn no_cargo_toml() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    build_scratch(tmp.path())
+    build_on_scratch(tmp.path())
         .env("KRUST_REPO", CLOSED_REPO)
         .run()
         .expect_clean_error(&["Cargo.toml"]);
@@ -44,7 +29,7 @@ fn no_cargo_toml() {
 #[test]
 fn no_backtrace_even_with_rust_backtrace_set() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    build_scratch(tmp.path())
+    build_on_scratch(tmp.path())
         .env("KRUST_REPO", CLOSED_REPO)
         .env("RUST_BACKTRACE", "1")
         .run()
@@ -56,7 +41,7 @@ fn no_backtrace_even_with_rust_backtrace_set() {
 fn library_only_crate() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let pkg = cargo_new_lib(tmp.path(), "only-a-lib");
-    build_scratch(&pkg)
+    build_on_scratch(&pkg)
         .env("KRUST_REPO", CLOSED_REPO)
         .run()
         .expect_clean_error(&["no bin target"]);
@@ -74,7 +59,7 @@ fn compile_error() {
         "fn main() { let x: u32 = \"not a number\"; println!(\"{x}\"); }\n",
     )
     .expect("write broken main.rs");
-    build_scratch(&pkg)
+    build_on_scratch(&pkg)
         .env("KRUST_REPO", CLOSED_REPO)
         .run()
         .expect_clean_error(&["cargo build failed"]);
@@ -115,11 +100,11 @@ fn invalid_base_image_reference() {
 /// An invalid repository, as flag and as environment variable.
 #[test]
 fn invalid_repo() {
-    build_scratch(&hello_krust())
+    build_on_scratch(&hello_krust())
         .args(["--repo", "bad repo//x"])
         .run()
         .expect_clean_error(&["invalid"]);
-    build_scratch(&hello_krust())
+    build_on_scratch(&hello_krust())
         .env("KRUST_REPO", "bad repo//x")
         .run()
         .expect_clean_error(&["invalid"]);
@@ -143,7 +128,7 @@ fn platform_missing_from_base() {
 #[test]
 fn unreachable_registry() {
     tools::require_default_rust_targets();
-    build_scratch(&hello_krust())
+    build_on_scratch(&hello_krust())
         .env("KRUST_REPO", CLOSED_REPO)
         .run()
         .expect_clean_error(&["127.0.0.1:1"]);
@@ -164,7 +149,7 @@ fn unreachable_base_registry() {
 /// Pushing without KRUST_REPO or --repo says how to fix it.
 #[test]
 fn missing_krust_repo() {
-    build_scratch(&hello_krust())
+    build_on_scratch(&hello_krust())
         .env_remove("KRUST_REPO")
         .run()
         .expect_clean_error(&["KRUST_REPO"]);

@@ -223,6 +223,19 @@ impl KrustRun {
     }
 }
 
+/// `cargo-krust build DIR` on `scratch` for linux/amd64 only: the cheapest
+/// real build, for tests about anything but the base or the platforms.
+pub fn build_on_scratch(dir: &Path) -> Krust {
+    krust([
+        "build",
+        "--base-image",
+        "scratch",
+        "--platform",
+        "linux/amd64",
+    ])
+    .arg(dir)
+}
+
 /// The hello-krust example crate.
 pub fn hello_krust() -> PathBuf {
     repo_root().join("examples").join("hello-krust")

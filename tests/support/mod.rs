@@ -87,6 +87,29 @@ pub fn shared() -> &'static Shared {
     })
 }
 
+/// Copy a directory tree (files, directories and symlinks as symlinks),
+/// leaving out `target` directories.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("create {}: {e}", to.display()));
+    let entries =
+        std::fs::read_dir(from).unwrap_or_else(|e| panic!("read {}: {e}", from.display()));
+    for entry in entries {
+        let entry = entry.expect("dir entry");
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let kind = entry.file_type().expect("file type");
+        if kind.is_symlink() {
+            let target = std::fs::read_link(&src).expect("read link");
+            std::os::unix::fs::symlink(target, &dst).expect("create symlink");
+        } else if kind.is_dir() {
+            if entry.file_name() != "target" {
+                copy_tree(&src, &dst);
+            }
+        } else {
+            std::fs::copy(&src, &dst).unwrap_or_else(|e| panic!("copy {}: {e}", src.display()));
+        }
+    }
+}
+
 /// Create a fresh binary package with `cargo new --bin` in `parent/name`.
 pub fn cargo_new_bin(parent: &Path, name: &str) -> PathBuf {
     let dir = parent.join(name);
