@@ -502,10 +502,13 @@ tags = ["package-tag"]
 
 [package.metadata.krust.bin.two]
 args = ["bin"]
+
+[package.metadata.krust.bin.three]
+skip = true
 "#,
     )
     .expect("write Cargo.toml");
-    for bin in ["one", "two"] {
+    for bin in ["one", "two", "three"] {
         std::fs::write(pkg.join(format!("src/bin/{bin}.rs")), "fn main() {}\n").expect("bin");
     }
     let xdg = tmp.path().join("xdg");
@@ -525,7 +528,8 @@ args = ["bin"]
         .env("KRUST_TAGS", "env-tag")
         .env("KRUST_PLATFORMS", "linux/arm64")
         .run();
-    assert_eq!(run.refs().len(), 2, "{}", run.describe());
+    let names: Vec<String> = run.refs().iter().map(|r| r.repo.clone()).collect();
+    assert_eq!(names, ["one", "two"], "bin `three` has skip = true");
 
     let config = |name: &str| -> Value {
         let out = std::process::Command::new("skopeo")
@@ -595,6 +599,13 @@ args = ["bin"]
     run.refs();
     let index = std::fs::read_to_string(layout.join("index.json")).expect("index.json");
     assert!(index.contains("one:cli-tag"), "{index}");
+
+    // A skipped bin is still built when named.
+    let run = build_local(&pkg)
+        .args(["--bin", "three"])
+        .env("XDG_CONFIG_HOME", &xdg)
+        .run();
+    assert_eq!(image_names(&run.refs()), ["three"]);
 }
 
 /// A package in a temp dir with `extra` appended to its Cargo.toml.
