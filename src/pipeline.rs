@@ -253,7 +253,7 @@ async fn assemble_job(
             if !data_layers.contains_key(media_type) {
                 let entries = layer::data_entries(&data.path, &data.root)?;
                 let layer = tokio::task::block_in_place(|| {
-                    layer::write_layer(store, entries, media_type, epoch)
+                    layer::cached_layer(store, entries, media_type, epoch)
                 })?;
                 data_layers.insert(media_type, layer);
             }
@@ -270,7 +270,7 @@ async fn assemble_job(
             ));
         }
         let binary_layer = tokio::task::block_in_place(|| {
-            layer::write_layer(
+            layer::cached_layer(
                 store,
                 layer::binary_entries(&job.bin, executable),
                 media_type,

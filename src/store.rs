@@ -1,8 +1,10 @@
 //! The local blob store under `<target-dir>/krust/`: a content-addressed
 //! directory (`blobs/sha256/<hex>`, the same shape as an OCI layout) holding
 //! the layers cargo-krust writes and the base manifests, configs and layers it
-//! has fetched. Files appear in it only complete and under their digest: they
-//! are written to a temporary file and renamed into place.
+//! has fetched, plus small records under `records/<kind>/<key>` that map
+//! inputs to blobs (a binary's hash to its layer, a tag to its digest).
+//! Files appear in it only complete: they are written to a temporary file and
+//! renamed into place.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -82,6 +84,25 @@ impl BlobStore {
             .and_then(|()| file.flush())
             .context("cannot write to the blob store")?;
         self.commit(file, digest)
+    }
+
+    /// Reads a record, if there is one.
+    pub fn read_record(&self, kind: &str, key: &str) -> Option<Vec<u8>> {
+        fs::read(self.root.join("records").join(kind).join(key)).ok()
+    }
+
+    /// Writes (or replaces) a record.
+    pub fn write_record(&self, kind: &str, key: &str, bytes: &[u8]) -> Result<()> {
+        let dir = self.root.join("records").join(kind);
+        fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create cache directory {}", dir.display()))?;
+        let mut file = self.temp_file()?;
+        file.write_all(bytes)
+            .and_then(|()| file.flush())
+            .context("cannot write to the blob store")?;
+        file.persist(dir.join(key))
+            .with_context(|| format!("cannot write record {kind}/{key}"))?;
+        Ok(())
     }
 
     /// Opens a stored blob for reading.

@@ -4,6 +4,7 @@
 //! serialised once, canonically; its digest is that of those exact bytes.
 
 pub mod config;
+pub mod gzip;
 pub mod layer;
 
 use std::collections::BTreeMap;
