@@ -115,7 +115,7 @@ pub fn cached_layer(
             });
         }
     }
-    let layer = write_layer(store, entries, media_type, mtime)?;
+    let layer = write_layer(store, &entries, media_type, mtime)?;
     let record = json!({
         "digest": layer.blob.digest,
         "diff_id": layer.diff_id,
@@ -154,15 +154,14 @@ fn cache_key(entries: &[Entry], media_type: &str, mtime: u64) -> Result<String> 
     Ok(hex::encode(hasher.finalize()))
 }
 
-/// Writes the entries (sorted by path here, whatever order they come in) as
-/// a gzip layer of the given media type into the store.
-pub fn write_layer(
+/// Writes the entries (sorted by path) as a gzip layer of the given media
+/// type into the store.
+fn write_layer(
     store: &BlobStore,
-    mut entries: Vec<Entry>,
+    entries: &[Entry],
     media_type: &str,
     mtime: u64,
 ) -> Result<LayerBlob> {
-    entries.sort_by(|a, b| a.path().cmp(b.path()));
     let temp = store.temp_file()?;
     let file = temp
         .as_file()
@@ -172,7 +171,7 @@ pub fn write_layer(
     let compressed = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, file));
     let gzip = ParallelGzip::new(compressed, GZIP_LEVEL);
     let mut tar = tar::Builder::new(HashingWriter::new(gzip));
-    for entry in &entries {
+    for entry in entries {
         append(&mut tar, entry, mtime)?;
     }
     let uncompressed = tar.into_inner().context("cannot finish layer tar")?;
@@ -342,7 +341,7 @@ mod tests {
         let store = BlobStore::open(&dir.path().join("store")).unwrap();
         let exe = dir.path().join("exe");
         std::fs::write(&exe, bytes).unwrap();
-        let layer = write_layer(
+        let layer = cached_layer(
             &store,
             binary_entries("hello", &exe),
             crate::oci::MEDIA_TYPE_OCI_LAYER_GZIP,
@@ -420,7 +419,10 @@ mod tests {
         let second = layer(&store);
         assert_eq!(second.blob.digest, first.blob.digest);
         assert_eq!(second.diff_id, first.diff_id);
-        assert_eq!(std::fs::metadata(path).unwrap().modified().unwrap(), written);
+        assert_eq!(
+            std::fs::metadata(path).unwrap().modified().unwrap(),
+            written
+        );
 
         // A changed binary is a new layer; a lost blob is written again.
         std::fs::write(&exe, b"v2").unwrap();
