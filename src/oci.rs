@@ -126,6 +126,23 @@ pub fn canonical_json(value: &Value) -> Vec<u8> {
     serde_json::to_vec(&sorted(value)).unwrap_or_default()
 }
 
+/// The media type of a manifest document: its `mediaType` field, or its
+/// shape for the older documents that leave the field out.
+pub fn manifest_media_type(bytes: &[u8]) -> anyhow::Result<String> {
+    let value: Value =
+        serde_json::from_slice(bytes).map_err(|err| anyhow::anyhow!("it is not JSON ({err})"))?;
+    if let Some(media_type) = value.get("mediaType").and_then(Value::as_str) {
+        return Ok(media_type.to_string());
+    }
+    if value.get("manifests").is_some() {
+        Ok(MEDIA_TYPE_OCI_INDEX.to_string())
+    } else if value.get("layers").is_some() {
+        Ok(MEDIA_TYPE_OCI_MANIFEST.to_string())
+    } else {
+        anyhow::bail!("it is neither an image manifest nor an index")
+    }
+}
+
 /// The media type family of a base layer, so that a layer we add next to it
 /// uses the same family (SPEC §5).
 pub fn layer_media_type_like(base_layer_media_type: Option<&str>) -> &'static str {

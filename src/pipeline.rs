@@ -110,7 +110,7 @@ async fn fetch_bases(
         .collect();
     let fetched = try_join_all(references.iter().map(|reference| async move {
         progress::verbose(format!("resolving base image {reference}"));
-        BaseImage::fetch(client, store, reference).await
+        BaseImage::fetch(client, store, reference, plan.cargo.offline).await
     }))
     .await?;
     Ok(fetched

@@ -1,9 +1,10 @@
 //! Base images: resolving the configured reference to an index (or a single
 //! manifest), choosing platforms from it, and fetching the per-platform
-//! manifest and config as raw JSON (every field kept). Documents fetched by
-//! digest are cached in the blob store, so only the tag lookup needs the
-//! network on later runs. Base layers are never downloaded here: they stay
-//! remote descriptors until a sink needs their bytes.
+//! manifest and config as raw JSON (every field kept). Documents are cached
+//! in the blob store by digest, so a tag costs one HEAD request per run (a
+//! digest reference none), and `--offline` resolves tags from the last
+//! digest seen. Base layers are never downloaded here: they stay remote
+//! descriptors until a sink needs their bytes.
 
 use anyhow::{Context, Result, bail};
 use oci_client::Reference;
@@ -27,6 +28,8 @@ pub struct BaseImage {
     /// Digest of the index, or of the manifest for a single-platform base.
     pub digest: String,
     pub entries: Vec<BaseEntry>,
+    /// Only the local cache may be used (`--offline`).
+    offline: bool,
 }
 
 /// One platform of a base image.
@@ -58,34 +61,62 @@ impl BasePlatformImage {
 }
 
 impl BaseImage {
-    /// Resolves the configured reference (one request for the tag).
+    /// Resolves the configured reference: one HEAD for a tag, nothing for a
+    /// digest, and the cache alone when `offline`.
     pub async fn fetch(
         client: &RegistryClient,
         store: &BlobStore,
         configured: &str,
+        offline: bool,
     ) -> Result<BaseImage> {
         let reference = parse_reference(configured)?;
-        let top = client
-            .pull_manifest(&reference)
-            .await
-            .with_context(|| format!("cannot resolve base image {configured}"))?;
-        let document: Value = serde_json::from_slice(&top.bytes)
+        let documents = Documents {
+            client,
+            store,
+            reference: &reference,
+            configured,
+            offline,
+        };
+        let tag_key = crate::oci::sha256_digest(reference.whole().as_bytes());
+        let tag_key = tag_key.trim_start_matches("sha256:");
+        let digest = match reference.digest() {
+            Some(digest) => digest.to_string(),
+            None if offline => store
+                .read_record("tags", tag_key)
+                .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+                .with_context(|| {
+                    format!(
+                        "base image {configured} is not in the cache, and --offline forbids looking it up: run once without --offline"
+                    )
+                })?,
+            None => client
+                .manifest_digest(&reference)
+                .await
+                .with_context(|| format!("cannot resolve base image {configured}"))?
+                .with_context(|| format!("base image {configured} does not exist"))?,
+        };
+        let bytes = documents.manifest(&digest, "manifest").await?;
+        if reference.digest().is_none() {
+            store.write_record("tags", tag_key, digest.as_bytes())?;
+        }
+        let media_type = crate::oci::manifest_media_type(&bytes)
+            .with_context(|| format!("base image {configured}: cannot read its manifest"))?;
+        let document: Value = serde_json::from_slice(&bytes)
             .with_context(|| format!("base image {configured}: manifest is not JSON"))?;
-        store.write(&top.digest, &top.bytes)?;
 
-        let entries = match top.media_type.as_str() {
+        let entries = match media_type.as_str() {
             MEDIA_TYPE_OCI_INDEX | MEDIA_TYPE_DOCKER_MANIFEST_LIST => {
                 index_entries(&document, configured)?
             }
             MEDIA_TYPE_OCI_MANIFEST | MEDIA_TYPE_DOCKER_MANIFEST => {
-                let config = fetch_config(client, store, &reference, &document, configured).await?;
+                let config = documents.config(&document).await?;
                 let platform = Platform::from_json(&config).with_context(|| {
                     format!("base image {configured}: its config names no os/architecture")
                 })?;
                 vec![BaseEntry {
                     platform_json: platform.to_json(),
                     platform,
-                    manifest_digest: top.digest.clone(),
+                    manifest_digest: digest.clone(),
                 }]
             }
             other => bail!("base image {configured} has unsupported media type {other}"),
@@ -93,8 +124,9 @@ impl BaseImage {
         Ok(BaseImage {
             configured: configured.to_string(),
             reference,
-            digest: top.digest,
+            digest,
             entries,
+            offline,
         })
     }
 
@@ -131,25 +163,17 @@ impl BaseImage {
         store: &BlobStore,
         platform: &Platform,
     ) -> Result<BasePlatformImage> {
-        let entry = self.entry(platform)?;
-        let digest = &entry.manifest_digest;
-        let bytes = match store.read(digest) {
-            Some(bytes) => bytes,
-            None => {
-                let pulled = client
-                    .pull_manifest(&self.reference.clone_with_digest(digest.clone()))
-                    .await
-                    .with_context(|| {
-                        format!(
-                            "cannot fetch the {platform} manifest of base image {}",
-                            self.configured
-                        )
-                    })?;
-                verify_digest(&pulled.bytes, digest, "base manifest")?;
-                store.write(digest, &pulled.bytes)?;
-                pulled.bytes.to_vec()
-            }
+        let documents = Documents {
+            client,
+            store,
+            reference: &self.reference,
+            configured: &self.configured,
+            offline: self.offline,
         };
+        let digest = &self.entry(platform)?.manifest_digest;
+        let bytes = documents
+            .manifest(digest, &format!("{platform} manifest"))
+            .await?;
         let manifest: Value = serde_json::from_slice(&bytes).with_context(|| {
             format!(
                 "base image {}: {platform} manifest is not JSON",
@@ -162,13 +186,77 @@ impl BaseImage {
                 self.configured
             );
         }
-        let config =
-            fetch_config(client, store, &self.reference, &manifest, &self.configured).await?;
+        let config = documents.config(&manifest).await?;
         Ok(BasePlatformImage {
             manifest_digest: digest.clone(),
             manifest,
             config,
         })
+    }
+}
+
+/// Fetches a base image's documents by digest, through the blob store.
+struct Documents<'a> {
+    client: &'a RegistryClient,
+    store: &'a BlobStore,
+    reference: &'a Reference,
+    configured: &'a str,
+    offline: bool,
+}
+
+impl Documents<'_> {
+    /// A manifest or index by digest.
+    async fn manifest(&self, digest: &str, what: &str) -> Result<Vec<u8>> {
+        if let Some(bytes) = self.cached(digest, what)? {
+            return Ok(bytes);
+        }
+        let pulled = self
+            .client
+            .pull_manifest(&self.reference.clone_with_digest(digest.to_string()))
+            .await
+            .with_context(|| {
+                format!("cannot fetch the {what} of base image {}", self.configured)
+            })?;
+        verify_digest(&pulled.bytes, digest, what)?;
+        self.store.write(digest, &pulled.bytes)?;
+        Ok(pulled.bytes.to_vec())
+    }
+
+    /// The config a manifest names, parsed.
+    async fn config(&self, manifest: &Value) -> Result<Value> {
+        let configured = self.configured;
+        let digest = manifest
+            .pointer("/config/digest")
+            .and_then(Value::as_str)
+            .with_context(|| format!("base image {configured}: manifest has no config"))?;
+        let bytes = match self.cached(digest, "config")? {
+            Some(bytes) => bytes,
+            None => {
+                let bytes = self
+                    .client
+                    .pull_small_blob(self.reference, digest)
+                    .await
+                    .with_context(|| {
+                        format!("cannot fetch the config of base image {configured}")
+                    })?;
+                self.store.write(digest, &bytes)?;
+                bytes.to_vec()
+            }
+        };
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("base image {configured}: config is not JSON"))
+    }
+
+    /// The stored bytes, `None` when they must be fetched (an error offline).
+    fn cached(&self, digest: &str, what: &str) -> Result<Option<Vec<u8>>> {
+        match self.store.read(digest) {
+            Some(bytes) => Ok(Some(bytes)),
+            None if self.offline => bail!(
+                "the {what} of base image {} ({digest}) is not in the cache, and --offline forbids fetching it: run once without --offline",
+                self.configured
+            ),
+            None => Ok(None),
+        }
     }
 }
 
@@ -207,30 +295,4 @@ fn index_entries(index: &Value, configured: &str) -> Result<Vec<BaseEntry>> {
         });
     }
     Ok(entries)
-}
-
-async fn fetch_config(
-    client: &RegistryClient,
-    store: &BlobStore,
-    reference: &Reference,
-    manifest: &Value,
-    configured: &str,
-) -> Result<Value> {
-    let digest = manifest
-        .pointer("/config/digest")
-        .and_then(Value::as_str)
-        .with_context(|| format!("base image {configured}: manifest has no config"))?;
-    let bytes = match store.read(digest) {
-        Some(bytes) => bytes,
-        None => {
-            let bytes = client
-                .pull_small_blob(reference, digest)
-                .await
-                .with_context(|| format!("cannot fetch the config of base image {configured}"))?;
-            store.write(digest, &bytes)?;
-            bytes.to_vec()
-        }
-    };
-    serde_json::from_slice(&bytes)
-        .with_context(|| format!("base image {configured}: config is not JSON"))
 }

@@ -94,7 +94,7 @@ impl RegistryClient {
             .await
             .map_err(|err| describe(err, reference.resolve_registry()))
             .with_context(|| format!("cannot pull manifest of {reference}"))?;
-        let media_type = manifest_media_type(&bytes)
+        let media_type = crate::oci::manifest_media_type(&bytes)
             .with_context(|| format!("cannot read the manifest of {reference}"))?;
         Ok(PulledManifest {
             bytes,
@@ -268,22 +268,6 @@ fn credentials_for(registry: &str) -> RegistryAuth {
             RegistryAuth::Bearer(token)
         }
         Err(_) => RegistryAuth::Anonymous,
-    }
-}
-
-/// The media type of a pulled manifest: its `mediaType` field, or its shape
-/// for the older documents that leave the field out.
-fn manifest_media_type(bytes: &[u8]) -> Result<String> {
-    let value: serde_json::Value = serde_json::from_slice(bytes).context("it is not JSON")?;
-    if let Some(media_type) = value.get("mediaType").and_then(|m| m.as_str()) {
-        return Ok(media_type.to_string());
-    }
-    if value.get("manifests").is_some() {
-        Ok(crate::oci::MEDIA_TYPE_OCI_INDEX.to_string())
-    } else if value.get("layers").is_some() {
-        Ok(crate::oci::MEDIA_TYPE_OCI_MANIFEST.to_string())
-    } else {
-        bail!("it is neither an image manifest nor an index")
     }
 }
 

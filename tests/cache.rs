@@ -1,0 +1,177 @@
+//! Caching and reproducibility (issue "reproducible to the byte"):
+//!
+//! - a base image tag costs one HEAD per run once its documents are cached,
+//!   and `--offline` builds from the cache alone (same digest) while the
+//!   registry is down;
+//! - an unchanged binary reuses its cached layer (no new blob in the store);
+//! - two copies of a package in different directories, with different file
+//!   mtimes, give the same index digest; `SOURCE_DATE_EPOCH` sets the image
+//!   timestamps and layer mtimes.
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use support::image::PushedRef;
+use support::krust::{build_on_scratch, hello_krust, krust};
+use support::{Registry, base, copy_tree, tools};
+
+/// `--no-push` build of hello-krust onto the registry's multi-platform base,
+/// amd64 only, with its own target dir (so the cache starts empty).
+fn build_on(base_ref: &str, target: &Path) -> support::krust::Krust {
+    krust([
+        "build",
+        "--no-push",
+        "--platform",
+        "linux/amd64",
+        "--base-image",
+        base_ref,
+    ])
+    .arg(hello_krust())
+    .env("CARGO_TARGET_DIR", target)
+}
+
+#[test]
+fn base_tag_costs_one_head_and_offline_uses_the_cache() {
+    tools::require_default_rust_targets();
+    let mut registry = Registry::start();
+    let bases = base::push_bases(&registry);
+    let target = tempfile::tempdir().expect("tempdir");
+
+    let first = build_on(&bases.multi_ref, target.path()).run().single_ref();
+
+    let mark = registry.mark();
+    let second = build_on(&bases.multi_ref, target.path()).run().single_ref();
+    assert_eq!(second, first);
+    let requests = registry.requests_since(mark);
+    let manifest_heads: Vec<_> = requests
+        .iter()
+        .filter(|r| r.method == "HEAD" && r.uri.contains("/manifests/latest"))
+        .collect();
+    assert_eq!(manifest_heads.len(), 1, "one HEAD of the tag: {requests:?}");
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.method == "HEAD" || r.uri == "/v2/"),
+        "nothing but the tag lookup (and the API check): {requests:?}"
+    );
+
+    registry.stop();
+    let offline = build_on(&bases.multi_ref, target.path())
+        .arg("--offline")
+        .run();
+    assert_eq!(
+        offline.single_ref(),
+        first,
+        "--offline builds from the cache"
+    );
+    let online = build_on(&bases.multi_ref, target.path()).run();
+    online.expect_clean_error(&[&registry.host()]);
+
+    // Offline without a cached base is a clear error.
+    let empty = tempfile::tempdir().expect("tempdir");
+    build_on(&bases.multi_ref, empty.path())
+        .arg("--offline")
+        .run()
+        .expect_clean_error(&["not in the cache", "--offline"]);
+}
+
+#[test]
+fn unchanged_binary_reuses_its_layer() {
+    tools::require_default_rust_targets();
+    let target = tempfile::tempdir().expect("tempdir");
+    let build = || {
+        build_on_scratch(&hello_krust())
+            .arg("--no-push")
+            .env("CARGO_TARGET_DIR", target.path())
+            .run()
+            .single_ref()
+    };
+    let blobs = target.path().join("krust/blobs/sha256");
+    let first = build();
+    let stored = std::fs::read_dir(&blobs).expect("blob store").count();
+    let layer_files: Vec<SystemTime> = std::fs::read_dir(&blobs)
+        .expect("blob store")
+        .map(|e| {
+            e.expect("entry")
+                .metadata()
+                .expect("stat")
+                .modified()
+                .expect("mtime")
+        })
+        .collect();
+    assert_eq!(build(), first);
+    assert_eq!(
+        std::fs::read_dir(&blobs).expect("blob store").count(),
+        stored
+    );
+    let again: Vec<SystemTime> = std::fs::read_dir(&blobs)
+        .expect("blob store")
+        .map(|e| {
+            e.expect("entry")
+                .metadata()
+                .expect("stat")
+                .modified()
+                .expect("mtime")
+        })
+        .collect();
+    assert_eq!(again, layer_files, "no layer was written again");
+}
+
+/// Sets the mtime of every file below `dir` to `time`.
+fn touch_all(dir: &Path, time: SystemTime) {
+    for entry in std::fs::read_dir(dir).expect("read dir") {
+        let entry = entry.expect("entry");
+        let path = entry.path();
+        if path.is_dir() {
+            touch_all(&path, time);
+        } else {
+            let file = std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .expect("open for touch");
+            file.set_modified(time).expect("set mtime");
+        }
+    }
+}
+
+#[test]
+fn copies_in_other_directories_with_other_mtimes_give_the_same_digest() {
+    tools::require_default_rust_targets();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let build = |sub: &str, age: Duration, epoch: Option<&str>| -> PushedRef {
+        let root = tmp.path().join(sub);
+        let pkg = root.join("hello-krust");
+        copy_tree(&hello_krust(), &pkg);
+        touch_all(&pkg, SystemTime::now() - age);
+        let mut run = build_on_scratch(&pkg)
+            .args(["--no-push", "--platform", "linux/amd64,linux/arm64"])
+            .env("CARGO_TARGET_DIR", root.join("target"));
+        if let Some(epoch) = epoch {
+            run = run.env("SOURCE_DATE_EPOCH", epoch);
+        }
+        run.run().single_ref()
+    };
+    let a = build("a", Duration::from_secs(0), None);
+    let b = build("b/deeper/still", Duration::from_secs(86_400 * 400), None);
+    assert_eq!(a, b, "same sources, other directory and mtimes");
+
+    let dated = build("c", Duration::from_secs(5), Some("1700000000"));
+    assert_ne!(dated, a, "SOURCE_DATE_EPOCH changes the timestamps");
+    let layout = tmp.path().join("layout");
+    build_on_scratch(&hello_krust())
+        .arg("--no-push")
+        .arg("--oci-layout-path")
+        .arg(&layout)
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .run()
+        .single_ref();
+    let out = std::process::Command::new("skopeo")
+        .args(["inspect", "--config"])
+        .arg(format!("oci:{}:hello-krust:latest", layout.display()))
+        .output()
+        .expect("skopeo");
+    let config: serde_json::Value = serde_json::from_slice(&out.stdout).expect("config JSON");
+    assert_eq!(config["created"], "2023-11-14T22:13:20Z");
+}
