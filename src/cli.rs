@@ -32,6 +32,24 @@ pub enum Command {
     /// Prints one `REPO/NAME@sha256:…` line per image on stdout.
     #[command(visible_alias = "publish")]
     Build(Box<BuildArgs>),
+    /// Build the `krust://PATH[#bin]` references in Kubernetes YAML and print
+    /// the YAML with each replaced by its `REPO/NAME@sha256:…`.
+    ///
+    /// PATH is relative to the YAML file (stdin: the current directory) and
+    /// names a package directory; `#bin` picks one of its bins. Only those
+    /// scalars change: comments, quoting and layout are kept byte for byte.
+    /// Files are printed in input order, each followed by a `---` line.
+    Resolve(Box<ResolveArgs>),
+    /// Resolve like `resolve`, then pipe the YAML into `kubectl apply -f -`.
+    ///
+    /// Arguments after `--` go to kubectl; the exit status is kubectl's.
+    /// kubectl is not started when any build fails.
+    Apply(Box<ApplyArgs>),
+    /// Resolve like `resolve`, then pipe the YAML into `kubectl create -f -`.
+    ///
+    /// Arguments after `--` go to kubectl; the exit status is kubectl's.
+    /// kubectl is not started when any build fails.
+    Create(Box<ApplyArgs>),
     /// Print the version of cargo-krust.
     Version,
     /// Print a shell completion script.
@@ -52,6 +70,56 @@ pub struct BuildArgs {
     /// Extra arguments passed to `cargo build` after `--`.
     #[arg(last = true, value_name = "CARGO_ARGS")]
     pub cargo_args: Vec<String>,
+}
+
+/// The options of `resolve` (and of `apply`/`create`). The package selection
+/// options of `build` are hidden: the YAML's references say what to build.
+#[derive(Debug, Args)]
+#[command(
+    mut_arg("manifest_path", |a| a.hide(true)),
+    mut_arg("packages", |a| a.hide(true)),
+    mut_arg("workspace", |a| a.hide(true)),
+    mut_arg("exclude", |a| a.hide(true)),
+    mut_arg("bins", |a| a.hide(true)),
+    mut_arg("image", |a| a.hide(true))
+)]
+pub struct ResolveArgs {
+    /// YAML or JSON file, directory of them, or `-` for stdin (repeatable).
+    #[arg(
+        short = 'f',
+        long = "filename",
+        value_name = "FILE|DIR|-",
+        required = true,
+        help_heading = "Input"
+    )]
+    pub files: Vec<PathBuf>,
+
+    /// Also read the subdirectories of directories given with -f.
+    #[arg(short = 'R', long, help_heading = "Input")]
+    pub recursive: bool,
+
+    #[command(flatten)]
+    pub options: BuildOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub resolve: ResolveArgs,
+
+    /// The kubectl to run.
+    #[arg(
+        long,
+        env = "KRUST_KUBECTL",
+        value_name = "PATH",
+        default_value = "kubectl",
+        help_heading = "Input"
+    )]
+    pub kubectl: PathBuf,
+
+    /// Extra arguments passed to kubectl after `--`.
+    #[arg(last = true, value_name = "KUBECTL_ARGS")]
+    pub kubectl_args: Vec<String>,
 }
 
 /// Options shared by every command that builds images.

@@ -4,7 +4,8 @@
 //!
 //! The pipeline, one module per stage, data flowing one way:
 //! [`plan`] → [`compile`] → [`assemble`] → [`publish`], wired by [`pipeline`],
-//! with [`base`] resolving base images beside compilation.
+//! with [`base`] resolving base images beside compilation. [`resolve`] feeds
+//! the `krust://` references of Kubernetes YAML through the same pipeline.
 
 pub mod assemble;
 pub mod base;
@@ -17,4 +18,5 @@ pub mod plan;
 pub mod platform;
 pub mod progress;
 pub mod publish;
+pub mod resolve;
 pub mod store;

@@ -1,19 +1,23 @@
 //! The `cargo-krust` executable: parses arguments, runs the pipeline, and is
-//! the only place that writes to stdout (the image references).
+//! the only place that writes to stdout (the image references, or the
+//! resolved YAML). `apply`/`create` hand that YAML to kubectl instead and
+//! exit with its status.
 
 use std::io::Write;
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser};
 
-use cargo_krust::cli::{BuildArgs, Cli, Command, normalize_args};
+use cargo_krust::cli::{ApplyArgs, BuildArgs, BuildOptions, Cli, Command, normalize_args};
+use cargo_krust::resolve::{self, kubectl};
 use cargo_krust::{pipeline, plan, progress};
 
 fn main() -> ExitCode {
     let cli = Cli::parse_from(normalize_args(std::env::args_os()));
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             progress::error(format!("{err:#}"));
             ExitCode::FAILURE
@@ -21,40 +25,67 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
+fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Build(args) => build(*args),
+        Command::Build(args) => build(*args)?,
+        Command::Resolve(args) => {
+            let resolved = resolve_with(&args.options, || resolve::resolve(&args))?;
+            let mut stdout = std::io::stdout().lock();
+            stdout
+                .write_all(resolved.text.as_bytes())
+                .and_then(|()| stdout.flush())
+                .context("cannot write to stdout")?;
+        }
+        Command::Apply(args) => return kubectl_with("apply", *args),
+        Command::Create(args) => return kubectl_with("create", *args),
         Command::Version => {
             println!("cargo-krust {}", env!("CARGO_PKG_VERSION"));
-            Ok(())
         }
         Command::Completions { shell } => {
             let mut command = Cli::command();
             clap_complete::generate(shell, &mut command, "cargo-krust", &mut std::io::stdout());
-            Ok(())
         }
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn build(args: BuildArgs) -> Result<()> {
     let options = &args.options;
     progress::init(options.quiet, options.verbose, options.color);
     let plan = plan::plan(args.directory.as_deref(), options, &args.cargo_args)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let indexes = runtime.block_on(pipeline::run(&plan))?;
+    let indexes = pipeline::run_blocking(&plan)?;
     let references: Vec<String> = indexes.iter().map(|i| i.reference()).collect();
-    if let Some(path) = &options.image_refs {
-        let mut text = references.join("\n");
-        text.push('\n');
-        std::fs::write(path, text)
-            .with_context(|| format!("cannot write image references to {}", path.display()))?;
-    }
+    write_image_refs(options.image_refs.as_deref(), &references)?;
     let mut stdout = std::io::stdout().lock();
     for reference in &references {
         writeln!(stdout, "{reference}").context("cannot write to stdout")?;
     }
     Ok(())
+}
+
+/// Runs a resolve with logging set up, and writes `--image-refs`.
+fn resolve_with(
+    options: &BuildOptions,
+    resolve: impl FnOnce() -> Result<resolve::Resolved>,
+) -> Result<resolve::Resolved> {
+    progress::init(options.quiet, options.verbose, options.color);
+    let resolved = resolve()?;
+    write_image_refs(options.image_refs.as_deref(), &resolved.references)?;
+    Ok(resolved)
+}
+
+/// `apply`/`create`: kubectl runs only once everything is resolved.
+fn kubectl_with(verb: &str, args: ApplyArgs) -> Result<ExitCode> {
+    let resolved = resolve_with(&args.resolve.options, || resolve::resolve(&args.resolve))?;
+    let code = kubectl::pipe(&args.kubectl, verb, &args.kubectl_args, &resolved.text)?;
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+fn write_image_refs(path: Option<&Path>, references: &[String]) -> Result<()> {
+    let Some(path) = path else {
+        return Ok(());
+    };
+    let text: String = references.iter().map(|r| format!("{r}\n")).collect();
+    std::fs::write(path, text)
+        .with_context(|| format!("cannot write image references to {}", path.display()))
 }

@@ -16,12 +16,21 @@ use crate::assemble::{self, ImageIndex, PlatformBase, PlatformInput};
 use crate::base::{BaseImage, BasePlatformImage};
 use crate::compile::{self, TripleBuild, Unit};
 use crate::oci::layer_media_type_like;
-use crate::plan::{BaseSpec, ImageJob, Plan};
+use crate::plan::{BaseSpec, ImageJob, Plan, Workspace};
 use crate::platform::Platform;
 use crate::progress;
 use crate::publish::registry::RegistryClient;
 use crate::publish::{OciLayout, RegistrySink};
 use crate::store::BlobStore;
+
+/// [`run`] on a runtime of its own, for callers outside async code.
+pub fn run_blocking(plan: &Plan) -> Result<Vec<ImageIndex>> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(run(plan))
+}
 
 /// Runs the whole pipeline for a plan.
 pub async fn run(plan: &Plan) -> Result<Vec<ImageIndex>> {
@@ -154,26 +163,29 @@ fn job_platforms(plan: &Plan, bases: &HashMap<String, BaseImage>) -> Result<Vec<
         .collect()
 }
 
-/// One cargo invocation per target triple, each building every bin that
-/// needs that triple.
+/// One cargo invocation per (workspace, target triple), each building every
+/// bin of that workspace that needs that triple.
 async fn compile_all(
     plan: &Plan,
     platforms: &[Vec<Platform>],
 ) -> Result<HashMap<(Unit, Platform), PathBuf>> {
-    let mut by_platform: BTreeMap<Platform, BTreeSet<Unit>> = BTreeMap::new();
-    let mut package_features: HashMap<String, Vec<String>> = HashMap::new();
+    let mut batches: BTreeMap<(&Workspace, Platform), BTreeSet<Unit>> = BTreeMap::new();
+    let mut package_features: HashMap<&Workspace, HashMap<String, Vec<String>>> = HashMap::new();
     for (job, job_platforms) in plan.images.iter().zip(platforms) {
-        package_features.insert(job.package.clone(), job.features.clone());
+        package_features
+            .entry(&job.workspace)
+            .or_default()
+            .insert(job.package.clone(), job.features.clone());
         for platform in job_platforms {
-            by_platform
-                .entry(platform.clone())
+            batches
+                .entry((&job.workspace, platform.clone()))
                 .or_default()
                 .insert(unit(job));
         }
     }
 
     let mut executables = HashMap::new();
-    for (platform, units) in by_platform {
+    for ((workspace, platform), units) in batches {
         let triple = platform
             .rust_target()
             .with_context(|| format!("no Rust target for {platform}"))?;
@@ -190,10 +202,10 @@ async fn compile_all(
         );
         let request = TripleBuild {
             triple,
-            manifest_path: &plan.manifest_path,
-            target_dir: &plan.target_dir,
+            manifest_path: &workspace.manifest_path,
+            target_dir: &workspace.target_dir,
             units,
-            package_features: package_features.clone(),
+            package_features: package_features.get(workspace).cloned().unwrap_or_default(),
             cargo: &plan.cargo,
         };
         let built = tokio::task::block_in_place(|| compile::build(&request))?;
@@ -204,7 +216,8 @@ async fn compile_all(
     Ok(executables)
 }
 
-fn unit(job: &ImageJob) -> Unit {
+/// The compile unit of a job (how compile results are keyed).
+pub fn unit(job: &ImageJob) -> Unit {
     Unit {
         manifest_path: job.package_dir.join("Cargo.toml"),
         package: job.package.clone(),

@@ -37,6 +37,27 @@ pub struct TripleBuild<'a> {
     pub cargo: &'a CargoOptions,
 }
 
+/// A failed `cargo build`, with the units it did not build, so that a caller
+/// can name what asked for them (resolve names the YAML references).
+#[derive(Debug)]
+pub struct BuildFailed {
+    pub triple: String,
+    pub status: std::process::ExitStatus,
+    pub not_built: Vec<Unit>,
+}
+
+impl std::fmt::Display for BuildFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "cargo build failed for {} ({}); see cargo's messages above",
+            self.triple, self.status
+        )
+    }
+}
+
+impl std::error::Error for BuildFailed {}
+
 /// Builds every unit for the triple; returns the executable of each.
 pub fn build(request: &TripleBuild) -> Result<HashMap<Unit, PathBuf>> {
     let cwd = request
@@ -84,10 +105,17 @@ pub fn build(request: &TripleBuild) -> Result<HashMap<Unit, PathBuf>> {
     }
     let status = child.wait().context("cannot wait for cargo")?;
     if !status.success() {
-        bail!(
-            "cargo build failed for {} ({status}); see cargo's messages above",
-            request.triple
-        );
+        return Err(BuildFailed {
+            triple: request.triple.to_string(),
+            status,
+            not_built: request
+                .units
+                .iter()
+                .filter(|u| !executables.contains_key(*u))
+                .cloned()
+                .collect(),
+        }
+        .into());
     }
     for unit in &request.units {
         if !executables.contains_key(unit) {

@@ -4,6 +4,7 @@
 //! then bin order. Nothing here touches a registry or the file system beyond
 //! reading manifests and configuration.
 
+pub mod packages;
 pub mod select;
 pub mod settings;
 
@@ -28,9 +29,7 @@ pub const LOCAL_REPO: &str = "krust.local";
 /// Everything the later stages need, decided up front.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    /// The manifest cargo is run with (package or workspace root).
-    pub manifest_path: PathBuf,
-    pub workspace_root: PathBuf,
+    /// Where cargo-krust keeps its blob store (`<target_dir>/krust`).
     pub target_dir: PathBuf,
     pub images: Vec<ImageJob>,
     pub cargo: CargoOptions,
@@ -43,9 +42,19 @@ pub struct Plan {
     pub epoch: u64,
 }
 
+/// The cargo workspace a job is compiled in: cargo runs once per
+/// (workspace, target triple).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Workspace {
+    /// The manifest cargo is run with (package or workspace root).
+    pub manifest_path: PathBuf,
+    pub target_dir: PathBuf,
+}
+
 /// One image to build: one bin of one package, for one or more platforms.
 #[derive(Debug, Clone)]
 pub struct ImageJob {
+    pub workspace: Workspace,
     pub package: String,
     pub package_dir: PathBuf,
     pub bin: String,
@@ -115,23 +124,11 @@ pub fn plan(
     let manifest_path = locate_manifest(directory, options.manifest_path.as_deref())?;
     let metadata = read_metadata(&manifest_path)?;
 
-    let cli = cli_settings(options)?;
-    let env = Settings::from_env(|var| std::env::var(var).ok())?;
-    let global = Settings::from_global_file(&global_config_path())?;
-    let workspace = match metadata.workspace_metadata.get("krust") {
-        Some(table) => {
-            let file = metadata
-                .workspace_root
-                .join("Cargo.toml")
-                .into_std_path_buf();
-            let origin = Origin::Table {
-                table: "workspace.metadata.krust".into(),
-                file,
-            };
-            Settings::from_table(table, &origin, metadata.workspace_root.as_std_path())?
-        }
-        None => Settings::default(),
+    let workspace = Workspace {
+        manifest_path: manifest_path.clone(),
+        target_dir: target_dir(&metadata, options)?,
     };
+    let layers = CommonLayers::load(&metadata, options)?;
 
     // Every member's configuration is read (and so validated) up front:
     // nothing is built or pushed when any of it is invalid.
@@ -150,15 +147,7 @@ pub fn plan(
             .cloned()
             .unwrap_or_default()
     };
-    let merged_package = |package: &Package| {
-        layered([
-            cli.clone(),
-            env.clone(),
-            settings_of(package).package,
-            workspace.clone(),
-            global.clone(),
-        ])
-    };
+    let merged_package = |package: &Package| layers.for_package(&settings_of(package));
 
     let packages = select::packages(&metadata, &manifest_path, options, |package| {
         Ok(merged_package(package).skip == Some(true))
@@ -179,19 +168,14 @@ pub fn plan(
             package_table.bins.get(bin).and_then(|b| b.skip) == Some(true)
         })?;
         for target in bins {
-            let merged = layered([
-                cli.clone(),
-                env.clone(),
-                package_table
-                    .bins
-                    .get(&target.name)
-                    .cloned()
-                    .unwrap_or_default(),
-                package_table.package.clone(),
-                workspace.clone(),
-                global.clone(),
-            ]);
-            images.push(image_job(package, &target.name, merged, options)?);
+            let merged = layers.for_bin(&package_table, &target.name);
+            images.push(image_job(
+                package,
+                &target.name,
+                merged,
+                options,
+                &workspace,
+            )?);
         }
     }
     let missing: Vec<String> = options
@@ -228,13 +212,83 @@ pub fn plan(
         );
     }
 
-    let target_dir = match &options.target_dir {
-        Some(dir) => absolute(dir)?,
-        None => metadata.target_directory.clone().into_std_path_buf(),
-    };
+    finish(images, workspace.target_dir, options, cargo_args)
+}
+
+/// The configuration layers that are the same for every package of a
+/// workspace: command line, environment, `[workspace.metadata.krust]` and
+/// the global file.
+struct CommonLayers {
+    cli: Settings,
+    env: Settings,
+    workspace: Settings,
+    global: Settings,
+}
+
+impl CommonLayers {
+    fn load(metadata: &Metadata, options: &BuildOptions) -> Result<CommonLayers> {
+        let workspace = match metadata.workspace_metadata.get("krust") {
+            Some(table) => {
+                let file = metadata
+                    .workspace_root
+                    .join("Cargo.toml")
+                    .into_std_path_buf();
+                let origin = Origin::Table {
+                    table: "workspace.metadata.krust".into(),
+                    file,
+                };
+                Settings::from_table(table, &origin, metadata.workspace_root.as_std_path())?
+            }
+            None => Settings::default(),
+        };
+        Ok(CommonLayers {
+            cli: cli_settings(options)?,
+            env: Settings::from_env(|var| std::env::var(var).ok())?,
+            workspace,
+            global: Settings::from_global_file(&global_config_path())?,
+        })
+    }
+
+    /// The layers of SPEC §4 that apply to a package as a whole.
+    fn for_package(&self, package: &PackageSettings) -> Settings {
+        layered([
+            self.cli.clone(),
+            self.env.clone(),
+            package.package.clone(),
+            self.workspace.clone(),
+            self.global.clone(),
+        ])
+    }
+
+    /// Every layer of SPEC §4 for one bin of a package.
+    fn for_bin(&self, package: &PackageSettings, bin: &str) -> Settings {
+        layered([
+            self.cli.clone(),
+            self.env.clone(),
+            package.bins.get(bin).cloned().unwrap_or_default(),
+            package.package.clone(),
+            self.workspace.clone(),
+            self.global.clone(),
+        ])
+    }
+}
+
+/// The target dir of a workspace: `--target-dir`, else cargo's.
+fn target_dir(metadata: &Metadata, options: &BuildOptions) -> Result<PathBuf> {
+    match &options.target_dir {
+        Some(dir) => absolute(dir),
+        None => Ok(metadata.target_directory.clone().into_std_path_buf()),
+    }
+}
+
+/// The plan around a list of jobs: the options every job shares.
+fn finish(
+    images: Vec<ImageJob>,
+    target_dir: PathBuf,
+    options: &BuildOptions,
+    cargo_args: &[String],
+) -> Result<Plan> {
     Ok(Plan {
-        manifest_path,
-        workspace_root: metadata.workspace_root.clone().into_std_path_buf(),
         target_dir,
         images,
         cargo: cargo_options(options, cargo_args),
@@ -333,6 +387,7 @@ fn image_job(
     bin: &str,
     settings: Settings,
     options: &BuildOptions,
+    workspace: &Workspace,
 ) -> Result<ImageJob> {
     let manifest = package.manifest_path.as_std_path();
     let package_dir = manifest.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -392,6 +447,7 @@ fn image_job(
     labels.extend(settings.labels.clone().unwrap_or_default());
 
     Ok(ImageJob {
+        workspace: workspace.clone(),
         package: package.name.to_string(),
         package_dir,
         bin: bin.to_string(),

@@ -112,7 +112,7 @@ pub fn packages<'m>(
     Ok(selected)
 }
 
-fn no_bin_message(package: &Package) -> String {
+pub fn no_bin_message(package: &Package) -> String {
     format!(
         "package `{}` has no bin target: cargo-krust builds images of binaries (add src/main.rs or a [[bin]] section to {})",
         package.name, package.manifest_path

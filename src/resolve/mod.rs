@@ -1,0 +1,133 @@
+//! `resolve`, `apply` and `create` (SPEC §8): Kubernetes YAML in, the same
+//! YAML out with every `krust://PATH[#bin]` string scalar replaced by the
+//! `REPO/NAME@sha256:…` of its image, and not one other byte changed.
+//!
+//! [`input`] reads the files, [`scan`] finds the scalars and their exact
+//! bytes, [`reference`] turns each into a package request; every distinct
+//! one becomes a job of ONE plan run through the ordinary pipeline (shared
+//! base pulls, one cargo build per workspace and triple); [`rewrite`] splices
+//! the digests in. [`kubectl`] pipes the result for `apply`/`create`.
+
+pub mod input;
+pub mod kubectl;
+pub mod reference;
+pub mod rewrite;
+pub mod scan;
+
+use anyhow::{Context, Result, bail};
+
+use crate::cli::{BuildOptions, ResolveArgs};
+use crate::compile::BuildFailed;
+use crate::pipeline;
+use crate::plan::Plan;
+use crate::plan::packages::PackagePlanner;
+use crate::progress;
+use reference::KrustRef;
+use scan::Found;
+
+/// The outcome of a resolve.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// Every input file, references replaced, each followed by a `---` line.
+    pub text: String,
+    /// The distinct image references, in order of first appearance.
+    pub references: Vec<String>,
+}
+
+/// Reads the inputs, builds every distinct reference once, and rewrites the
+/// text. Nothing is returned unless every image was built and published.
+pub fn resolve(args: &ResolveArgs) -> Result<Resolved> {
+    reject_selection(&args.options)?;
+    let sources = input::read_sources(&args.files, args.recursive, std::io::stdin().lock())?;
+
+    let mut planner = PackagePlanner::new(&args.options);
+    // The first reference that asked for each job, to name it in errors.
+    let mut origins: Vec<String> = Vec::new();
+    let mut hits: Vec<Vec<(Found, usize)>> = Vec::new();
+    for source in &sources {
+        let found =
+            scan::find(&source.text, reference::SCHEME).with_context(|| source.name.clone())?;
+        let mut file_hits = Vec::new();
+        for found in found {
+            let origin = format!(
+                "{} ({}:{}:{})",
+                found.value, source.name, found.line, found.column
+            );
+            let job = KrustRef::parse(&found.value)
+                .and_then(|krust| planner.add(&krust.request(&source.dir)))
+                .with_context(|| origin.clone())?;
+            if job == origins.len() {
+                origins.push(origin);
+            }
+            file_hits.push((found, job));
+        }
+        hits.push(file_hits);
+    }
+
+    let references: Vec<String> = if origins.is_empty() {
+        Vec::new()
+    } else {
+        let plan = planner.finish(&[])?;
+        let indexes =
+            pipeline::run_blocking(&plan).map_err(|err| name_failed(err, &plan, &origins))?;
+        indexes.iter().map(|index| index.reference()).collect()
+    };
+    for (origin, reference) in origins.iter().zip(&references) {
+        progress::verbose(format!("{origin} → {reference}"));
+    }
+
+    let mut text = String::new();
+    for (source, file_hits) in sources.iter().zip(&hits) {
+        let replacements: Vec<_> = file_hits
+            .iter()
+            .map(|(found, job)| (found.range.clone(), references[*job].as_str()))
+            .collect();
+        rewrite::push_file(&mut text, &rewrite::splice(&source.text, &replacements));
+    }
+    progress::status(
+        "Resolved",
+        format!(
+            "{} reference(s) to {} image(s) in {} file(s)",
+            hits.iter().map(Vec::len).sum::<usize>(),
+            references.len(),
+            sources.len()
+        ),
+    );
+    Ok(Resolved { text, references })
+}
+
+/// `build`'s package selection has no meaning here: the references select.
+fn reject_selection(options: &BuildOptions) -> Result<()> {
+    let given = [
+        ("--manifest-path", options.manifest_path.is_some()),
+        ("--package", !options.packages.is_empty()),
+        ("--workspace", options.workspace),
+        ("--exclude", !options.exclude.is_empty()),
+        ("--bin", !options.bins.is_empty()),
+        ("--image", options.image.is_some()),
+    ];
+    if let Some((flag, _)) = given.iter().find(|(_, on)| *on) {
+        bail!(
+            "{flag} does not apply to resolve, apply or create: the krust://PATH[#BIN] references in the YAML say what to build"
+        );
+    }
+    Ok(())
+}
+
+/// Names the references whose bins a failed cargo build did not produce.
+fn name_failed(err: anyhow::Error, plan: &Plan, origins: &[String]) -> anyhow::Error {
+    let Some(failed) = err.chain().find_map(|e| e.downcast_ref::<BuildFailed>()) else {
+        return err;
+    };
+    let named: Vec<&str> = plan
+        .images
+        .iter()
+        .zip(origins)
+        .filter(|(job, _)| failed.not_built.contains(&pipeline::unit(job)))
+        .map(|(_, origin)| origin.as_str())
+        .collect();
+    if named.is_empty() {
+        return err;
+    }
+    err.context(format!("cannot build {}", named.join(", ")))
+}
