@@ -25,7 +25,7 @@ use support::base::{
     BaseImage, CONFIG_MEDIA_TYPE, EXTRA_FIELD, INDEX_MEDIA_TYPE, LAYER_MEDIA_TYPE,
     MANIFEST_MEDIA_TYPE, PushedBases, SINGLE_PATH,
 };
-use support::image::{self, PushedImage, PushedIndex, PushedRef, expect_ran};
+use support::image::{self, PushedImage, PushedIndex, PushedRef, expect_ran, run_platform};
 use support::krust::{build_on_scratch, hello_krust, krust};
 use support::{Registry, copy_tree, elf, sha256_digest, shared, tools, unique_name};
 
@@ -284,23 +284,6 @@ fn assert_index_annotations(pushed: &PushedIndex, base_ref: &str, base_digest: &
     let annotations = &pushed.index["annotations"];
     assert_eq!(annotations[BASE_NAME], base_ref, "index {BASE_NAME}");
     assert_eq!(annotations[BASE_DIGEST], base_digest, "index {BASE_DIGEST}");
-}
-
-/// Pull one platform of `pushed`, unpack it and run its Entrypoint with `args`
-/// via chroot (arm64 through qemu). Returns stdout.
-fn run_platform(pushed: &PushedRef, image: &PushedImage, args: &[&str]) -> String {
-    let unpacked =
-        image::pull_and_unpack(&pushed.full, &image.architecture, image.variant.as_deref());
-    let argv = image::docker_argv(&image.config, args);
-    let output = match image.architecture.as_str() {
-        "amd64" => image::run_chroot(&unpacked.rootfs, &argv),
-        "arm64" => image::run_chroot_qemu_aarch64(&unpacked.rootfs, &argv),
-        other => panic!("cannot run {other}"),
-    };
-    expect_ran(
-        &output,
-        &format!("{} ({})", pushed.full, image.architecture),
-    )
 }
 
 /// The expected output of hello-krust.

@@ -5,7 +5,7 @@
 //!   and layers (via HTTP from the registry), every digest and size verified.
 //! - [`pull_and_unpack`]: one platform copied with `skopeo copy` into an OCI layout
 //!   and unpacked into a runtime bundle with `umoci unpack`.
-//! - [`run_chroot`], [`run_chroot_qemu_aarch64`], [`run_runc`]: run it.
+//! - [`run_chroot`], [`run_chroot_qemu_aarch64`], [`run_runc`], [`run_platform`]: run it.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -527,6 +527,22 @@ pub fn run_runc(unpacked: &Unpacked, extra: &[&str]) -> Output {
         .args(["delete", "--force", &id])
         .output();
     output.unwrap_or_else(|e| panic!("runc run {id}: {e}"))
+}
+
+/// Pull one platform of `pushed`, unpack it and run its Entrypoint with `args`
+/// via chroot (arm64 through qemu). Returns stdout.
+pub fn run_platform(pushed: &PushedRef, image: &PushedImage, args: &[&str]) -> String {
+    let unpacked = pull_and_unpack(&pushed.full, &image.architecture, image.variant.as_deref());
+    let argv = docker_argv(&image.config, args);
+    let output = match image.architecture.as_str() {
+        "amd64" => run_chroot(&unpacked.rootfs, &argv),
+        "arm64" => run_chroot_qemu_aarch64(&unpacked.rootfs, &argv),
+        other => panic!("cannot run {other}"),
+    };
+    expect_ran(
+        &output,
+        &format!("{} ({})", pushed.full, image.architecture),
+    )
 }
 
 /// Panic with both streams unless `output` exited 0; return stdout as text.

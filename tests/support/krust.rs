@@ -9,7 +9,7 @@ use std::process::{Command, ExitStatus};
 use std::time::Duration;
 
 use super::image::PushedRef;
-use super::process::output_with_timeout;
+use super::process::output_with_input;
 use super::{repo_root, shared_target_dir};
 
 /// How long one cargo-krust run may take (it compiles for several targets).
@@ -22,6 +22,7 @@ pub struct Krust {
     envs: Vec<(String, OsString)>,
     removed: Vec<String>,
     cwd: Option<PathBuf>,
+    stdin: Option<Vec<u8>>,
 }
 
 /// Start preparing `cargo-krust ARGS…` (e.g. `krust(["build", "--no-push"])`).
@@ -67,6 +68,12 @@ impl Krust {
         self
     }
 
+    /// Feed `input` to its stdin (default: stdin closed).
+    pub fn stdin(mut self, input: impl Into<Vec<u8>>) -> Krust {
+        self.stdin = Some(input.into());
+        self
+    }
+
     /// Run it and capture everything.
     pub fn run(self) -> KrustRun {
         let exe = env!("CARGO_BIN_EXE_cargo-krust");
@@ -95,7 +102,7 @@ impl Krust {
         for key in &self.removed {
             cmd.env_remove(key);
         }
-        let output = output_with_timeout(&mut cmd, KRUST_TIMEOUT)
+        let output = output_with_input(&mut cmd, self.stdin.as_deref(), KRUST_TIMEOUT)
             .unwrap_or_else(|e| panic!("cannot run {exe}: {e}"));
         KrustRun {
             command: format!("cargo-krust {:?} (in {})", self.args, cwd.display()),

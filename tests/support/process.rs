@@ -9,11 +9,33 @@ use std::time::{Duration, Instant};
 /// Run `cmd` with stdin closed and stdout/stderr captured; kill it and return an
 /// error after `timeout`.
 pub fn output_with_timeout(cmd: &mut Command, timeout: Duration) -> std::io::Result<Output> {
+    output_with_input(cmd, None, timeout)
+}
+
+/// [`output_with_timeout`], with `input` (when given) fed to the child's stdin
+/// from a thread of its own and then closed.
+pub fn output_with_input(
+    cmd: &mut Command,
+    input: Option<&[u8]>,
+    timeout: Duration,
+) -> std::io::Result<Output> {
     let mut child = cmd
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
+    if let (Some(mut pipe), Some(input)) = (child.stdin.take(), input) {
+        let input = input.to_vec();
+        // A child that stops reading early is its own business; its status tells.
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = pipe.write_all(&input);
+        });
+    }
     let stdout = read_in_thread(child.stdout.take());
     let stderr = read_in_thread(child.stderr.take());
     let deadline = Instant::now() + timeout;

@@ -1,0 +1,575 @@
+//! Acceptance of `cargo krust resolve`, `apply` and `create` with the real
+//! binary and the shared test registry:
+//!
+//! - golden files (tests/fixtures/resolve/golden): comments, anchors and an
+//!   alias, tags, every quoting style, flow sequences and maps, several
+//!   documents with `---` and `...`, CRLF line endings, a `.json` file without
+//!   a final newline, the same reference many times, `#bin`, files skipped by
+//!   extension and a subdirectory not read without `-R`. The output equals the
+//!   golden file, differs from the inputs only in the replaced scalars (a
+//!   line diff), and every image is in the registry and runs;
+//! - stdin (`-f -`), paths relative to the current dir, platforms of the
+//!   base (arm64 run under qemu);
+//! - `apply`/`create` with a stand-in kubectl (PATH, `--kubectl`,
+//!   `KRUST_KUBECTL`): arguments after `--`, stdin = the resolved YAML, its
+//!   exit code, and never started when a build fails;
+//! - bad input: missing path, not a package, library only, unknown or
+//!   ambiguous bin, invalid YAML, unreadable or non-UTF-8 files, a block
+//!   scalar, a selection flag — each one clear error and an empty stdout.
+//!
+//! The example packages (examples/hello-krust, fixtures greeter and broken)
+//! compile once into the shared target dir; everything is linux/amd64 except
+//! the one multi-platform check.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use cargo_krust::resolve::scan;
+use support::image::{self, PushedRef, run_platform};
+use support::krust::{Krust, hello_krust, krust};
+use support::{cargo_new_lib, repo_root, shared, unique_name};
+
+fn fixtures() -> PathBuf {
+    repo_root().join("tests").join("fixtures").join("resolve")
+}
+
+/// `cargo-krust COMMAND` for linux/amd64 onto the shared multi-platform
+/// base, pushing into `repo`.
+fn pushing(command: &str, repo: &str) -> Krust {
+    krust([command, "--platform", "linux/amd64"])
+        .env("KRUST_REPO", repo)
+        .env("KRUST_BASE_IMAGE", &shared().bases.multi_ref)
+}
+
+/// `cargo-krust COMMAND` that needs no registry: scratch base, no push.
+fn offline(command: &str) -> Krust {
+    krust([
+        command,
+        "--no-push",
+        "--base-image",
+        "scratch",
+        "--platform",
+        "linux/amd64",
+    ])
+}
+
+/// A fresh repository prefix in the shared registry.
+fn fresh_repo(prefix: &str) -> String {
+    format!("{}/{}", shared().registry.host(), unique_name(prefix))
+}
+
+/// What each fixture image prints when run without arguments.
+fn greeting(name: &str) -> &'static str {
+    match name {
+        "hello-krust" => "Hello from krust!\narch: x86_64\nargs: \n",
+        "hi" => "hi from greeter\n",
+        "bye" => "bye from greeter\n",
+        other => panic!("no greeting known for {other}"),
+    }
+}
+
+/// The image name a fixture reference builds: its bin, or the last path
+/// component for single-bin packages.
+fn image_name_of(token: &str) -> Option<&'static str> {
+    if token.ends_with("examples/hello-krust") {
+        Some("hello-krust")
+    } else if token.ends_with("greeter#hi") {
+        Some("hi")
+    } else if token.ends_with("greeter#bye") {
+        Some("bye")
+    } else {
+        None
+    }
+}
+
+/// The `krust://…` tokens of a line: byte offset and text.
+fn tokens(line: &str) -> Vec<(usize, &str)> {
+    line.match_indices("krust://")
+        .map(|(at, _)| {
+            let len = line[at..]
+                .find(|c: char| "\"' ,]}\r\n".contains(c))
+                .unwrap_or(line.len() - at);
+            (at, &line[at..at + len])
+        })
+        .collect()
+}
+
+/// `line` with every fixture reference replaced by its image reference
+/// (other tokens, like prose that mentions krust://, stay as they are).
+fn substitute(line: &str, refs: &BTreeMap<String, String>) -> String {
+    let mut out = String::new();
+    let mut copied = 0;
+    for (at, token) in tokens(line) {
+        if let Some(name) = image_name_of(token) {
+            out.push_str(&line[copied..at]);
+            out.push_str(&refs[name]);
+            copied = at + token.len();
+        }
+    }
+    out.push_str(&line[copied..]);
+    out
+}
+
+/// The lines of `text`, each keeping its `\r` (split on `\n` only).
+fn lines(text: &str) -> Vec<&str> {
+    let mut lines: Vec<&str> = text.split('\n').collect();
+    if text.ends_with('\n') {
+        lines.pop();
+    }
+    lines
+}
+
+/// The golden inputs, read independently of the tool: the files of `dir`
+/// with a YAML or JSON extension, in name order.
+fn golden_inputs(dir: &Path) -> Vec<String> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("read golden inputs")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| {
+            p.is_file()
+                && matches!(
+                    p.extension().and_then(|e| e.to_str()),
+                    Some("yaml" | "yml" | "json")
+                )
+        })
+        .collect();
+    paths.sort();
+    paths
+        .iter()
+        .map(|p| std::fs::read_to_string(p).expect("read golden input"))
+        .collect()
+}
+
+#[test]
+fn golden_files_change_only_the_references_and_every_image_runs() {
+    let repo = fresh_repo("golden");
+    let inputs = fixtures().join("golden").join("in");
+    let refs_file = tempfile::NamedTempFile::new().expect("temp file");
+    let run = pushing("resolve", &repo)
+        .arg("-f")
+        .arg(&inputs)
+        .arg("--image-refs")
+        .arg(refs_file.path())
+        .run();
+    run.expect_success();
+
+    // --image-refs lists the distinct images, in order of first appearance.
+    let refs: Vec<PushedRef> = std::fs::read_to_string(refs_file.path())
+        .expect("read --image-refs file")
+        .lines()
+        .map(|l| PushedRef::parse(l).expect("a reference"))
+        .collect();
+    let by_name: BTreeMap<String, String> = refs
+        .iter()
+        .map(|r| {
+            (
+                r.repo.rsplit('/').next().unwrap().to_string(),
+                r.full.clone(),
+            )
+        })
+        .collect();
+    let names: Vec<&str> = refs
+        .iter()
+        .map(|r| r.repo.rsplit('/').next().unwrap())
+        .collect();
+    assert_eq!(names, ["hello-krust", "hi", "bye"], "{}", run.describe());
+
+    // The golden output, placeholders filled with this run's references.
+    let mut expected = std::fs::read_to_string(fixtures().join("golden").join("expected.yaml"))
+        .expect("read expected.yaml");
+    for (name, reference) in &by_name {
+        expected = expected.replace(&format!("{{{{{name}}}}}"), reference);
+    }
+    assert_eq!(run.stdout, expected, "{}", run.describe());
+
+    // A line diff against the inputs: every file's lines then its `---`
+    // line; only lines holding a reference differ, and only by it.
+    let mut wanted: Vec<String> = Vec::new();
+    let mut references = 0;
+    for text in golden_inputs(&inputs) {
+        for line in lines(&text) {
+            references += tokens(line)
+                .iter()
+                .filter(|(_, token)| image_name_of(token).is_some())
+                .count();
+            wanted.push(substitute(line, &by_name));
+        }
+        wanted.push(
+            if text.contains("\r\n") {
+                "---\r"
+            } else {
+                "---"
+            }
+            .to_string(),
+        );
+    }
+    let got = lines(&run.stdout);
+    assert_eq!(got.len(), wanted.len(), "line count\n{}", run.describe());
+    for (number, (got, wanted)) in got.iter().zip(&wanted).enumerate() {
+        assert_eq!(got, wanted, "output line {}", number + 1);
+    }
+    assert_eq!(references, 10, "the fixtures hold ten references");
+
+    // The output is YAML whose replaced scalars are exactly the references,
+    // and no krust:// scalar is left.
+    let resolved = scan::find(&run.stdout, &repo).expect("the output parses as YAML");
+    assert_eq!(resolved.len(), references);
+    for scalar in &resolved {
+        assert!(
+            by_name.values().any(|r| r == &scalar.value),
+            "{} is not one of the built references",
+            scalar.value
+        );
+    }
+    assert!(scan::find(&run.stdout, "krust://").unwrap().is_empty());
+
+    // Every image is in the registry, for linux/amd64 only, and runs.
+    for reference in &refs {
+        let name = reference.repo.rsplit('/').next().unwrap();
+        let pushed = image::fetch_index(&shared().registry, reference);
+        assert_eq!(pushed.platforms(), ["linux/amd64"], "{}", reference.full);
+        let amd64 = pushed.image("amd64");
+        assert_eq!(
+            run_platform(reference, amd64, &[]),
+            greeting(name),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn stdin_is_relative_to_the_current_dir_and_platforms_come_from_the_base() {
+    let repo = fresh_repo("stdin");
+    let run = krust(["resolve", "-f", "-"])
+        .env("KRUST_REPO", &repo)
+        .env("KRUST_BASE_IMAGE", &shared().bases.multi_ref)
+        .current_dir(&repo_root())
+        .stdin("# from stdin\nimage: krust://examples/hello-krust # ok\n")
+        .run();
+    run.expect_success();
+    let got = lines(&run.stdout);
+    assert_eq!(got.len(), 3, "{}", run.describe());
+    assert_eq!(got[0], "# from stdin");
+    assert_eq!(got[2], "---");
+    let reference = got[1]
+        .strip_prefix("image: ")
+        .and_then(|rest| rest.strip_suffix(" # ok"))
+        .unwrap_or_else(|| panic!("unexpected line {:?}", got[1]));
+    let reference = PushedRef::parse(reference).expect("a reference");
+    assert_eq!(
+        reference.repo,
+        format!("{}/hello-krust", repo.split_once('/').unwrap().1)
+    );
+
+    let pushed = image::fetch_index(&shared().registry, &reference);
+    assert_eq!(pushed.platforms(), ["linux/amd64", "linux/arm64/v8"]);
+    assert_eq!(
+        run_platform(&reference, pushed.image("arm64"), &["x"]),
+        "Hello from krust!\narch: aarch64\nargs: x\n"
+    );
+}
+
+/// A stand-in kubectl: records its arguments (one per line) and its stdin
+/// in `dir`, prints one line and exits with `code`.
+fn stand_in_kubectl(dir: &Path, code: i32) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).expect("create bin dir");
+    let path = bin.join("kubectl");
+    let record = dir.display();
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" > '{record}/args'\ncat > '{record}/stdin'\necho \"stand-in kubectl: $1\"\nexit {code}\n"
+        ),
+    )
+    .expect("write stand-in kubectl");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+        .expect("chmod stand-in kubectl");
+    path
+}
+
+/// What the stand-in kubectl recorded, or `None` if it never ran.
+fn recorded(dir: &Path) -> Option<(Vec<String>, String)> {
+    let args = std::fs::read_to_string(dir.join("args")).ok()?;
+    let stdin = std::fs::read_to_string(dir.join("stdin")).expect("stdin recorded with args");
+    Some((args.lines().map(str::to_string).collect(), stdin))
+}
+
+/// PATH with `dir` in front.
+fn path_with(dir: &Path) -> String {
+    format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+/// A Pod YAML in `dir` whose image is `reference`.
+fn pod_yaml(dir: &Path, reference: &str) -> PathBuf {
+    let path = dir.join("app.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: app # the app\nspec:\n  containers:\n    - name: app\n      image: {reference}\n"
+        ),
+    )
+    .expect("write app.yaml");
+    path
+}
+
+#[test]
+fn apply_streams_the_resolved_yaml_into_kubectl_and_returns_its_status() {
+    let repo = fresh_repo("apply");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubectl = stand_in_kubectl(dir.path(), 3);
+    let yaml = pod_yaml(dir.path(), &format!("krust://{}", hello_krust().display()));
+
+    let run = pushing("apply", &repo)
+        .env("PATH", path_with(kubectl.parent().unwrap()))
+        .arg("-f")
+        .arg(&yaml)
+        .args(["--", "--dry-run=server", "-n", "prod"])
+        .run();
+    assert_eq!(run.status.code(), Some(3), "{}", run.describe());
+    assert_eq!(
+        run.stdout, "stand-in kubectl: apply\n",
+        "kubectl's own output"
+    );
+    let (args, stdin) = recorded(dir.path()).expect("kubectl ran");
+    assert_eq!(args, ["apply", "-f", "-", "--dry-run=server", "-n", "prod"]);
+
+    let resolved = pushing("resolve", &repo).arg("-f").arg(&yaml).run();
+    resolved.expect_success();
+    assert_eq!(
+        stdin, resolved.stdout,
+        "kubectl's stdin is the resolved YAML"
+    );
+    assert!(
+        stdin.contains(&format!("image: {repo}/hello-krust@sha256:")),
+        "{stdin}"
+    );
+}
+
+#[test]
+fn create_runs_the_kubectl_named_by_flag_or_environment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubectl = stand_in_kubectl(dir.path(), 0);
+    let yaml = pod_yaml(
+        dir.path(),
+        &format!("'krust://{}'", hello_krust().display()),
+    );
+
+    let run = offline("create")
+        .arg("--kubectl")
+        .arg(&kubectl)
+        .arg("-f")
+        .arg(&yaml)
+        .run();
+    run.expect_success();
+    let (args, stdin) = recorded(dir.path()).expect("kubectl ran");
+    assert_eq!(args, ["create", "-f", "-"]);
+    assert!(
+        stdin.contains("image: 'krust.local/hello-krust@sha256:"),
+        "{stdin}"
+    );
+
+    std::fs::remove_file(dir.path().join("args")).expect("reset the record");
+    let run = offline("apply")
+        .env("KRUST_KUBECTL", &kubectl)
+        .arg("-f")
+        .arg(&yaml)
+        .arg("--")
+        .arg("--server-side")
+        .run();
+    run.expect_success();
+    let (args, _) = recorded(dir.path()).expect("kubectl ran");
+    assert_eq!(args, ["apply", "-f", "-", "--server-side"]);
+}
+
+#[test]
+fn kubectl_never_runs_when_a_build_fails() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubectl = stand_in_kubectl(dir.path(), 0);
+    let broken = fixtures().join("broken");
+    let yaml = dir.path().join("app.yaml");
+    std::fs::write(
+        &yaml,
+        format!(
+            "a: krust://{}\nb: krust://{}\n",
+            hello_krust().display(),
+            broken.display()
+        ),
+    )
+    .expect("write app.yaml");
+
+    let run = offline("apply")
+        .env("PATH", path_with(kubectl.parent().unwrap()))
+        .arg("-f")
+        .arg(&yaml)
+        .run();
+    let line = run.expect_clean_error(&["cannot build", "cargo build failed"]);
+    assert!(
+        line.contains(&format!(
+            "krust://{} ({}:2:4)",
+            broken.display(),
+            yaml.display()
+        )),
+        "the error names the reference and the YAML file: {line}"
+    );
+    assert!(
+        !line.contains("hello-krust"),
+        "only the failing reference is named: {line}"
+    );
+    assert!(
+        recorded(dir.path()).is_none(),
+        "kubectl ran after a failure"
+    );
+
+    std::fs::write(&yaml, "image: krust://./missing\n").expect("write app.yaml");
+    let run = offline("apply")
+        .env("PATH", path_with(kubectl.parent().unwrap()))
+        .arg("-f")
+        .arg(&yaml)
+        .run();
+    run.expect_clean_error(&["krust://./missing", "does not exist"]);
+    assert!(
+        recorded(dir.path()).is_none(),
+        "kubectl ran after a failure"
+    );
+}
+
+#[test]
+fn missing_kubectl_is_named_with_the_fix() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let yaml = dir.path().join("plain.yaml");
+    std::fs::write(&yaml, "a: b\n").expect("write plain.yaml");
+    offline("apply")
+        .arg("--kubectl")
+        .arg(dir.path().join("no-kubectl"))
+        .arg("-f")
+        .arg(&yaml)
+        .run()
+        .expect_clean_error(&["cannot run", "no-kubectl", "--kubectl", "KRUST_KUBECTL"]);
+}
+
+/// `resolve` of `text` (as `app.yaml` in a temp dir) must fail with a line
+/// holding every word.
+fn resolve_error(text: &str, words: &[&str]) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let yaml = dir.path().join("app.yaml");
+    std::fs::write(&yaml, text).expect("write app.yaml");
+    offline("resolve")
+        .arg("-f")
+        .arg(&yaml)
+        .run()
+        .expect_clean_error(words);
+}
+
+#[test]
+fn missing_path_names_the_reference_and_file() {
+    resolve_error(
+        "kind: Pod\nimage: krust://./nope\n",
+        &["krust://./nope", "app.yaml:2:8", "does not exist"],
+    );
+}
+
+#[test]
+fn directory_without_cargo_toml_is_not_a_package() {
+    resolve_error(
+        "image: \"krust://.\"\n",
+        &[
+            "krust://.",
+            "app.yaml:1:8",
+            "is not a cargo package",
+            "no Cargo.toml",
+        ],
+    );
+}
+
+#[test]
+fn library_only_package_has_no_bin() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lib = cargo_new_lib(dir.path(), "just-a-lib");
+    resolve_error(
+        &format!("image: krust://{}\n", lib.display()),
+        &["just-a-lib", "app.yaml", "no bin target"],
+    );
+}
+
+#[test]
+fn bin_must_exist_and_be_named_when_there_are_several() {
+    let greeter = fixtures().join("greeter");
+    resolve_error(
+        &format!("image: krust://{}#nope\n", greeter.display()),
+        &[
+            "#nope",
+            "app.yaml:1:8",
+            "no bin named `nope`",
+            "its bins: bye, hi",
+        ],
+    );
+    resolve_error(
+        &format!("image: krust://{}\n", greeter.display()),
+        &["app.yaml", "several bins (bye, hi)", "#<bin>"],
+    );
+}
+
+#[test]
+fn invalid_yaml_names_file_line_and_column() {
+    resolve_error(
+        "a: b\n  c: krust://./x\n",
+        &["app.yaml", "invalid YAML at line 2, column 4"],
+    );
+}
+
+#[test]
+fn block_scalar_reference_is_refused() {
+    resolve_error(
+        "image: >\n  krust://./x\n",
+        &["app.yaml", "line 2, column 3", "block scalar"],
+    );
+}
+
+#[test]
+fn unreadable_inputs_are_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    offline("resolve")
+        .arg("-f")
+        .arg(dir.path().join("missing.yaml"))
+        .run()
+        .expect_clean_error(&["cannot read", "missing.yaml", "no such file"]);
+
+    let listed = dir.path().join("listed");
+    std::fs::create_dir(&listed).expect("mkdir");
+    std::os::unix::fs::symlink(dir.path().join("gone"), listed.join("dangling.yaml"))
+        .expect("symlink");
+    offline("resolve")
+        .arg("-f")
+        .arg(&listed)
+        .run()
+        .expect_clean_error(&["cannot read", "dangling.yaml"]);
+
+    let latin1 = dir.path().join("latin1.yaml");
+    std::fs::write(&latin1, b"name: caf\xe9\n").expect("write");
+    offline("resolve")
+        .arg("-f")
+        .arg(&latin1)
+        .run()
+        .expect_clean_error(&["latin1.yaml", "not UTF-8"]);
+}
+
+#[test]
+fn selection_flags_of_build_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let yaml = dir.path().join("app.yaml");
+    std::fs::write(&yaml, "a: b\n").expect("write");
+    offline("resolve")
+        .arg("-f")
+        .arg(&yaml)
+        .args(["--bin", "x"])
+        .run()
+        .expect_clean_error(&["--bin", "does not apply", "krust://PATH[#BIN]"]);
+}
