@@ -113,7 +113,7 @@ pub struct ApplyArgs {
         env = "KRUST_KUBECTL",
         value_name = "PATH",
         default_value = "kubectl",
-        help_heading = "Input"
+        help_heading = "Kubernetes"
     )]
     pub kubectl: PathBuf,
 

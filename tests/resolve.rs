@@ -9,7 +9,7 @@
 //!   golden file, differs from the inputs only in the replaced scalars (a
 //!   line diff), and every image is in the registry and runs;
 //! - stdin (`-f -`), paths relative to the current dir, platforms of the
-//!   base (arm64 run under qemu);
+//!   base (arm64 run under qemu); one package named three ways is one image;
 //! - `apply`/`create` with a stand-in kubectl (PATH, `--kubectl`,
 //!   `KRUST_KUBECTL`): arguments after `--`, stdin = the resolved YAML, its
 //!   exit code, and never started when a build fails;
@@ -271,6 +271,38 @@ fn stdin_is_relative_to_the_current_dir_and_platforms_come_from_the_base() {
     );
 }
 
+#[test]
+fn one_package_spelled_three_ways_is_one_image() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hello = hello_krust();
+    let yaml = app_yaml(
+        dir.path(),
+        &format!(
+            "a: krust://{0}\nb: 'krust://{0}/../hello-krust/'\nc: \"krust://{0}#hello-krust\"\n",
+            hello.display()
+        ),
+    );
+    let refs_file = dir.path().join("refs");
+    let run = offline("resolve")
+        .arg("-f")
+        .arg(&yaml)
+        .arg("--image-refs")
+        .arg(&refs_file)
+        .run();
+    run.expect_success();
+    let refs = std::fs::read_to_string(&refs_file).expect("read --image-refs file");
+    let reference = refs.trim_end();
+    assert_eq!(refs.lines().count(), 1, "{refs}");
+    assert!(
+        reference.starts_with("krust.local/hello-krust@sha256:"),
+        "{refs}"
+    );
+    assert_eq!(
+        run.stdout,
+        format!("a: {reference}\nb: '{reference}'\nc: \"{reference}\"\n---\n")
+    );
+}
+
 /// A stand-in kubectl: records its arguments (one per line) and its stdin
 /// in `dir`, prints one line and exits with `code`.
 fn stand_in_kubectl(dir: &Path, code: i32) -> PathBuf {
@@ -307,17 +339,21 @@ fn path_with(dir: &Path) -> String {
     )
 }
 
+/// Writes `dir/app.yaml` and returns its path.
+fn app_yaml(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("app.yaml");
+    std::fs::write(&path, text).expect("write app.yaml");
+    path
+}
+
 /// A Pod YAML in `dir` whose image is `reference`.
 fn pod_yaml(dir: &Path, reference: &str) -> PathBuf {
-    let path = dir.join("app.yaml");
-    std::fs::write(
-        &path,
-        format!(
+    app_yaml(
+        dir,
+        &format!(
             "apiVersion: v1\nkind: Pod\nmetadata:\n  name: app # the app\nspec:\n  containers:\n    - name: app\n      image: {reference}\n"
         ),
     )
-    .expect("write app.yaml");
-    path
 }
 
 #[test]
@@ -394,16 +430,14 @@ fn kubectl_never_runs_when_a_build_fails() {
     let dir = tempfile::tempdir().expect("tempdir");
     let kubectl = stand_in_kubectl(dir.path(), 0);
     let broken = fixtures().join("broken");
-    let yaml = dir.path().join("app.yaml");
-    std::fs::write(
-        &yaml,
-        format!(
+    let yaml = app_yaml(
+        dir.path(),
+        &format!(
             "a: krust://{}\nb: krust://{}\n",
             hello_krust().display(),
             broken.display()
         ),
-    )
-    .expect("write app.yaml");
+    );
 
     let run = offline("apply")
         .env("PATH", path_with(kubectl.parent().unwrap()))
@@ -428,7 +462,7 @@ fn kubectl_never_runs_when_a_build_fails() {
         "kubectl ran after a failure"
     );
 
-    std::fs::write(&yaml, "image: krust://./missing\n").expect("write app.yaml");
+    app_yaml(dir.path(), "image: krust://./missing\n");
     let run = offline("apply")
         .env("PATH", path_with(kubectl.parent().unwrap()))
         .arg("-f")
@@ -444,8 +478,7 @@ fn kubectl_never_runs_when_a_build_fails() {
 #[test]
 fn missing_kubectl_is_named_with_the_fix() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let yaml = dir.path().join("plain.yaml");
-    std::fs::write(&yaml, "a: b\n").expect("write plain.yaml");
+    let yaml = app_yaml(dir.path(), "a: b\n");
     offline("apply")
         .arg("--kubectl")
         .arg(dir.path().join("no-kubectl"))
@@ -459,8 +492,7 @@ fn missing_kubectl_is_named_with_the_fix() {
 /// holding every word.
 fn resolve_error(text: &str, words: &[&str]) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let yaml = dir.path().join("app.yaml");
-    std::fs::write(&yaml, text).expect("write app.yaml");
+    let yaml = app_yaml(dir.path(), text);
     offline("resolve")
         .arg("-f")
         .arg(&yaml)
@@ -564,8 +596,7 @@ fn unreadable_inputs_are_named() {
 #[test]
 fn selection_flags_of_build_are_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let yaml = dir.path().join("app.yaml");
-    std::fs::write(&yaml, "a: b\n").expect("write");
+    let yaml = app_yaml(dir.path(), "a: b\n");
     offline("resolve")
         .arg("-f")
         .arg(&yaml)
