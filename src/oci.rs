@@ -15,6 +15,7 @@ pub const MEDIA_TYPE_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json"
 pub const MEDIA_TYPE_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const MEDIA_TYPE_OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub const MEDIA_TYPE_OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub const MEDIA_TYPE_OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 pub const MEDIA_TYPE_DOCKER_MANIFEST_LIST: &str =
     "application/vnd.docker.distribution.manifest.list.v2+json";
 pub const MEDIA_TYPE_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
@@ -143,14 +144,46 @@ pub fn manifest_media_type(bytes: &[u8]) -> anyhow::Result<String> {
     }
 }
 
-/// The media type family of a base layer, so that a layer we add next to it
-/// uses the same family (SPEC §5).
-pub fn layer_media_type_like(base_layer_media_type: Option<&str>) -> &'static str {
-    match base_layer_media_type {
-        Some(media_type) if media_type.starts_with("application/vnd.docker.") => {
-            MEDIA_TYPE_DOCKER_LAYER_GZIP
+/// How the layers cargo-krust adds are compressed (`layer-compression`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum LayerCompression {
+    #[default]
+    Gzip,
+    /// For registries and runtimes that take zstd layers (containerd 1.5+,
+    /// CRI-O, podman); always the OCI media type.
+    Zstd,
+}
+
+impl LayerCompression {
+    pub const NAMES: &[&str] = &["gzip", "zstd"];
+
+    pub fn parse(name: &str) -> Option<LayerCompression> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "gzip" => Some(LayerCompression::Gzip),
+            "zstd" => Some(LayerCompression::Zstd),
+            _ => None,
         }
-        _ => MEDIA_TYPE_OCI_LAYER_GZIP,
+    }
+
+    /// The media type of an added layer: zstd is always OCI; gzip keeps the
+    /// media type family of the base's layers (SPEC §5).
+    pub fn media_type(self, base_layer_media_type: Option<&str>) -> &'static str {
+        match (self, base_layer_media_type) {
+            (LayerCompression::Zstd, _) => MEDIA_TYPE_OCI_LAYER_ZSTD,
+            (LayerCompression::Gzip, Some(base)) if base.starts_with("application/vnd.docker.") => {
+                MEDIA_TYPE_DOCKER_LAYER_GZIP
+            }
+            (LayerCompression::Gzip, _) => MEDIA_TYPE_OCI_LAYER_GZIP,
+        }
+    }
+
+    /// The compression a layer media type implies.
+    pub fn of_media_type(media_type: &str) -> LayerCompression {
+        if media_type.ends_with("zstd") {
+            LayerCompression::Zstd
+        } else {
+            LayerCompression::Gzip
+        }
     }
 }
 

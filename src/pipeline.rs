@@ -15,7 +15,6 @@ use crate::assemble::layer::{self, LayerBlob};
 use crate::assemble::{self, ImageIndex, PlatformBase, PlatformInput};
 use crate::base::{BaseImage, BasePlatformImage};
 use crate::compile::{self, TripleBuild, Unit};
-use crate::oci::layer_media_type_like;
 use crate::plan::{BaseSpec, ImageJob, Plan, Workspace};
 use crate::platform::Platform;
 use crate::progress;
@@ -249,7 +248,7 @@ async fn assemble_job(
     let mut data_layers: HashMap<&'static str, LayerBlob> = HashMap::new();
     let mut images = Vec::new();
     for (platform, base_image) in platforms.iter().zip(&base_images) {
-        let media_type = layer_media_type_like(
+        let media_type = job.compression.media_type(
             base_image
                 .as_ref()
                 .and_then(|b| b.layers().last().cloned())

@@ -6,16 +6,17 @@
 //! - an unchanged binary reuses its cached layer (no new blob in the store);
 //! - two copies of a package in different directories, with different file
 //!   mtimes, give the same index digest; `SOURCE_DATE_EPOCH` sets the image
-//!   timestamps and layer mtimes.
+//!   timestamps and layer mtimes;
+//! - `layer-compression = "zstd"` gives OCI zstd layers that run.
 
 mod support;
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use support::image::PushedRef;
+use support::image::{PushedRef, expect_ran, fetch_index, run_chroot};
 use support::krust::{build_on_scratch, hello_krust, krust};
-use support::{Registry, base, copy_tree, tools};
+use support::{Registry, base, copy_tree, shared, tools, unique_name};
 
 /// `--no-push` build of hello-krust onto the registry's multi-platform base,
 /// amd64 only, with its own target dir (so the cache starts empty).
@@ -162,4 +163,89 @@ fn copies_in_other_directories_with_other_mtimes_give_the_same_digest() {
         .expect("skopeo");
     let config: serde_json::Value = serde_json::from_slice(&out.stdout).expect("config JSON");
     assert_eq!(config["created"], "2023-11-14T22:13:20Z");
+}
+
+/// `layer-compression = "zstd"`: the added layer is an OCI zstd layer with
+/// the same diff_id rules, base layers are untouched, and skopeo (recompressing
+/// to gzip for umoci, which predates zstd) gets a runnable image out of it.
+#[test]
+fn zstd_layers_are_pushed_and_run() {
+    tools::require_default_rust_targets();
+    let shared = shared();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let pkg = tmp.path().join("hello-zstd");
+    copy_tree(&hello_krust(), &pkg);
+    let manifest = pkg.join("Cargo.toml");
+    let mut text = std::fs::read_to_string(&manifest).expect("read Cargo.toml");
+    text.push_str("\n[package.metadata.krust]\nlayer-compression = \"zstd\"\n");
+    std::fs::write(&manifest, text).expect("write Cargo.toml");
+
+    let repo = format!("{}/{}", shared.registry.host(), unique_name("zstd"));
+    let pushed = krust(["build", "--platform", "linux/amd64", "--base-image"])
+        .arg(&shared.bases.multi_ref)
+        .arg(&pkg)
+        .env("KRUST_REPO", &repo)
+        .run()
+        .single_ref();
+    let index = fetch_index(&shared.registry, &pushed);
+    let image = index.image("amd64");
+    let base = shared.bases.multi_for("amd64");
+    let (added, base_layers) = image.layers.split_last().expect("layers");
+    assert_eq!(
+        base_layers
+            .iter()
+            .map(|l| &l.descriptor)
+            .collect::<Vec<_>>(),
+        base.layers.iter().collect::<Vec<_>>(),
+        "base layers unchanged"
+    );
+    assert_eq!(
+        added.descriptor.media_type,
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    );
+    let tar = zstd::decode_all(&added.compressed[..]).expect("layer is zstd");
+    let diff_ids = image.config["rootfs"]["diff_ids"]
+        .as_array()
+        .expect("diff_ids");
+    assert_eq!(
+        diff_ids.last().and_then(|d| d.as_str()),
+        Some(support::sha256_digest(&tar).as_str())
+    );
+
+    let layout = tmp.path().join("gzip-layout");
+    let copy = std::process::Command::new("skopeo")
+        .args(["copy", "--quiet", "--src-tls-verify=false"])
+        .args(["--dest-compress", "--dest-compress-format", "gzip"])
+        .arg(format!("docker://{}", pushed.full))
+        .arg(format!("oci:{}:img", layout.display()))
+        .output()
+        .expect("run skopeo");
+    assert!(
+        copy.status.success(),
+        "skopeo copy: {}",
+        String::from_utf8_lossy(&copy.stderr)
+    );
+    let bundle = tmp.path().join("bundle");
+    let unpack = std::process::Command::new("umoci")
+        .args(["unpack", "--image"])
+        .arg(format!("{}:img", layout.display()))
+        .arg(&bundle)
+        .output()
+        .expect("run umoci");
+    assert!(
+        unpack.status.success(),
+        "umoci unpack: {}",
+        String::from_utf8_lossy(&unpack.stderr)
+    );
+    let out = expect_ran(
+        &run_chroot(
+            &bundle.join("rootfs"),
+            &["/app/hello-krust".into(), "z".into()],
+        ),
+        "zstd image",
+    );
+    assert!(
+        out.contains("Hello from krust!") && out.contains("args: z"),
+        "{out}"
+    );
 }

@@ -16,6 +16,7 @@ use cargo_metadata::{Metadata, MetadataCommand, Package};
 
 use crate::cli::BuildOptions;
 use crate::image_name::{ImageName, parse_reference, validate_tag};
+use crate::oci::LayerCompression;
 use crate::platform::Platform;
 pub use settings::{Origin, PackageSettings, Settings, layered};
 
@@ -67,6 +68,8 @@ pub struct ImageJob {
     /// Cargo features configured for this package (`features` key).
     pub features: Vec<String>,
     pub config: ImageSettings,
+    /// How the added layers are compressed (`layer-compression`).
+    pub compression: LayerCompression,
 }
 
 /// The base image of a job as configured.
@@ -456,6 +459,11 @@ fn image_job(
         base,
         platforms,
         features: settings.features.clone().unwrap_or_default(),
+        compression: settings
+            .layer_compression
+            .as_deref()
+            .and_then(LayerCompression::parse)
+            .unwrap_or_default(),
         config: ImageSettings {
             env: settings.env.clone().unwrap_or_default(),
             args: settings.args.clone(),

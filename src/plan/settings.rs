@@ -16,6 +16,7 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
 use crate::image_name::{ImageName, parse_reference, validate_tag};
+use crate::oci::LayerCompression;
 use crate::platform::Platform;
 
 /// Every key of SPEC §4. `None` means "not set in this layer".
@@ -38,6 +39,7 @@ pub struct Settings {
     pub data: Option<PathBuf>,
     pub features: Option<Vec<String>>,
     pub skip: Option<bool>,
+    pub layer_compression: Option<String>,
     /// The directory a `data` tree's symlinks must stay inside: the package
     /// (or workspace, or config) directory of the layer that set `data`.
     #[serde(skip)]
@@ -60,6 +62,7 @@ pub const KEYS: &[&str] = &[
     "data",
     "features",
     "skip",
+    "layer-compression",
 ];
 
 /// The `KRUST_*` variables of the environment layer, with the key each sets.
@@ -166,6 +169,7 @@ impl Settings {
             data_root,
             features: self.features.or(lower.features),
             skip: self.skip.or(lower.skip),
+            layer_compression: self.layer_compression.or(lower.layer_compression),
         }
     }
 
@@ -295,6 +299,15 @@ impl Settings {
                 "{}: data directory {} does not exist; create it or fix the path (relative to the file's directory)",
                 at("data"),
                 data.display()
+            );
+        }
+        if let Some(name) = &self.layer_compression
+            && LayerCompression::parse(name).is_none()
+        {
+            bail!(
+                "{}: unknown compression `{name}`; use one of {}",
+                at("layer-compression"),
+                LayerCompression::NAMES.join(", ")
             );
         }
         if self.features.iter().flatten().any(|f| f.trim().is_empty()) {
@@ -521,6 +534,10 @@ mod tests {
             (
                 json!({"data": "does-not-exist"}),
                 "key `data`: data directory /p/does-not-exist does not exist",
+            ),
+            (
+                json!({"layer-compression": "lz4"}),
+                "key `layer-compression`: unknown compression `lz4`",
             ),
         ];
         for (value, expected) in cases {
