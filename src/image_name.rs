@@ -76,16 +76,171 @@ impl fmt::Display for ImageName {
     }
 }
 
-/// Parses any image reference (`name[:tag][@digest]`), with an error that
-/// names the input and the rule it breaks.
+/// Parses any image reference (`name[:tag][@digest]`) by the distribution
+/// grammar, normalised as docker does (`busybox` is
+/// `docker.io/library/busybox`), with an error that names the input and the
+/// rule it breaks.
+///
+/// Hand-written rather than oci-spec's `Reference::from_str`: that compiles
+/// a large Unicode regex on first use, ~50 ms, two thirds of the time of a
+/// whole no-op `cargo krust build`.
 pub fn parse_reference(text: &str) -> Result<Reference> {
     let trimmed = text.trim();
-    if trimmed.is_empty() {
-        bail!("invalid image reference ``: it is empty");
+    split_reference(trimmed)
+        .map_err(|why| anyhow::anyhow!("invalid image reference `{trimmed}`: {why}"))
+}
+
+fn split_reference(text: &str) -> std::result::Result<Reference, String> {
+    if text.is_empty() {
+        return Err("it is empty".into());
     }
-    trimmed
-        .parse::<Reference>()
-        .map_err(|err| anyhow::anyhow!("invalid image reference `{trimmed}`: {err}"))
+    let (rest, digest) = match text.split_once('@') {
+        Some((rest, digest)) => (rest, Some(digest)),
+        None => (text, None),
+    };
+    if let Some(digest) = digest {
+        check_digest(digest)?;
+    }
+    // A tag follows the last `:` after the last `/` (a `:` before it is a port).
+    let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
+    let (name, tag) = match rest[last_slash..].rfind(':') {
+        Some(i) => (&rest[..last_slash + i], Some(&rest[last_slash + i + 1..])),
+        None => (rest, None),
+    };
+    if let Some(tag) = tag {
+        validate_tag(tag).map_err(|e| e.to_string())?;
+    }
+    if name.len() > 255 {
+        return Err("the name is longer than 255 characters".into());
+    }
+    let (domain, path) = match name.split_once('/') {
+        Some((first, path))
+            if first.contains(['.', ':']) || first == "localhost" || first.starts_with('[') =>
+        {
+            check_domain(first)?;
+            (first.to_string(), path.to_string())
+        }
+        _ => ("docker.io".to_string(), name.to_string()),
+    };
+    for component in path.split('/') {
+        check_path_component(component)?;
+    }
+    let domain = if domain == "index.docker.io" {
+        "docker.io".to_string()
+    } else {
+        domain
+    };
+    let path = if domain == "docker.io" && !path.contains('/') {
+        format!("library/{path}")
+    } else {
+        path
+    };
+    Ok(match (tag, digest) {
+        (Some(tag), Some(digest)) => {
+            Reference::with_tag_and_digest(domain, path, tag.to_string(), digest.to_string())
+        }
+        (None, Some(digest)) => Reference::with_digest(domain, path, digest.to_string()),
+        (tag, None) => Reference::with_tag(domain, path, tag.unwrap_or("latest").to_string()),
+    })
+}
+
+/// `[a-z0-9]+` runs joined by one `.`, one or two `_`, or any number of `-`.
+fn check_path_component(component: &str) -> std::result::Result<(), String> {
+    let bad = || {
+        Err(format!(
+            "`{component}` is not a valid repository path component (lower-case letters and digits, joined by `.`, `_`, `__` or `-`)"
+        ))
+    };
+    let bytes = component.as_bytes();
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    if bytes.is_empty() || !alnum(bytes[0]) || !alnum(bytes[bytes.len() - 1]) {
+        return bad();
+    }
+    let mut i = 0;
+    while i < bytes.len() {
+        if alnum(bytes[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len() && !alnum(bytes[i]) {
+            i += 1;
+        }
+        let separator = &component[start..i];
+        let ok = matches!(separator, "." | "_" | "__") || separator.bytes().all(|b| b == b'-');
+        if !ok {
+            return bad();
+        }
+    }
+    Ok(())
+}
+
+/// `host[:port]`: dot-separated labels of letters, digits and inner `-`, or
+/// a bracketed IPv6 address.
+fn check_domain(domain: &str) -> std::result::Result<(), String> {
+    let bad = || Err(format!("`{domain}` is not a valid registry host[:port]"));
+    let (host, port) = match domain.strip_prefix('[') {
+        Some(rest) => {
+            let Some((ip, after)) = rest.split_once(']') else {
+                return bad();
+            };
+            if ip.parse::<std::net::Ipv6Addr>().is_err() {
+                return bad();
+            }
+            match (after, after.strip_prefix(':')) {
+                ("", _) => (None, None),
+                (_, Some(port)) => (None, Some(port)),
+                (_, None) => return bad(),
+            }
+        }
+        None => match domain.rsplit_once(':') {
+            Some((host, port)) => (Some(host), Some(port)),
+            None => (Some(domain), None),
+        },
+    };
+    if let Some(port) = port
+        && (port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return bad();
+    }
+    if let Some(host) = host {
+        let label_ok = |label: &str| {
+            let bytes = label.as_bytes();
+            !bytes.is_empty()
+                && bytes[0].is_ascii_alphanumeric()
+                && bytes[bytes.len() - 1].is_ascii_alphanumeric()
+                && bytes
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+        };
+        if !host.split('.').all(label_ok) {
+            return bad();
+        }
+    }
+    Ok(())
+}
+
+/// `algorithm:hex`, the hex part at least 32 digits.
+fn check_digest(digest: &str) -> std::result::Result<(), String> {
+    let bad = || {
+        Err(format!(
+            "`{digest}` is not a valid digest (e.g. sha256:<64 hex digits>)"
+        ))
+    };
+    let Some((algorithm, hex)) = digest.split_once(':') else {
+        return bad();
+    };
+    let algorithm_ok = !algorithm.is_empty()
+        && algorithm.as_bytes()[0].is_ascii_alphabetic()
+        && algorithm
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'.' | b'-' | b'_'));
+    let hex_ok = hex.len() >= 32 && hex.bytes().all(|b| b.is_ascii_hexdigit());
+    let length_ok = algorithm != "sha256" || hex.len() == 64;
+    if !algorithm_ok || !hex_ok || !length_ok {
+        return bad();
+    }
+    Ok(())
 }
 
 /// Validates a tag against the distribution grammar `[\w][\w.-]{0,127}`.
@@ -129,6 +284,86 @@ mod tests {
             assert!(ImageName::parse(bad).is_err(), "{bad}");
         }
         assert!(parse_reference("UPPER CASE!!").is_err());
+    }
+
+    #[test]
+    fn parses_references_like_distribution() {
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let cases = [
+            (
+                "busybox",
+                "docker.io",
+                "library/busybox",
+                Some("latest"),
+                None,
+            ),
+            (
+                "index.docker.io/me/app:v1",
+                "docker.io",
+                "me/app",
+                Some("v1"),
+                None,
+            ),
+            ("me/app", "docker.io", "me/app", Some("latest"), None),
+            ("localhost/app", "localhost", "app", Some("latest"), None),
+            (
+                "127.0.0.1:5000/x/y:t",
+                "127.0.0.1:5000",
+                "x/y",
+                Some("t"),
+                None,
+            ),
+            ("[::1]:5000/x", "[::1]:5000", "x", Some("latest"), None),
+            ("[::1]/x", "[::1]", "x", Some("latest"), None),
+            (
+                "ghcr.io/a/b-c__d.e/f",
+                "ghcr.io",
+                "a/b-c__d.e/f",
+                Some("latest"),
+                None,
+            ),
+            (
+                "cgr.dev/chainguard/static:latest",
+                "cgr.dev",
+                "chainguard/static",
+                Some("latest"),
+                None,
+            ),
+        ];
+        for (text, registry, repository, tag, digest_part) in cases {
+            let parsed = parse_reference(text).unwrap();
+            assert_eq!(parsed.registry(), registry, "{text}");
+            assert_eq!(parsed.repository(), repository, "{text}");
+            assert_eq!(parsed.tag(), tag, "{text}");
+            assert_eq!(parsed.digest(), digest_part, "{text}");
+        }
+        let pinned = parse_reference(&format!("r.io/a:t@{digest}")).unwrap();
+        assert_eq!(pinned.tag(), Some("t"));
+        assert_eq!(pinned.digest(), Some(digest.as_str()));
+        let by_digest = parse_reference(&format!("r.io/a@{digest}")).unwrap();
+        assert_eq!(by_digest.tag(), None);
+
+        for bad in [
+            "",
+            "UPPER",
+            "a//b",
+            "a/",
+            "-a",
+            "a--",
+            "a...b",
+            "a___b",
+            "r.io/a:-tag",
+            "r.io/a@sha256:abc",
+            "r.io/a@md5",
+            "bad_host.io:x/a",
+            "r.io:/a",
+            "[::1]x/a",
+            "[zz]/a",
+            "UPPER CASE!!",
+            &format!("r.io/{}", "a".repeat(260)),
+        ] {
+            assert!(parse_reference(bad).is_err(), "{bad} should be rejected");
+        }
     }
 
     #[test]
