@@ -82,24 +82,7 @@ pub async fn run(plan: &Plan) -> Result<Vec<ImageIndex>> {
 }
 
 fn registry_client(plan: &Plan) -> Result<RegistryClient> {
-    let mut registries: BTreeSet<String> = plan
-        .images
-        .iter()
-        .map(|job| job.name.registry().to_string())
-        .collect();
-    for job in &plan.images {
-        if let BaseSpec::Image(reference) = &job.base {
-            registries.insert(
-                crate::image_name::parse_reference(reference)?
-                    .registry()
-                    .to_string(),
-            );
-        }
-    }
-    RegistryClient::new(
-        registries.iter().map(String::as_str),
-        &plan.insecure_registries,
-    )
+    RegistryClient::new(&plan.insecure_registries)
 }
 
 /// Resolves every distinct base image of the plan, all at once.

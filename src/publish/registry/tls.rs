@@ -1,0 +1,146 @@
+//! Trust and the HTTP client: the system's CA certificates plus the bundle
+//! named by `SSL_CERT_FILE` (SPEC §7), loaded by us so that a machine
+//! without any CA store still gets a client (and a clear error when HTTPS is
+//! actually needed), and a reqwest client on rustls that follows no
+//! redirects by itself (the transport does, keeping method and body).
+//! Also reads rustls errors out of a failed request, to tell an untrusted
+//! certificate from a server that does not speak TLS.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use rustls::pki_types::CertificateDer;
+
+use crate::progress;
+
+/// The certificates HTTPS connections are verified against.
+pub struct Roots {
+    certs: Vec<CertificateDer<'static>>,
+}
+
+impl Roots {
+    /// The system's roots (OpenSSL's default locations, or `SSL_CERT_DIR`
+    /// / `SSL_CERT_FILE` when set, as OpenSSL reads them) and, when those
+    /// variables replace the defaults, the default locations as well: a
+    /// bundle named by `SSL_CERT_FILE` adds to the system's trust.
+    pub fn load() -> Roots {
+        let mut certs = Vec::new();
+        let mut seen = HashSet::new();
+        let mut add = |result: rustls_native_certs::CertificateResult| {
+            for error in result.errors {
+                progress::verbose(format!("skipping CA certificates: {error}"));
+            }
+            for cert in result.certs {
+                if seen.insert(cert.as_ref().to_vec()) {
+                    certs.push(cert);
+                }
+            }
+        };
+        add(rustls_native_certs::load_native_certs());
+        if std::env::var_os("SSL_CERT_FILE").is_some() || std::env::var_os("SSL_CERT_DIR").is_some()
+        {
+            for dir in openssl_probe::candidate_cert_dirs() {
+                add(rustls_native_certs::load_certs_from_paths(None, Some(dir)));
+            }
+        }
+        progress::trace(format!("{} trusted CA certificates loaded", certs.len()));
+        Roots { certs }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.certs.is_empty()
+    }
+}
+
+/// The one HTTP client every registry request goes through.
+pub fn http_client(roots: &Roots) -> Result<reqwest::Client> {
+    let certs: Vec<reqwest::Certificate> = roots
+        .certs
+        .iter()
+        .filter_map(|der| reqwest::Certificate::from_der(der.as_ref()).ok())
+        .collect();
+    reqwest::Client::builder()
+        .tls_certs_only(certs)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("cargo-krust/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(30))
+        // A stalled connection (no byte either way for this long) is a
+        // connection error, and retried.
+        .read_timeout(Duration::from_secs(120))
+        .build()
+        .context("cannot set up the HTTP client")
+}
+
+/// How a TLS handshake failed, when it did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TlsFailure {
+    /// The server's certificate could not be verified.
+    Untrusted(String),
+    /// The server answered with something that is not TLS (plain HTTP).
+    NotTls(String),
+    /// Any other TLS failure.
+    Other(String),
+}
+
+/// The TLS failure inside a request error, if that is what it was.
+pub fn tls_failure(err: &(dyn std::error::Error + 'static)) -> Option<TlsFailure> {
+    let rustls_error = error_chain(err).find_map(|e| e.downcast_ref::<rustls::Error>())?;
+    Some(match rustls_error {
+        rustls::Error::InvalidCertificate(cert) => TlsFailure::Untrusted(format!("{cert:?}")),
+        rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => {
+            TlsFailure::NotTls(rustls_error.to_string())
+        }
+        other => TlsFailure::Other(other.to_string()),
+    })
+}
+
+/// Every error in a source chain, looking inside `io::Error`s too (whose
+/// `source()` skips the error they wrap).
+pub fn error_chain<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    let mut next = Some(err);
+    std::iter::from_fn(move || {
+        let current = next?;
+        next = match current.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static))
+                .or_else(|| current.source()),
+            None => current.source(),
+        };
+        Some(current)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rustls_errors_are_found_inside_io_errors() {
+        let io = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        );
+        assert_eq!(
+            tls_failure(&io),
+            Some(TlsFailure::Untrusted("UnknownIssuer".into()))
+        );
+        let io = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType),
+        );
+        assert!(matches!(tls_failure(&io), Some(TlsFailure::NotTls(_))));
+        let plain = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert_eq!(tls_failure(&plain), None);
+    }
+
+    #[test]
+    fn a_client_is_built_without_any_root() {
+        let roots = Roots { certs: Vec::new() };
+        assert!(roots.is_empty());
+        http_client(&roots).expect("client without roots");
+    }
+}

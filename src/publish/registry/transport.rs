@@ -1,0 +1,584 @@
+//! The transport every registry request goes through, layered like
+//! go-containerregistry's: a ping of `/v2/` per registry picks the scheme
+//! (HTTPS, or plain HTTP where allowed) and learns the challenge; each
+//! request then gets the `Authorization` the challenge asks for (Basic, or a
+//! cached Bearer token for its scope), a 401 renews the challenge and the
+//! token once, and redirects are followed by hand so that an upload keeps
+//! its method and body (re-read from its file) and credentials never go to
+//! another host. Retries are the operations' business ([`super::retry`]).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, HeaderMap, HeaderValue, LOCATION};
+use reqwest::{Method, Response, StatusCode, Url};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::sync::OnceCell;
+use tokio_util::io::ReaderStream;
+
+use super::bearer::{Scope, TokenCache, TokenRequest, fetch_token};
+use super::challenge::{self, Challenge};
+use super::credentials::{Credential, Keychain, Secret};
+use super::errors::{ErrorKind, RegistryError, body_detail, from_reqwest};
+use super::retry::{RetryPolicy, retry_after};
+use super::scheme::SchemePolicy;
+use super::tls::{Roots, http_client};
+use crate::progress::{self, Transfer};
+
+/// What one registry turned out to be at its ping.
+pub struct Endpoint {
+    pub registry: String,
+    /// `https://host[:port]/` or `http://host[:port]/`.
+    pub base: Url,
+    challenge: RwLock<Challenge>,
+    /// Set when the registry refused a monolithic upload: later uploads to
+    /// it go chunked straight away.
+    pub monolithic_refused: AtomicBool,
+}
+
+impl Endpoint {
+    /// An absolute URL for a path such as `/v2/NAME/blobs/uploads/`.
+    pub fn url(&self, path: &str) -> Result<Url, RegistryError> {
+        self.base.join(path).map_err(|_| {
+            RegistryError::new(
+                &self.registry,
+                ErrorKind::Protocol(format!("cannot form a URL from {path}")),
+            )
+        })
+    }
+
+    fn challenge(&self) -> Challenge {
+        self.challenge
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn set_challenge(&self, challenge: Challenge) {
+        *self.challenge.write().unwrap_or_else(|e| e.into_inner()) = challenge;
+    }
+
+    /// Whether `url` is on this registry (same scheme, host and port):
+    /// only then may it carry the registry's credentials.
+    fn owns(&self, url: &Url) -> bool {
+        url.scheme() == self.base.scheme()
+            && url.host_str() == self.base.host_str()
+            && url.port_or_known_default() == self.base.port_or_known_default()
+    }
+}
+
+/// A request body that can be produced again for a redirect or a retry.
+#[derive(Clone)]
+pub enum Body {
+    Empty,
+    Bytes(Bytes),
+    /// `len` bytes of a file from `offset`, streamed; progress is reported
+    /// to `transfer` as they are sent.
+    File {
+        path: PathBuf,
+        offset: u64,
+        len: u64,
+        transfer: Option<Arc<Transfer>>,
+    },
+}
+
+/// What goes into an `Authorization` header.
+enum Auth {
+    Basic { username: String, password: Secret },
+    Bearer(Secret),
+}
+
+pub struct Transport {
+    http: reqwest::Client,
+    schemes: SchemePolicy,
+    keychain: Keychain,
+    /// No CA certificate was found: TLS errors say so.
+    no_roots: bool,
+    pub retry: RetryPolicy,
+    endpoints: std::sync::Mutex<HashMap<String, Arc<OnceCell<Arc<Endpoint>>>>>,
+    credentials: std::sync::Mutex<HashMap<String, Arc<OnceCell<Credential>>>>,
+    tokens: TokenCache,
+}
+
+/// At most this many redirects per request.
+const MAX_REDIRECTS: usize = 10;
+/// At most this much of an error body is read, for its message.
+const ERROR_BODY_LIMIT: usize = 64 * 1024;
+
+impl Transport {
+    pub fn new(insecure: &[String]) -> anyhow::Result<Transport> {
+        let roots = Roots::load();
+        Ok(Transport {
+            http: http_client(&roots)?,
+            schemes: SchemePolicy::new(insecure),
+            keychain: Keychain::from_env(),
+            no_roots: roots.is_empty(),
+            retry: RetryPolicy::default(),
+            endpoints: Default::default(),
+            credentials: Default::default(),
+            tokens: TokenCache::default(),
+        })
+    }
+
+    /// The registry's endpoint, pinging it on first use.
+    pub async fn endpoint(&self, registry: &str) -> Result<Arc<Endpoint>, RegistryError> {
+        let cell = self
+            .endpoints
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(registry.to_string())
+            .or_default()
+            .clone();
+        cell.get_or_try_init(|| self.probe(registry)).await.cloned()
+    }
+
+    /// HTTPS first; plain HTTP when HTTPS failed at the transport level
+    /// (never for an untrusted certificate) and the host allows it.
+    async fn probe(&self, registry: &str) -> Result<Arc<Endpoint>, RegistryError> {
+        let base = |scheme: &str| {
+            Url::parse(&format!("{scheme}://{registry}/")).map_err(|_| {
+                RegistryError::new(
+                    registry,
+                    ErrorKind::Protocol("is not a valid host[:port]".to_string()),
+                )
+            })
+        };
+        let https = base("https")?;
+        let (base, challenge) = match self.ping(registry, &https).await {
+            Ok(challenge) => (https, challenge),
+            Err(err)
+                if self.schemes.allows_http(registry)
+                    && matches!(
+                        err.kind,
+                        ErrorKind::Connection { .. } | ErrorKind::PlainHttpRefused { .. }
+                    ) =>
+            {
+                progress::trace(format!(
+                    "{registry}: HTTPS failed ({err}); trying plain HTTP"
+                ));
+                let http = base("http")?;
+                (http.clone(), self.ping(registry, &http).await?)
+            }
+            Err(err) => return Err(err),
+        };
+        progress::verbose(format!(
+            "registry {registry}: {}, {}",
+            base.scheme(),
+            match &challenge {
+                Challenge::None => "no authentication asked".to_string(),
+                Challenge::Basic => "Basic authentication".to_string(),
+                Challenge::Bearer { .. } => "Bearer tokens".to_string(),
+            }
+        ));
+        Ok(Arc::new(Endpoint {
+            registry: registry.to_string(),
+            base,
+            challenge: RwLock::new(challenge),
+            monolithic_refused: AtomicBool::new(false),
+        }))
+    }
+
+    /// `GET /v2/`: 200 means no authentication, 401 carries the challenge.
+    async fn ping(&self, registry: &str, base: &Url) -> Result<Challenge, RegistryError> {
+        let url = base.join("/v2/").map_err(|_| {
+            RegistryError::new(registry, ErrorKind::Protocol("bad /v2/ URL".into()))
+        })?;
+        let request = format!("GET {url}");
+        progress::trace(&request);
+        let response = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|err| from_reqwest(registry, &request, &err, self.no_roots))?;
+        let status = response.status();
+        progress::trace(format!("{request} -> {status}"));
+        if status.is_success() {
+            Ok(Challenge::None)
+        } else if status == StatusCode::UNAUTHORIZED {
+            Ok(challenge::from_headers(response.headers()).unwrap_or(Challenge::None))
+        } else {
+            Err(status_error(registry, &request, response).await)
+        }
+    }
+
+    /// The credential for a registry, looked up once (helpers are programs).
+    async fn credential(&self, registry: &str) -> Result<Credential, RegistryError> {
+        let cell = self
+            .credentials
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(registry.to_string())
+            .or_default()
+            .clone();
+        cell.get_or_try_init(|| async {
+            let keychain = self.keychain.clone();
+            let host = registry.to_string();
+            let found = tokio::task::spawn_blocking(move || keychain.lookup(&host))
+                .await
+                .map_err(|err| err.to_string())
+                .and_then(|r| r);
+            match found {
+                Ok(credential) => {
+                    progress::verbose(format!(
+                        "registry {registry}: {}",
+                        match &credential {
+                            Credential::Anonymous => "no credentials configured",
+                            Credential::Basic { .. } => "using a username and password",
+                            Credential::IdentityToken(_) => "using an identity token",
+                            Credential::RegistryToken(_) => "using a registry token",
+                        }
+                    ));
+                    Ok(credential)
+                }
+                Err(message) => Err(RegistryError::new(
+                    registry,
+                    ErrorKind::Credentials(message),
+                )),
+            }
+        })
+        .await
+        .cloned()
+    }
+
+    /// The `Authorization` for a request with `scope` to `endpoint`.
+    async fn authorization(
+        &self,
+        endpoint: &Endpoint,
+        scope: &Scope,
+    ) -> Result<Option<Auth>, RegistryError> {
+        let registry = &endpoint.registry;
+        match endpoint.challenge() {
+            Challenge::None => Ok(None),
+            Challenge::Basic => match self.credential(registry).await? {
+                Credential::Basic { username, password } => {
+                    Ok(Some(Auth::Basic { username, password }))
+                }
+                _ => Ok(None),
+            },
+            Challenge::Bearer { realm, service } => {
+                let credential = self.credential(registry).await?;
+                if let Credential::RegistryToken(token) = &credential {
+                    return Ok(Some(Auth::Bearer(token.clone())));
+                }
+                let realm_authority = authority(&realm);
+                let token = self
+                    .tokens
+                    .get_or_fetch(registry, scope, || {
+                        progress::trace(format!(
+                            "token for {} from {realm_authority}",
+                            scope.key()
+                        ));
+                        fetch_token(
+                            &self.http,
+                            TokenRequest {
+                                registry,
+                                realm: &realm,
+                                service: service.as_deref(),
+                                scope,
+                                credential: &credential,
+                            },
+                            self.schemes.allows_http(&realm_authority),
+                            self.no_roots,
+                        )
+                    })
+                    .await?;
+                Ok(Some(Auth::Bearer(token)))
+            }
+        }
+    }
+
+    /// Sends one request to `url` (on `endpoint`, or where a redirect led),
+    /// authenticated for `scope`, and returns the final response whatever
+    /// its status, except a 401/403 that fresh credentials did not cure,
+    /// which is an error.
+    pub async fn send(
+        &self,
+        endpoint: &Endpoint,
+        scope: &Scope,
+        method: Method,
+        url: Url,
+        headers: HeaderMap,
+        body: Body,
+    ) -> Result<Response, RegistryError> {
+        let registry = &endpoint.registry;
+        let mut method = method;
+        let mut url = url;
+        let mut body = body;
+        let mut renewed = false;
+        let mut redirects = 0;
+        loop {
+            let owned = endpoint.owns(&url);
+            let auth = if owned {
+                self.authorization(endpoint, scope).await?
+            } else {
+                None
+            };
+            let request = describe(&method, &url, owned);
+            let mut builder = self
+                .http
+                .request(method.clone(), url.clone())
+                .headers(headers.clone());
+            match &auth {
+                // reqwest marks the header sensitive.
+                Some(Auth::Basic { username, password }) => {
+                    builder = builder.basic_auth(username, Some(password.expose()));
+                }
+                Some(Auth::Bearer(token)) => {
+                    let value = format!("Bearer {}", token.expose());
+                    builder = builder.header(AUTHORIZATION, sensitive_header(registry, &value)?);
+                }
+                None => {}
+            }
+            builder = attach(builder, &method, &body, registry).await?;
+            progress::trace(&request);
+            let response = builder
+                .send()
+                .await
+                .map_err(|err| from_reqwest(registry, &request, &err, self.no_roots))?;
+            let status = response.status();
+            progress::trace(format!("{request} -> {status}"));
+
+            if owned && status == StatusCode::UNAUTHORIZED && !renewed {
+                renewed = true;
+                if let Some(challenge) = challenge::from_headers(response.headers()) {
+                    endpoint.set_challenge(challenge);
+                }
+                if let Some(Auth::Bearer(token)) = &auth {
+                    self.tokens.invalidate(registry, scope, token).await;
+                }
+                continue;
+            }
+            if owned && (status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN) {
+                let had_credentials = !self.credential(registry).await?.is_anonymous();
+                let detail = read_error_body(response).await;
+                return Err(RegistryError::new(
+                    registry,
+                    ErrorKind::Unauthorized {
+                        request,
+                        status,
+                        detail,
+                        had_credentials,
+                    },
+                ));
+            }
+            if status.is_redirection() && status != StatusCode::NOT_MODIFIED {
+                let Some(next) = location(&response) else {
+                    return Err(RegistryError::new(
+                        registry,
+                        ErrorKind::Protocol(format!(
+                            "{request} was redirected ({status}) without a Location"
+                        )),
+                    ));
+                };
+                redirects += 1;
+                if redirects > MAX_REDIRECTS {
+                    return Err(RegistryError::new(
+                        registry,
+                        ErrorKind::Protocol(format!("{request} was redirected too often")),
+                    ));
+                }
+                // Registries never mean "now GET it" but with 303: an upload
+                // redirected by 301/302/307/308 goes again, body and all.
+                if status == StatusCode::SEE_OTHER && method != Method::HEAD {
+                    method = Method::GET;
+                    body = Body::Empty;
+                }
+                url = next;
+                continue;
+            }
+            return Ok(response);
+        }
+    }
+
+    /// Pings (if needed) and sends in one call, for a path on the registry.
+    pub async fn send_path(
+        &self,
+        registry: &str,
+        scope: &Scope,
+        method: Method,
+        path: &str,
+        headers: HeaderMap,
+        body: Body,
+    ) -> Result<Response, RegistryError> {
+        let endpoint = self.endpoint(registry).await?;
+        let url = endpoint.url(path)?;
+        self.send(&endpoint, scope, method, url, headers, body)
+            .await
+    }
+}
+
+/// Attaches the body, with its length, built afresh (files re-opened).
+async fn attach(
+    builder: reqwest::RequestBuilder,
+    method: &Method,
+    body: &Body,
+    registry: &str,
+) -> Result<reqwest::RequestBuilder, RegistryError> {
+    Ok(match body {
+        Body::Empty if *method == Method::GET || *method == Method::HEAD => builder,
+        Body::Empty => builder.header(CONTENT_LENGTH, 0),
+        Body::Bytes(bytes) => builder.body(bytes.clone()),
+        Body::File {
+            path,
+            offset,
+            len,
+            transfer,
+        } => {
+            let local = |err: std::io::Error| {
+                RegistryError::new(
+                    registry,
+                    ErrorKind::Local(format!("cannot read {}: {err}", path.display())),
+                )
+            };
+            let mut file = tokio::fs::File::open(path).await.map_err(local)?;
+            file.seek(std::io::SeekFrom::Start(*offset))
+                .await
+                .map_err(local)?;
+            if let Some(transfer) = transfer {
+                transfer.set_position(*offset);
+            }
+            let transfer = transfer.clone();
+            let stream =
+                ReaderStream::with_capacity(file.take(*len), 256 * 1024).inspect_ok(move |chunk| {
+                    if let Some(transfer) = &transfer {
+                        transfer.advance(chunk.len() as u64);
+                    }
+                });
+            builder
+                .header(CONTENT_LENGTH, *len)
+                .body(reqwest::Body::wrap_stream(stream))
+        }
+    })
+}
+
+/// A header value that `http` keeps out of its `Debug` output.
+fn sensitive_header(registry: &str, value: &str) -> Result<HeaderValue, RegistryError> {
+    let mut header = HeaderValue::from_str(value).map_err(|_| {
+        RegistryError::new(
+            registry,
+            ErrorKind::Credentials(
+                "the configured credentials contain characters not allowed in an HTTP header"
+                    .into(),
+            ),
+        )
+    })?;
+    header.set_sensitive(true);
+    Ok(header)
+}
+
+/// `METHOD /path` on the registry, `METHOD https://host/path` elsewhere;
+/// never the query (upload state, signatures).
+fn describe(method: &Method, url: &Url, on_registry: bool) -> String {
+    if on_registry {
+        format!("{method} {}", url.path())
+    } else {
+        format!(
+            "{method} {}://{}{}",
+            url.scheme(),
+            authority(url),
+            url.path()
+        )
+    }
+}
+
+/// `host[:port]` of a URL.
+pub fn authority(url: &Url) -> String {
+    match (url.host_str(), url.port()) {
+        (Some(host), Some(port)) => format!("{host}:{port}"),
+        (Some(host), None) => host.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// The `Location` of a response, resolved against the URL it answered
+/// (registries may send relative ones).
+pub fn location(response: &Response) -> Option<Url> {
+    let value = response.headers().get(LOCATION)?.to_str().ok()?;
+    response.url().join(value).ok()
+}
+
+/// An unexpected answer as an error, with the registry's own words.
+pub async fn status_error(registry: &str, request: &str, response: Response) -> RegistryError {
+    let status = response.status();
+    let retry_after = retry_after(response.headers());
+    let detail = read_error_body(response).await;
+    RegistryError::new(
+        registry,
+        ErrorKind::Status {
+            request: request.to_string(),
+            status,
+            detail,
+            retry_after,
+        },
+    )
+}
+
+/// The start of an error body, summarised.
+async fn read_error_body(response: Response) -> String {
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Ok(Some(chunk)) = stream.try_next().await {
+        body.extend_from_slice(&chunk);
+        if body.len() >= ERROR_BODY_LIMIT {
+            break;
+        }
+    }
+    body_detail(&body)
+}
+
+/// Checks the status of a response, turning anything else into an error.
+pub async fn expect(
+    registry: &str,
+    request: &str,
+    response: Response,
+    ok: &[StatusCode],
+) -> Result<Response, RegistryError> {
+    if ok.contains(&response.status()) {
+        Ok(response)
+    } else {
+        Err(status_error(registry, request, response).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_described_without_query() {
+        let url = Url::parse("https://r.example:5000/v2/a/blobs/uploads/x?_state=SECRET").unwrap();
+        assert_eq!(
+            describe(&Method::PUT, &url, true),
+            "PUT /v2/a/blobs/uploads/x"
+        );
+        let url = Url::parse("https://storage.example/bucket/blob?X-Signature=abc").unwrap();
+        assert_eq!(
+            describe(&Method::GET, &url, false),
+            "GET https://storage.example/bucket/blob"
+        );
+    }
+
+    #[test]
+    fn credentials_go_only_to_the_registry_itself() {
+        let endpoint = Endpoint {
+            registry: "r.example:5000".into(),
+            base: Url::parse("https://r.example:5000/").unwrap(),
+            challenge: RwLock::new(Challenge::None),
+            monolithic_refused: AtomicBool::new(false),
+        };
+        assert!(endpoint.owns(&Url::parse("https://r.example:5000/v2/x").unwrap()));
+        assert!(!endpoint.owns(&Url::parse("http://r.example:5000/v2/x").unwrap()));
+        assert!(!endpoint.owns(&Url::parse("https://r.example/v2/x").unwrap()));
+        assert!(!endpoint.owns(&Url::parse("https://s3.example:5000/x").unwrap()));
+        let default_port = Endpoint {
+            base: Url::parse("https://ghcr.io/").unwrap(),
+            ..endpoint
+        };
+        assert!(default_port.owns(&Url::parse("https://ghcr.io:443/v2/").unwrap()));
+    }
+}

@@ -1,0 +1,364 @@
+//! Blob uploads (the distribution spec's "pushing blobs"): a POST opens a
+//! session, then one monolithic PUT streams the whole blob from its file; a
+//! registry that refuses that gets the chunked protocol (PATCHes with
+//! `Content-Range`, then an empty PUT), and keeps getting it for the rest of
+//! the run. The unit of retry is the whole upload: a new session and the
+//! file read again, since a broken session cannot be resumed reliably.
+//! Also cross-repository mounts, where a refusal is an answer, not an error.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use reqwest::{Method, StatusCode, Url};
+
+use super::bearer::Scope;
+use super::errors::{ErrorKind, RegistryError, is_transient_status};
+use super::transport::{Body, Endpoint, Transport, expect, location, status_error};
+use crate::progress::{self, Transfer};
+
+/// Where the bytes of an upload are read from (again, on each attempt).
+#[derive(Clone)]
+pub enum Source {
+    File(PathBuf),
+    Bytes(Bytes),
+}
+
+/// Chunk size of the chunked protocol, unless the registry asks for more
+/// (`OCI-Chunk-Min-Length`); large enough for the 5 MiB minimum parts of
+/// cloud storage back ends.
+const CHUNK_SIZE: u64 = 8 * 1024 * 1024;
+
+/// Answers to a monolithic PUT that mean "not like this": try chunks.
+const MONOLITHIC_REFUSED: &[StatusCode] = &[
+    StatusCode::METHOD_NOT_ALLOWED,
+    StatusCode::LENGTH_REQUIRED,
+    StatusCode::PAYLOAD_TOO_LARGE,
+    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+    StatusCode::RANGE_NOT_SATISFIABLE,
+    StatusCode::NOT_IMPLEMENTED,
+];
+
+/// Uploads a blob of `size` bytes with `digest` into `repository`.
+pub async fn upload(
+    transport: &Transport,
+    registry: &str,
+    repository: &str,
+    digest: &str,
+    size: u64,
+    source: Source,
+    transfer: Option<Arc<Transfer>>,
+) -> Result<(), RegistryError> {
+    let scope = Scope::push(repository);
+    let what = format!("upload of {digest} to {registry}/{repository}");
+    let upload = Upload {
+        transport,
+        repository,
+        digest,
+        size,
+        source: &source,
+        transfer: &transfer,
+        scope: &scope,
+    };
+    transport
+        .retry
+        .run(&what, || async {
+            let endpoint = transport.endpoint(registry).await?;
+            if !endpoint.monolithic_refused.load(Ordering::Relaxed) {
+                let (session, _) = upload.open_session(&endpoint).await?;
+                match upload.put_whole(&endpoint, session).await? {
+                    None => return Ok(()),
+                    Some(status) => {
+                        endpoint.monolithic_refused.store(true, Ordering::Relaxed);
+                        progress::verbose(format!(
+                            "registry {registry} refused a monolithic upload ({status}); uploading in chunks"
+                        ));
+                    }
+                }
+            }
+            upload.chunked(&endpoint).await
+        })
+        .await
+}
+
+struct Upload<'a> {
+    transport: &'a Transport,
+    repository: &'a str,
+    digest: &'a str,
+    size: u64,
+    source: &'a Source,
+    transfer: &'a Option<Arc<Transfer>>,
+    scope: &'a Scope,
+}
+
+impl Upload<'_> {
+    /// `POST /v2/NAME/blobs/uploads/`: the session's URL and the smallest
+    /// chunk the registry accepts, if it says.
+    async fn open_session(&self, endpoint: &Endpoint) -> Result<(Url, Option<u64>), RegistryError> {
+        let path = format!("/v2/{}/blobs/uploads/", self.repository);
+        let url = endpoint.url(&path)?;
+        let request = format!("POST {path}");
+        let response = self
+            .transport
+            .send(
+                endpoint,
+                self.scope,
+                Method::POST,
+                url,
+                HeaderMap::new(),
+                Body::Empty,
+            )
+            .await?;
+        let response = expect(
+            &endpoint.registry,
+            &request,
+            response,
+            &[StatusCode::ACCEPTED],
+        )
+        .await?;
+        let min_chunk = response
+            .headers()
+            .get(HeaderName::from_static("oci-chunk-min-length"))
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let session = session_location(&endpoint.registry, &request, &response)?;
+        Ok((session, min_chunk))
+    }
+
+    /// The body for `len` bytes from `offset`.
+    fn body(&self, offset: u64, len: u64) -> Body {
+        match self.source {
+            Source::File(path) => Body::File {
+                path: path.clone(),
+                offset,
+                len,
+                transfer: self.transfer.clone(),
+            },
+            Source::Bytes(bytes) => {
+                let start = usize::try_from(offset)
+                    .unwrap_or(usize::MAX)
+                    .min(bytes.len());
+                let end = usize::try_from(offset + len)
+                    .unwrap_or(usize::MAX)
+                    .min(bytes.len());
+                Body::Bytes(bytes.slice(start..end))
+            }
+        }
+    }
+
+    /// One PUT with the whole blob. `Some(status)` when the registry
+    /// refuses monolithic uploads.
+    async fn put_whole(
+        &self,
+        endpoint: &Endpoint,
+        session: Url,
+    ) -> Result<Option<StatusCode>, RegistryError> {
+        let url = with_digest(session, self.digest);
+        let request = format!("PUT {}", url.path());
+        let response = self
+            .transport
+            .send(
+                endpoint,
+                self.scope,
+                Method::PUT,
+                url,
+                octet_stream(),
+                self.body(0, self.size),
+            )
+            .await?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(None);
+        }
+        if MONOLITHIC_REFUSED.contains(&status) {
+            return Ok(Some(status));
+        }
+        Err(status_error(&endpoint.registry, &request, response).await)
+    }
+
+    /// The chunked protocol, on a session of its own.
+    async fn chunked(&self, endpoint: &Endpoint) -> Result<(), RegistryError> {
+        let registry = &endpoint.registry;
+        let (mut session, min_chunk) = self.open_session(endpoint).await?;
+        let chunk = min_chunk.unwrap_or(0).max(CHUNK_SIZE);
+        let mut offset = 0;
+        while offset < self.size {
+            let len = chunk.min(self.size - offset);
+            let mut headers = octet_stream();
+            headers.insert(
+                HeaderName::from_static("content-range"),
+                HeaderValue::from_str(&format!("{offset}-{}", offset + len - 1))
+                    .unwrap_or_else(|_| HeaderValue::from_static("0-0")),
+            );
+            let request = format!("PATCH {}", session.path());
+            let response = self
+                .transport
+                .send(
+                    endpoint,
+                    self.scope,
+                    Method::PATCH,
+                    session,
+                    headers,
+                    self.body(offset, len),
+                )
+                .await?;
+            let response = expect(registry, &request, response, &[StatusCode::ACCEPTED]).await?;
+            session = session_location(registry, &request, &response)?;
+            offset += len;
+        }
+        let url = with_digest(session, self.digest);
+        let request = format!("PUT {}", url.path());
+        let response = self
+            .transport
+            .send(
+                endpoint,
+                self.scope,
+                Method::PUT,
+                url,
+                HeaderMap::new(),
+                Body::Empty,
+            )
+            .await?;
+        expect(registry, &request, response, &[StatusCode::CREATED]).await?;
+        Ok(())
+    }
+}
+
+/// `HEAD /v2/NAME/blobs/DIGEST` before an upload (so with push access):
+/// whether the repository holds the blob already.
+pub async fn exists(
+    transport: &Transport,
+    registry: &str,
+    repository: &str,
+    digest: &str,
+) -> Result<bool, RegistryError> {
+    let path = format!("/v2/{repository}/blobs/{digest}");
+    let request = format!("HEAD {path}");
+    let scope = Scope::push(repository);
+    transport
+        .retry
+        .run(&format!("{request} on {registry}"), || async {
+            let response = transport
+                .send_path(
+                    registry,
+                    &scope,
+                    Method::HEAD,
+                    &path,
+                    HeaderMap::new(),
+                    Body::Empty,
+                )
+                .await?;
+            match response.status() {
+                StatusCode::OK => Ok(true),
+                StatusCode::NOT_FOUND => Ok(false),
+                _ => Err(status_error(registry, &request, response).await),
+            }
+        })
+        .await
+}
+
+/// Asks the registry to mount `digest` from `from` into `repository`:
+/// `true` when mounted, `false` when it declined (the caller uploads).
+pub async fn mount(
+    transport: &Transport,
+    registry: &str,
+    repository: &str,
+    from: &str,
+    digest: &str,
+) -> Result<bool, RegistryError> {
+    let scope = Scope::mount(repository, from);
+    let path = format!("/v2/{repository}/blobs/uploads/");
+    let what = format!("mount of {digest} from {from} into {registry}/{repository}");
+    transport
+        .retry
+        .run(&what, || async {
+            let endpoint = transport.endpoint(registry).await?;
+            let mut url = endpoint.url(&path)?;
+            url.query_pairs_mut()
+                .append_pair("mount", digest)
+                .append_pair("from", from);
+            let sent = transport
+                .send(
+                    &endpoint,
+                    &scope,
+                    Method::POST,
+                    url,
+                    HeaderMap::new(),
+                    Body::Empty,
+                )
+                .await;
+            let response = match sent {
+                Ok(response) => response,
+                Err(RegistryError {
+                    kind: ErrorKind::Unauthorized { status, .. },
+                    ..
+                }) => {
+                    progress::verbose(format!("{what} declined ({status})"));
+                    return Ok(false);
+                }
+                Err(err) => return Err(err),
+            };
+            let status = response.status();
+            if status == StatusCode::CREATED {
+                return Ok(true);
+            }
+            if is_transient_status(status) {
+                return Err(status_error(registry, &format!("POST {path}"), response).await);
+            }
+            // 202 is the registry opening an upload session instead.
+            progress::verbose(format!("{what} declined ({status})"));
+            Ok(false)
+        })
+        .await
+}
+
+/// The session URL an upload request was answered with.
+fn session_location(
+    registry: &str,
+    request: &str,
+    response: &reqwest::Response,
+) -> Result<Url, RegistryError> {
+    location(response).ok_or_else(|| {
+        RegistryError::new(
+            registry,
+            ErrorKind::Protocol(format!("{request} was answered without a Location")),
+        )
+    })
+}
+
+/// The session URL with `digest=` added to whatever query it already has.
+fn with_digest(mut url: Url, digest: &str) -> Url {
+    url.query_pairs_mut().append_pair("digest", digest);
+    url
+}
+
+fn octet_stream() -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    headers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_digest_joins_the_session_query() {
+        let session =
+            Url::parse("https://r.example/v2/a/blobs/uploads/u1?_state=abc%3D%3D").unwrap();
+        assert_eq!(
+            with_digest(session, "sha256:00").as_str(),
+            "https://r.example/v2/a/blobs/uploads/u1?_state=abc%3D%3D&digest=sha256%3A00"
+        );
+        let bare = Url::parse("https://r.example/v2/a/blobs/uploads/u1").unwrap();
+        assert_eq!(
+            with_digest(bare, "sha256:00").query(),
+            Some("digest=sha256%3A00")
+        );
+    }
+}
