@@ -1,8 +1,10 @@
 //! Publishing: the sinks an assembled [`ImageIndex`] is handed to. The
-//! registry sink pushes blobs (HEAD first, mounting base layers from another
-//! repository of the same registry, uploading each blob once per run), then
-//! manifests, then the index by digest, then tags. The layout sink writes an
-//! OCI image layout. `--no-push` simply means "no registry sink".
+//! registry sink pushes blobs (HEAD first, then a cross-repository mount
+//! when the registry already holds the blob in another repository — a base
+//! image's, or one this run pushed — else an upload; each blob transferred
+//! once per run and at most `--jobs` transfers at a time), then manifests,
+//! then the index by digest, then tags. The layout sink writes an OCI image
+//! layout. `--no-push` simply means "no registry sink".
 
 pub mod layout;
 pub mod registry;
@@ -15,7 +17,7 @@ use anyhow::{Context, Result};
 use futures_util::future::try_join_all;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use oci_client::Reference;
-use tokio::sync::{Mutex, OnceCell};
+use tokio::sync::{Mutex, OnceCell, Semaphore};
 
 use crate::assemble::ImageIndex;
 use crate::image_name::ImageName;
@@ -28,16 +30,23 @@ pub use layout::OciLayout;
 
 /// A blob in a repository: (registry, repository, digest).
 type BlobKey = (String, String, String);
+/// A blob in a registry, whatever the repository: (registry, digest).
+type RegistryBlob = (String, String);
 
 /// Pushes images to their registries.
 pub struct RegistrySink {
     client: Arc<RegistryClient>,
     store: BlobStore,
-    /// Parallel blob transfers per image.
+    /// `--jobs`: blob transfers running at once, over all images.
     jobs: usize,
+    transfers: Semaphore,
     /// One cell per (registry, repository, digest): a blob is transferred at
     /// most once per run, whoever asks for it first.
     done: Mutex<HashMap<BlobKey, Arc<OnceCell<()>>>>,
+    /// Per (registry, digest): a lock held while the blob is transferred
+    /// anywhere in that registry, and a repository known to hold it, so a
+    /// second repository mounts what the first uploaded.
+    holders: Mutex<HashMap<RegistryBlob, Arc<Mutex<Option<String>>>>>,
 }
 
 impl RegistrySink {
@@ -46,7 +55,9 @@ impl RegistrySink {
             client,
             store,
             jobs: jobs.max(1),
+            transfers: Semaphore::new(jobs.max(1)),
             done: Mutex::new(HashMap::new()),
+            holders: Mutex::new(HashMap::new()),
         }
     }
 
@@ -104,15 +115,74 @@ impl RegistrySink {
     }
 
     async fn transfer(&self, name: &ImageName, blob: &Blob) -> Result<()> {
+        // The registry-wide lock first, then a transfer slot: a task holding
+        // a slot never waits for a lock, so the two cannot deadlock.
+        let holder = self
+            .holders
+            .lock()
+            .await
+            .entry((name.registry().to_string(), blob.digest.clone()))
+            .or_default()
+            .clone();
+        let mut holder = holder.lock().await;
+        let _slot = self
+            .transfers
+            .acquire()
+            .await
+            .context("transfer slots closed")?;
+
         let target = name.with_digest(&blob.digest);
         if self.client.blob_exists(&target, &blob.digest).await? {
             progress::verbose(format!("{} exists in {name}", blob.digest));
-            return Ok(());
+        } else if !self.mount_known(name, blob, holder.as_deref()).await? {
+            self.upload(name, blob, &target).await?;
         }
+        *holder = Some(name.repository().to_string());
+        Ok(())
+    }
+
+    /// Mounts the blob from a repository of the same registry known to hold
+    /// it: the one this run pushed it to, or the base image's.
+    async fn mount_known(
+        &self,
+        name: &ImageName,
+        blob: &Blob,
+        pushed_to: Option<&str>,
+    ) -> Result<bool> {
+        let base = match &blob.source {
+            BlobSource::Remote {
+                registry,
+                repository,
+            } if registry == name.registry() => Some(repository.as_str()),
+            _ => None,
+        };
+        let target = name.with_digest(&blob.digest);
+        for from in pushed_to.into_iter().chain(base) {
+            if from == name.repository() {
+                continue;
+            }
+            let source = Reference::with_digest(
+                name.registry().to_string(),
+                from.to_string(),
+                blob.digest.clone(),
+            );
+            if self
+                .client
+                .mount_blob(&target, &source, &blob.digest)
+                .await?
+            {
+                progress::verbose(format!("mounted {} from {from}", blob.digest));
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    async fn upload(&self, name: &ImageName, blob: &Blob, target: &Reference) -> Result<()> {
         match &blob.source {
             BlobSource::Memory(bytes) => {
                 self.client
-                    .push_blob_bytes(&target, &blob.digest, bytes.clone())
+                    .push_blob_bytes(target, &blob.digest, bytes.clone())
                     .await
             }
             BlobSource::File(path) => {
@@ -121,30 +191,13 @@ impl RegistrySink {
                     blob.digest, blob.size
                 ));
                 self.client
-                    .push_blob_file(&target, &blob.digest, blob.size, path)
+                    .push_blob_file(target, &blob.digest, blob.size, path)
                     .await
             }
-            BlobSource::Remote {
-                registry,
-                repository,
-            } => {
-                let source = Reference::with_digest(
-                    registry.clone(),
-                    repository.clone(),
-                    blob.digest.clone(),
-                );
-                if registry == name.registry()
-                    && self
-                        .client
-                        .mount_blob(&target, &source, &blob.digest)
-                        .await?
-                {
-                    progress::verbose(format!("mounted {} from {repository}", blob.digest));
-                    return Ok(());
-                }
+            BlobSource::Remote { .. } => {
                 let path = download(&self.client, &self.store, blob).await?;
                 self.client
-                    .push_blob_file(&target, &blob.digest, blob.size, &path)
+                    .push_blob_file(target, &blob.digest, blob.size, &path)
                     .await
             }
         }

@@ -375,15 +375,30 @@ pub fn write_base_layout(dir: &Path, nonce: &str) -> BaseLayout {
 /// that the registry serves exactly `expected_digest` (skopeo 1.9 can exit 0 on
 /// usage errors, so its exit code alone proves nothing).
 pub fn skopeo_push(layout_dir: &Path, ref_name: &str, dest: &str, expected_digest: &str) {
+    skopeo_push_as(layout_dir, ref_name, dest, expected_digest, None);
+}
+
+/// [`skopeo_push`] with `user:password` credentials for the registry.
+pub fn skopeo_push_as(
+    layout_dir: &Path,
+    ref_name: &str,
+    dest: &str,
+    expected_digest: &str,
+    creds: Option<&str>,
+) {
     let skopeo = tools::require("skopeo", "skopeo");
-    let output = Command::new(skopeo)
-        .args([
-            "copy",
-            "--all",
-            "--preserve-digests",
-            "--dest-tls-verify=false",
-            "--quiet",
-        ])
+    let mut command = Command::new(skopeo);
+    command.args([
+        "copy",
+        "--all",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        "--quiet",
+    ]);
+    if let Some(creds) = creds {
+        command.arg(format!("--dest-creds={creds}"));
+    }
+    let output = command
         .arg(format!("oci:{}:{ref_name}", layout_dir.display()))
         .arg(format!("docker://{dest}"))
         .output()
@@ -393,7 +408,7 @@ pub fn skopeo_push(layout_dir: &Path, ref_name: &str, dest: &str, expected_diges
         "skopeo copy to {dest} failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let raw = image::inspect_raw(dest);
+    let raw = image::inspect_raw_as(dest, creds);
     assert_eq!(
         sha256_digest(&raw),
         expected_digest,
@@ -406,6 +421,11 @@ pub fn skopeo_push(layout_dir: &Path, ref_name: &str, dest: &str, expected_diges
 /// Build the bases and push them to `registry` as `base:latest` and
 /// `base-single:latest`.
 pub fn push_bases(registry: &Registry) -> PushedBases {
+    push_bases_as(registry, None)
+}
+
+/// [`push_bases`] to a registry that wants `user:password` credentials.
+pub fn push_bases_as(registry: &Registry, creds: Option<&str>) -> PushedBases {
     let dir = tempfile::Builder::new()
         .prefix("krust-base-layout-")
         .tempdir()
@@ -418,12 +438,19 @@ pub fn push_bases(registry: &Registry) -> PushedBases {
     let layout = write_base_layout(dir.path(), &nonce);
     let multi_ref = format!("{}/base:latest", registry.host());
     let single_ref = format!("{}/base-single:latest", registry.host());
-    skopeo_push(&layout.dir, "multi", &multi_ref, &layout.multi_index.digest);
-    skopeo_push(
+    skopeo_push_as(
+        &layout.dir,
+        "multi",
+        &multi_ref,
+        &layout.multi_index.digest,
+        creds,
+    );
+    skopeo_push_as(
         &layout.dir,
         "single",
         &single_ref,
         &layout.single.manifest.digest,
+        creds,
     );
     PushedBases {
         multi_ref,

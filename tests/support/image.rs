@@ -74,14 +74,20 @@ impl PushedRef {
 /// Raw bytes of a manifest or index: `skopeo inspect --raw docker://REF`.
 /// Panics with skopeo's stderr when it fails or prints nothing.
 pub fn inspect_raw(reference: &str) -> Vec<u8> {
+    inspect_raw_as(reference, None)
+}
+
+/// [`inspect_raw`] with `user:password` credentials (HTTPS registries are
+/// read without verifying their certificate: what is checked is the bytes).
+pub fn inspect_raw_as(reference: &str, creds: Option<&str>) -> Vec<u8> {
     let skopeo = tools::require("skopeo", "skopeo");
-    let output = output_with_timeout(
-        Command::new(skopeo)
-            .args(["inspect", "--raw", "--tls-verify=false"])
-            .arg(format!("docker://{reference}")),
-        TOOL_TIMEOUT,
-    )
-    .unwrap_or_else(|e| panic!("skopeo inspect {reference}: {e}"));
+    let mut command = Command::new(skopeo);
+    command.args(["inspect", "--raw", "--tls-verify=false"]);
+    if let Some(creds) = creds {
+        command.arg(format!("--creds={creds}"));
+    }
+    let output = output_with_timeout(command.arg(format!("docker://{reference}")), TOOL_TIMEOUT)
+        .unwrap_or_else(|e| panic!("skopeo inspect {reference}: {e}"));
     assert!(
         output.status.success() && !output.stdout.is_empty(),
         "skopeo inspect --raw docker://{reference} failed ({}): {}",

@@ -1,7 +1,8 @@
 //! Running the real `cargo-krust` binary the way a user would, with stdout and
 //! stderr captured separately and an environment that does not depend on the
 //! machine: no `KRUST_*` variables unless a test sets them, an empty global
-//! config dir and Docker config, no backtraces, and one shared cargo target dir.
+//! config dir, Docker config and podman auth locations, no backtraces, and one
+//! shared cargo target dir.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -76,6 +77,30 @@ impl Krust {
 
     /// Run it and capture everything.
     pub fn run(self) -> KrustRun {
+        let (mut cmd, command) = self.command();
+        let output = output_with_input(&mut cmd, self.stdin.as_deref(), KRUST_TIMEOUT)
+            .unwrap_or_else(|e| panic!("cannot run {command}: {e}"));
+        KrustRun {
+            command,
+            status: output.status,
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Start it in the background (output discarded), for tests that stop
+    /// it halfway; the caller kills it through the returned handle.
+    pub fn spawn(self) -> std::process::Child {
+        let (mut cmd, command) = self.command();
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {command}: {e}"))
+    }
+
+    /// The command, and how to name it in messages.
+    fn command(&self) -> (Command, String) {
         let exe = env!("CARGO_BIN_EXE_cargo-krust");
         let mut cmd = Command::new(exe);
         cmd.args(&self.args);
@@ -90,6 +115,7 @@ impl Krust {
             .env("XDG_CONFIG_HOME", home.join("xdg-config"))
             .env("DOCKER_CONFIG", home.join("docker"))
             .env("REGISTRY_AUTH_FILE", home.join("auth.json"))
+            .env("XDG_RUNTIME_DIR", home.join("run"))
             .env("RUST_BACKTRACE", "0")
             .env_remove("SOURCE_DATE_EPOCH")
             .env_remove("RUSTFLAGS")
@@ -102,14 +128,10 @@ impl Krust {
         for key in &self.removed {
             cmd.env_remove(key);
         }
-        let output = output_with_input(&mut cmd, self.stdin.as_deref(), KRUST_TIMEOUT)
-            .unwrap_or_else(|e| panic!("cannot run {exe}: {e}"));
-        KrustRun {
-            command: format!("cargo-krust {:?} (in {})", self.args, cwd.display()),
-            status: output.status,
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
+        (
+            cmd,
+            format!("cargo-krust {:?} (in {})", self.args, cwd.display()),
+        )
     }
 }
 
@@ -117,7 +139,7 @@ impl Krust {
 /// the shared target dir; it holds nothing but empty directories).
 fn isolated_home() -> PathBuf {
     let home = shared_target_dir().join("isolated-home");
-    for sub in ["xdg-config", "docker"] {
+    for sub in ["xdg-config", "docker", "run"] {
         std::fs::create_dir_all(home.join(sub))
             .unwrap_or_else(|e| panic!("create {}: {e}", home.join(sub).display()));
     }

@@ -8,7 +8,12 @@
 //! Each test file includes this module with `mod support;`; every test binary uses
 //! a different subset, hence the `dead_code` allowance.
 //!
-//! - [`registry`]: start/stop a registry, read its access log.
+//! - [`registry`]: start/stop a registry (plain, TLS, htpasswd, token modes),
+//!   read its access log.
+//! - [`certs`]: a test CA, server certificates and token signing via `openssl`.
+//! - [`token`]: a token server for the registry's Bearer-token mode.
+//! - [`faults`]: a fault-injecting proxy in front of a registry.
+//! - [`serve`]: the tiny HTTP server under the token server and the proxy.
 //! - [`http`]: a tiny HTTP/1.0 client (readiness checks, blob downloads).
 //! - [`base`]: build the distroless-like base images as an OCI layout and push them.
 //! - [`krust`]: run the `cargo-krust` binary with a controlled environment.
@@ -18,12 +23,16 @@
 #![allow(dead_code)]
 
 pub mod base;
+pub mod certs;
 pub mod elf;
+pub mod faults;
 pub mod http;
 pub mod image;
 pub mod krust;
 pub mod process;
 pub mod registry;
+pub mod serve;
+pub mod token;
 pub mod tools;
 
 use std::path::{Path, PathBuf};

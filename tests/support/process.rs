@@ -87,3 +87,24 @@ pub fn run_ok(cmd: &mut Command, timeout: Duration, what: &str) -> Output {
     );
     output
 }
+
+/// Removes `path` once this test process has exited, by a small `sh`
+/// watchdog: for the files of test doubles kept in statics, which are never
+/// dropped.
+pub fn remove_on_exit(path: &std::path::Path) {
+    let spawned = Command::new("sh")
+        .args([
+            "-c",
+            "while kill -0 \"$1\" 2>/dev/null; do sleep 0.5; done; rm -rf \"$2\"",
+            "krust-cleanup",
+        ])
+        .arg(std::process::id().to_string())
+        .arg(path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    if let Err(e) = spawned {
+        panic!("cannot start sh to clean up {}: {e}", path.display());
+    }
+}

@@ -1,5 +1,8 @@
 //! A real OCI registry (Debian `docker-registry`, CNCF distribution 2.8) on a free
-//! 127.0.0.1 port, with fresh storage and an access log the tests can read.
+//! 127.0.0.1 port, with fresh storage and an access log the tests can read,
+//! in one of the modes of TESTING.md (see [`Options`]): plain HTTP, HTTPS with
+//! a certificate from a fresh test CA, Basic authentication from an htpasswd
+//! file, Bearer tokens from a token server, relative `Location` headers.
 //!
 //! The registry runs under a small `sh` watchdog that stops it (by PID) and removes
 //! its storage as soon as the test process disappears, so nothing outlives the
@@ -13,8 +16,25 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use super::certs::{self, ServerPki};
 use super::http;
+use super::process::run_ok;
 use super::tools;
+
+/// How a registry is set up; the default is plain HTTP without
+/// authentication.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Serve HTTPS with a certificate signed by a fresh test CA.
+    pub tls: bool,
+    /// Require HTTP Basic authentication as this (user, password).
+    pub htpasswd: Option<(String, String)>,
+    /// Require Bearer tokens from the token server at this realm, signed
+    /// with the certificate at this path.
+    pub token: Option<(String, PathBuf)>,
+    /// Send relative `Location` headers (`http.relativeurls`).
+    pub relative_urls: bool,
+}
 
 /// Watchdog: start the registry in the background, record its PID, poll until
 /// the test process ($5) or the registry exits, then stop the registry and
@@ -38,6 +58,8 @@ pub struct Registry {
     registry_pid: u32,
     watchdog: Child,
     sync_counter: AtomicUsize,
+    options: Options,
+    pki: Option<ServerPki>,
 }
 
 /// One parsed line of the registry's access log (combined log format).
@@ -106,10 +128,15 @@ impl Registry {
     /// answers 200. Panics with the setup command when `docker-registry` is
     /// missing, and with the registry's own log when it does not come up.
     pub fn start() -> Registry {
+        Registry::start_with(Options::default())
+    }
+
+    /// Start a fresh registry in the mode `options` describe.
+    pub fn start_with(options: Options) -> Registry {
         tools::require("docker-registry", "docker-registry");
         let mut last_error = String::new();
         for _attempt in 0..5 {
-            match Self::try_start() {
+            match Self::try_start(&options) {
                 Ok(registry) => return registry,
                 Err(e) => last_error = e,
             }
@@ -119,7 +146,7 @@ impl Registry {
 
     /// One attempt: pick a free port, write the config, start the watchdog and
     /// wait for readiness. A port race makes it fail; the caller retries.
-    fn try_start() -> Result<Registry, String> {
+    fn try_start(options: &Options) -> Result<Registry, String> {
         let work_dir = tempfile::Builder::new()
             .prefix("krust-registry-")
             .tempdir()
@@ -132,8 +159,10 @@ impl Registry {
         let error_log = work_dir.join("registry.log");
         let pid_file = work_dir.join("registry.pid");
         fs::create_dir_all(&storage).map_err(|e| format!("mkdir {}: {e}", storage.display()))?;
-        fs::write(&config, config_yaml(&storage, port))
-            .map_err(|e| format!("write {}: {e}", config.display()))?;
+        let pki = options.tls.then(|| certs::make_server_pki(&work_dir));
+        let mut yaml = config_yaml(&storage, port);
+        yaml.push_str(&mode_yaml(options, pki.as_ref(), &work_dir));
+        fs::write(&config, yaml).map_err(|e| format!("write {}: {e}", config.display()))?;
         let watchdog = Command::new("sh")
             .arg("-c")
             .arg(WATCHDOG)
@@ -158,6 +187,8 @@ impl Registry {
             registry_pid,
             watchdog,
             sync_counter: AtomicUsize::new(0),
+            options: options.clone(),
+            pki,
         };
         match registry.wait_ready(Duration::from_secs(30)) {
             Ok(()) => Ok(registry),
@@ -169,12 +200,26 @@ impl Registry {
         }
     }
 
-    /// Poll `GET /v2/` until it answers 200 or `timeout` passes.
+    /// Poll until the registry serves: `GET /v2/` answers 200 (401 when it
+    /// wants authentication) or, over TLS, which the tiny client does not
+    /// speak, its log says it listens.
     fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
+        let auth = self.options.htpasswd.is_some() || self.options.token.is_some();
         loop {
+            if self.options.tls {
+                let log = fs::read_to_string(&self.error_log).unwrap_or_default();
+                if log.contains("listening on") {
+                    return Ok(());
+                }
+                if Instant::now() > deadline {
+                    return Err(format!("registry on {} never listened", self.host()));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
             match http::get(&self.host(), "/v2/") {
-                Ok(r) if r.status == 200 => return Ok(()),
+                Ok(r) if r.status == 200 || (auth && r.status == 401) => return Ok(()),
                 Ok(r) => return Err(format!("GET /v2/ answered {}", r.status)),
                 Err(e) if Instant::now() > deadline => {
                     return Err(format!("registry on {} not ready: {e}", self.host()));
@@ -198,6 +243,15 @@ impl Registry {
         self.port
     }
 
+    /// The CA certificate a client must trust (HTTPS registries).
+    pub fn ca_cert(&self) -> &Path {
+        &self
+            .pki
+            .as_ref()
+            .expect("ca_cert of a registry started without tls")
+            .ca_cert
+    }
+
     /// PID of the `docker-registry` process.
     pub fn pid(&self) -> u32 {
         self.registry_pid
@@ -211,6 +265,10 @@ impl Registry {
     /// Wait until every request made so far is in the access log: send a marker
     /// request and wait for its line (the log is written after each response).
     fn sync_log(&self) -> Vec<String> {
+        assert!(
+            !self.options.tls,
+            "the access log of an HTTPS test registry cannot be synchronised (plain HTTP only)"
+        );
         let n = self.sync_counter.fetch_add(1, Ordering::SeqCst);
         let marker = format!("krust-sync={n}-{}", std::process::id());
         let path = format!("/v2/?{marker}");
@@ -336,7 +394,8 @@ fn wait_for_pid_file(path: &Path) -> Result<u32, String> {
 }
 
 /// The registry configuration: filesystem storage, plain HTTP on 127.0.0.1,
-/// access log on (to stdout, which the watchdog sends to `access.log`).
+/// access log on (to stdout, which the watchdog sends to `access.log`). The
+/// `http` section comes last, so that [`mode_yaml`] can add to it.
 fn config_yaml(storage: &Path, port: u16) -> String {
     format!(
         "version: 0.1\n\
@@ -344,10 +403,49 @@ fn config_yaml(storage: &Path, port: u16) -> String {
          storage:\n  filesystem:\n    rootdirectory: {storage}\n  \
          maintenance:\n    uploadpurging:\n      enabled: false\n  \
          delete:\n    enabled: true\n\
-         http:\n  addr: 127.0.0.1:{port}\n  secret: krust-test-secret\n\
-         health:\n  storagedriver:\n    enabled: false\n",
+         health:\n  storagedriver:\n    enabled: false\n\
+         http:\n  addr: 127.0.0.1:{port}\n  secret: krust-test-secret\n",
         storage = storage.display()
     )
+}
+
+/// The configuration of the registry's mode: TLS, htpasswd or token
+/// authentication, relative URLs (appended to [`config_yaml`]).
+fn mode_yaml(options: &Options, pki: Option<&ServerPki>, work_dir: &Path) -> String {
+    let mut yaml = String::new();
+    if let Some(pki) = pki {
+        yaml.push_str(&format!(
+            "  tls:\n    certificate: {}\n    key: {}\n",
+            pki.server_cert.display(),
+            pki.server_key.display()
+        ));
+    }
+    if options.relative_urls {
+        yaml.push_str("  relativeurls: true\n");
+    }
+    if let Some((user, password)) = &options.htpasswd {
+        let htpasswd = tools::require("htpasswd", "apache2-utils");
+        let output = run_ok(
+            Command::new(htpasswd).args(["-Bbn", user, password]),
+            Duration::from_secs(60),
+            "htpasswd -Bbn",
+        );
+        let path = work_dir.join("htpasswd");
+        fs::write(&path, output.stdout).expect("write htpasswd file");
+        yaml.push_str(&format!(
+            "auth:\n  htpasswd:\n    realm: krust-test\n    path: {}\n",
+            path.display()
+        ));
+    }
+    if let Some((realm, cert)) = &options.token {
+        yaml.push_str(&format!(
+            "auth:\n  token:\n    realm: {realm}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+            super::token::SERVICE,
+            super::token::ISSUER,
+            cert.display()
+        ));
+    }
+    yaml
 }
 
 /// Parse `IP - - [date] "METHOD URI HTTP/1.1" STATUS SIZE "ref" "agent"`.

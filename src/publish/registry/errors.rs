@@ -41,8 +41,8 @@ pub enum ErrorKind {
     Connection {
         request: String,
         cause: String,
-        /// The host could not be reached at all (refused, no such host):
-        /// not retried, as that is almost always a wrong address.
+        /// No connection could be made at all (refused, no such host, timed
+        /// out): not retried, as that is almost always a wrong address.
         unreachable: bool,
     },
     /// The certificate of the server is not trusted.
@@ -215,7 +215,7 @@ pub fn from_reqwest(
         None => ErrorKind::Connection {
             request: request.to_string(),
             cause: root_cause(err),
-            unreachable: err.is_connect() && !err.is_timeout(),
+            unreachable: err.is_connect(),
         },
     };
     RegistryError::new(registry, kind)

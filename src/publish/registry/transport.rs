@@ -14,6 +14,7 @@ use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use futures_util::TryStreamExt;
+use futures_util::future::Either;
 use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, HeaderMap, HeaderValue, LOCATION};
 use reqwest::{Method, Response, StatusCode, Url};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
@@ -136,8 +137,12 @@ impl Transport {
         cell.get_or_try_init(|| self.probe(registry)).await.cloned()
     }
 
-    /// HTTPS first; plain HTTP when HTTPS failed at the transport level
-    /// (never for an untrusted certificate) and the host allows it.
+    /// HTTPS, or, for a host that allows plain HTTP, whichever of the two
+    /// the port speaks. Both are tried at once there: a port that answers a
+    /// plain `GET /v2/` like a registry cannot be speaking TLS, and some
+    /// plain servers would sit on a TLS hello until a timeout. HTTPS wins
+    /// whenever it works, and an untrusted certificate is an error, never a
+    /// reason to go plain.
     async fn probe(&self, registry: &str) -> Result<Arc<Endpoint>, RegistryError> {
         let base = |scheme: &str| {
             Url::parse(&format!("{scheme}://{registry}/")).map_err(|_| {
@@ -148,22 +153,36 @@ impl Transport {
             })
         };
         let https = base("https")?;
-        let (base, challenge) = match self.ping(registry, &https).await {
-            Ok(challenge) => (https, challenge),
-            Err(err)
-                if self.schemes.allows_http(registry)
-                    && matches!(
-                        err.kind,
-                        ErrorKind::Connection { .. } | ErrorKind::PlainHttpRefused { .. }
-                    ) =>
-            {
-                progress::trace(format!(
-                    "{registry}: HTTPS failed ({err}); trying plain HTTP"
-                ));
-                let http = base("http")?;
-                (http.clone(), self.ping(registry, &http).await?)
+        let (base, challenge) = if self.schemes.allows_http(registry) {
+            let http = base("http")?;
+            let secure = Box::pin(self.ping(registry, https.clone()));
+            let plain = Box::pin(self.ping(registry, http.clone()));
+            match futures_util::future::select(secure, plain).await {
+                Either::Left((Ok(challenge), _)) => (https, challenge),
+                Either::Left((Err(err), plain)) => {
+                    if !falls_back(&err) {
+                        return Err(err);
+                    }
+                    progress::trace(format!(
+                        "{registry}: HTTPS failed ({err}); using plain HTTP"
+                    ));
+                    (http, plain.await?)
+                }
+                Either::Right((Ok(challenge), _)) => (http, challenge),
+                // Any other HTTP answer than 400 (which TLS servers give
+                // to plain requests) says the port speaks plain HTTP.
+                Either::Right((Err(plain_err), _)) if answered_plain(&plain_err) => {
+                    return Err(plain_err);
+                }
+                Either::Right((Err(plain_err), secure)) => match secure.await {
+                    Ok(challenge) => (https, challenge),
+                    Err(err) if falls_back(&err) => return Err(plain_err),
+                    Err(err) => return Err(err),
+                },
             }
-            Err(err) => return Err(err),
+        } else {
+            let challenge = self.ping(registry, https.clone()).await?;
+            (https, challenge)
         };
         progress::verbose(format!(
             "registry {registry}: {}, {}",
@@ -183,7 +202,7 @@ impl Transport {
     }
 
     /// `GET /v2/`: 200 means no authentication, 401 carries the challenge.
-    async fn ping(&self, registry: &str, base: &Url) -> Result<Challenge, RegistryError> {
+    async fn ping(&self, registry: &str, base: Url) -> Result<Challenge, RegistryError> {
         let url = base.join("/v2/").map_err(|_| {
             RegistryError::new(registry, ErrorKind::Protocol("bad /v2/ URL".into()))
         })?;
@@ -410,6 +429,22 @@ impl Transport {
         self.send(&endpoint, scope, method, url, headers, body)
             .await
     }
+}
+
+/// Whether an HTTPS failure leaves plain HTTP to try: the connection
+/// failed or the server did not speak TLS (not: an untrusted certificate,
+/// or an HTTP answer).
+fn falls_back(err: &RegistryError) -> bool {
+    matches!(
+        err.kind,
+        ErrorKind::Connection { .. } | ErrorKind::PlainHttpRefused { .. }
+    )
+}
+
+/// Whether a plain-HTTP ping was answered by a plain-HTTP server (with an
+/// error status other than the 400 TLS servers send to plain requests).
+fn answered_plain(err: &RegistryError) -> bool {
+    matches!(&err.kind, ErrorKind::Status { status, .. } if *status != StatusCode::BAD_REQUEST)
 }
 
 /// Attaches the body, with its length, built afresh (files re-opened).
