@@ -16,7 +16,8 @@
 //!   `--insecure-registry`; a fault-injecting proxy (500, 503, 429 with
 //!   Retry-After, 301/307 redirects, connections dropped mid-upload); a
 //!   registry refusing monolithic uploads (chunked fallback); a push killed
-//!   halfway and run again uploads only what is missing;
+//!   halfway and run again uploads only what is missing; a blob two images
+//!   share uploaded once and mounted into the other repository;
 //! - progress: plain lines on a pipe, indicatif bars on a terminal.
 //!
 //! Every failure case checks a clean error naming the registry, an empty
@@ -708,6 +709,70 @@ fn killed_push_resumes_with_only_missing_blobs() {
     );
     let all: BTreeSet<String> = done_before.union(&uploaded_now).cloned().collect();
     assert_eq!(all, all_blobs(&index), "{requests:#?}");
+}
+
+/// Two bins of one package share their data layer: it is uploaded to the
+/// first image's repository once and mounted into the second's.
+#[test]
+fn identical_blobs_are_uploaded_once_per_run() {
+    tools::require_default_rust_targets();
+    let registry = &shared().registry;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let pkg = support::cargo_new_bin(tmp.path(), "krust-twins");
+    std::fs::create_dir_all(pkg.join("src/bin")).expect("mkdir src/bin");
+    std::fs::write(pkg.join("src/bin/twin.rs"), "fn main() {}\n").expect("second bin");
+    std::fs::create_dir_all(pkg.join("krust-data")).expect("data dir");
+    std::fs::write(pkg.join("krust-data/shared.txt"), "the same for both\n").expect("data");
+    let manifest = pkg.join("Cargo.toml");
+    let mut text = std::fs::read_to_string(&manifest).expect("Cargo.toml");
+    text.push_str("\n[package.metadata.krust]\ndata = \"krust-data\"\n");
+    std::fs::write(&manifest, text).expect("Cargo.toml");
+
+    let prefix = unique_name("twins");
+    let mark = registry.mark();
+    let run = krust([
+        "build",
+        "--base-image",
+        "scratch",
+        "--platform",
+        "linux/amd64",
+    ])
+    .arg(&pkg)
+    .env("KRUST_REPO", format!("{}/{prefix}", registry.host()))
+    .run();
+    let layers: Vec<BTreeSet<String>> = run
+        .refs()
+        .iter()
+        .map(|pushed| {
+            image::fetch_index(registry, pushed).images[0]
+                .layers
+                .iter()
+                .map(|l| l.descriptor.digest.clone())
+                .collect()
+        })
+        .collect();
+    assert_eq!(layers.len(), 2, "{}", run.describe());
+    let shared_layers: Vec<&String> = layers[0].intersection(&layers[1]).collect();
+    assert_eq!(
+        shared_layers.len(),
+        1,
+        "one data layer in common: {layers:?}"
+    );
+    let data = shared_layers[0];
+
+    let requests = registry.requests_since(mark);
+    let under: Vec<_> = requests.iter().filter(|r| r.is_under(&prefix)).collect();
+    let uploads = under
+        .iter()
+        .filter(|r| r.method == "PUT" && r.status == 201)
+        .filter(|r| query_value(&r.uri, "digest").as_ref() == Some(data))
+        .count();
+    let mounts = under
+        .iter()
+        .filter(|r| r.is_mount() && r.status == 201)
+        .filter(|r| query_value(&r.uri, "mount").as_ref() == Some(data))
+        .count();
+    assert_eq!((uploads, mounts), (1, 1), "{under:#?}");
 }
 
 // ---------------------------------------------------------------- progress

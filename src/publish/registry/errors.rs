@@ -41,9 +41,12 @@ pub enum ErrorKind {
     Connection {
         request: String,
         cause: String,
-        /// No connection could be made at all (refused, no such host, timed
-        /// out): not retried, as that is almost always a wrong address.
-        unreachable: bool,
+        /// No connection could be made at all.
+        connect: bool,
+        /// Worth another try: a refused or timed-out connection (a registry
+        /// restarting, a network blip) or one that broke; not a name that
+        /// does not resolve.
+        retryable: bool,
     },
     /// The certificate of the server is not trusted.
     Certificate { cause: String, no_roots: bool },
@@ -81,7 +84,7 @@ impl RegistryError {
                 ..
             } if is_transient_status(*status) => Some(*retry_after),
             ErrorKind::Connection {
-                unreachable: false, ..
+                retryable: true, ..
             } => Some(None),
             _ => None,
         }
@@ -147,7 +150,8 @@ impl fmt::Display for RegistryError {
             ErrorKind::Connection {
                 request,
                 cause,
-                unreachable: true,
+                connect: true,
+                ..
             } => write!(
                 f,
                 "registry {registry} is unreachable ({request}: {cause}); check the registry address and that it is running"
@@ -210,15 +214,30 @@ pub fn from_reqwest(
         Some(TlsFailure::Other(cause)) => ErrorKind::Connection {
             request: request.to_string(),
             cause: format!("TLS: {cause}"),
-            unreachable: false,
+            connect: false,
+            retryable: true,
         },
         None => ErrorKind::Connection {
             request: request.to_string(),
             cause: root_cause(err),
-            unreachable: err.is_connect(),
+            connect: err.is_connect(),
+            retryable: !err.is_connect() || err.is_timeout() || refused_or_timed_out(err),
         },
     };
     RegistryError::new(registry, kind)
+}
+
+/// Whether a failed connection was refused or timed out (as opposed to a
+/// host name that does not resolve, or a network that is not there).
+fn refused_or_timed_out(err: &(dyn std::error::Error + 'static)) -> bool {
+    super::tls::error_chain(err).any(|e| {
+        e.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::TimedOut
+            )
+        })
+    })
 }
 
 /// The innermost message of an error chain (`Connection refused (os error

@@ -64,7 +64,7 @@ pub fn http_client(roots: &Roots) -> Result<reqwest::Client> {
         .tls_certs_only(certs)
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("cargo-krust/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(Duration::from_secs(30))
+        .connect_timeout(Duration::from_secs(10))
         // A stalled connection (no byte either way for this long) is a
         // connection error, and retried.
         .read_timeout(Duration::from_secs(120))
