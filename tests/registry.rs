@@ -191,8 +191,8 @@ fn https_basic_auth_from_docker_config() {
     assert!(!run.stderr.contains('\u{1b}'), "{}", run.describe());
 }
 
-/// A credential helper on PATH (`credsStore`) gives the credentials of the
-/// HTTPS registry; its "not found" for the base's registry (the token one,
+/// A credential helper on PATH (`credHelpers`) gives the credentials of the
+/// HTTPS registry; its "not found" (`credsStore`) for the base's registry (the token one,
 /// where anyone may pull the bases) means anonymous; the base's layers are
 /// copied across registries.
 #[test]
@@ -216,7 +216,12 @@ fn https_credential_helper() {
     )
     .expect("write helper");
     make_executable(&helper);
-    let config = docker_config(&json!({"credsStore": "krust-test"}));
+    // credHelpers names the helper for the HTTPS registry, credsStore for
+    // every other one: the same script answers both ways.
+    let config = docker_config(&json!({
+        "credHelpers": {&host: "krust-test"},
+        "credsStore": "krust-test",
+    }));
     let path = format!(
         "{}:{}",
         dir.path().display(),

@@ -3,14 +3,14 @@
 //! manifest), over a transport of our own in the shape of
 //! go-containerregistry's `remote/transport`, one concern per file:
 //!
-//! - [`scheme`]: HTTPS, or plain HTTP for loopback and `--insecure-registry`;
-//! - [`tls`]: system roots plus `SSL_CERT_FILE`, the HTTP client;
-//! - [`credentials`]: the Docker config, podman's auth file, helpers;
-//! - [`challenge`], [`bearer`]: Basic and Bearer challenges, tokens per scope;
-//! - [`transport`]: ping, authentication, redirects;
-//! - [`retry`]: backoff, `Retry-After`;
-//! - [`upload`], [`download`], [`manifest`]: the protocol itself;
-//! - [`errors`]: one error type naming registry, request and fix.
+//! - `scheme.rs`: HTTPS, or plain HTTP for loopback and `--insecure-registry`;
+//! - `tls.rs`: system roots plus `SSL_CERT_FILE`, the HTTP client;
+//! - `credentials.rs`: the Docker config, podman's auth file, helpers;
+//! - `challenge.rs`, `bearer.rs`: Basic and Bearer challenges, tokens per scope;
+//! - `transport.rs`: ping, authentication, redirects;
+//! - `retry.rs`: backoff, `Retry-After`;
+//! - `upload.rs`, `download.rs`, `manifest.rs`: the protocol itself;
+//! - `errors.rs`: one error type naming registry, request and fix.
 //!
 //! oci-client's `Reference` names images throughout cargo-krust, but its
 //! client is not used for requests: it has no retries, asks mount tokens for
@@ -19,17 +19,17 @@
 //! be built on a machine without a CA store and cannot exchange identity
 //! tokens; each of those is a request-level concern, so the requests are ours.
 
-pub mod bearer;
-pub mod challenge;
-pub mod credentials;
-pub mod download;
-pub mod errors;
-pub mod manifest;
-pub mod retry;
-pub mod scheme;
-pub mod tls;
-pub mod transport;
-pub mod upload;
+mod bearer;
+mod challenge;
+mod credentials;
+mod download;
+mod errors;
+mod manifest;
+mod retry;
+mod scheme;
+mod tls;
+mod transport;
+mod upload;
 
 use std::path::Path;
 use std::sync::Arc;

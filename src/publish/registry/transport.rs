@@ -534,7 +534,12 @@ pub fn authority(url: &Url) -> String {
 /// (registries may send relative ones).
 pub fn location(response: &Response) -> Option<Url> {
     let value = response.headers().get(LOCATION)?.to_str().ok()?;
-    response.url().join(value).ok()
+    resolve(response.url(), value)
+}
+
+/// A `Location` value, absolute or relative, against the request's URL.
+fn resolve(request: &Url, location: &str) -> Option<Url> {
+    request.join(location).ok()
 }
 
 /// An unexpected answer as an error, with the registry's own words.
@@ -596,6 +601,26 @@ mod tests {
             describe(&Method::GET, &url, false),
             "GET https://storage.example/bucket/blob"
         );
+    }
+
+    #[test]
+    fn locations_resolve_against_the_request() {
+        let request = Url::parse("https://r.example:5000/v2/a/blobs/uploads/").unwrap();
+        let cases = [
+            (
+                "/v2/a/blobs/uploads/u1?_state=x",
+                "https://r.example:5000/v2/a/blobs/uploads/u1?_state=x",
+            ),
+            ("u2", "https://r.example:5000/v2/a/blobs/uploads/u2"),
+            (
+                "https://storage.example/up?sig=1",
+                "https://storage.example/up?sig=1",
+            ),
+            ("//cdn.example/x", "https://cdn.example/x"),
+        ];
+        for (location, expected) in cases {
+            assert_eq!(resolve(&request, location).unwrap().as_str(), expected);
+        }
     }
 
     #[test]
