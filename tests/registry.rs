@@ -35,7 +35,7 @@ use serde_json::{Value, json};
 use support::base::PushedBases;
 use support::faults::{Event, Fault, FaultProxy, Outcome, Rule};
 use support::image::{self, PushedRef};
-use support::krust::{Krust, KrustRun, hello_krust, krust};
+use support::krust::{Krust, KrustRun, build_on_scratch, hello_krust, krust};
 use support::registry::Options;
 use support::serve::percent_decode;
 use support::token::{Grant, TokenServer};
@@ -128,16 +128,9 @@ fn auths(host: &str, user: &str, password: &str) -> Value {
 /// `-vv` so that every request and decision is on stderr.
 fn push_scratch(host: &str, name: &str) -> Krust {
     tools::require_default_rust_targets();
-    krust([
-        "build",
-        "-vv",
-        "--base-image",
-        "scratch",
-        "--platform",
-        "linux/amd64",
-    ])
-    .arg(hello_krust())
-    .env("KRUST_REPO", format!("{host}/{name}"))
+    build_on_scratch(&hello_krust())
+        .arg("-vv")
+        .env("KRUST_REPO", format!("{host}/{name}"))
 }
 
 /// Fails when any of `secrets` appears in the output of `run`.
@@ -325,6 +318,23 @@ fn token_requests_for(mode: &TokenMode, repository: &str) -> Vec<support::token:
         .collect()
 }
 
+/// Pushes hello-krust (scratch) as `name` to the token registry with the
+/// Docker config `config`; checks the pushed digest and returns the run and
+/// the token requests it made (taken before skopeo makes its own).
+fn push_to_token_registry(
+    mode: &TokenMode,
+    name: &str,
+    config: &Value,
+) -> (KrustRun, Vec<support::token::TokenRequest>) {
+    let config = docker_config(config);
+    let run = push_scratch(&mode.registry.host(), name)
+        .env("DOCKER_CONFIG", config.path())
+        .run();
+    let tokens = token_requests_for(mode, &format!("{name}/hello-krust"));
+    assert_digest_served(&run.single_ref(), &format!("{USER}:{}", mode.password));
+    (run, tokens)
+}
+
 /// Bearer tokens for a password, one token request per scope, and the
 /// base's layers (another repository of the registry) mounted with a token
 /// scoped for push on the target and pull on the base — never uploaded.
@@ -397,13 +407,8 @@ fn bearer_tokens_and_cross_repository_mounts() {
 fn bearer_identity_token_is_exchanged() {
     let mode = token_mode();
     let host = mode.registry.host();
-    let name = unique_name("tok-identity");
-    let config = docker_config(&json!({"auths": {&host: {"identitytoken": mode.refresh_token}}}));
-    let run = push_scratch(&host, &name)
-        .env("DOCKER_CONFIG", config.path())
-        .run();
-    let tokens = token_requests_for(mode, &format!("{name}/hello-krust"));
-    assert_digest_served(&run.single_ref(), &format!("{USER}:{}", mode.password));
+    let config = json!({"auths": {&host: {"identitytoken": mode.refresh_token}}});
+    let (run, tokens) = push_to_token_registry(mode, &unique_name("tok-identity"), &config);
     assert_no_secret(&run, &[&mode.refresh_token]);
     assert!(!tokens.is_empty());
     for request in &tokens {
@@ -427,12 +432,8 @@ fn bearer_registry_token_is_used_as_is() {
     let name = unique_name("tok-registrytoken");
     let repository = format!("{name}/hello-krust");
     let token = mode.tokens.mint(USER, &[(&repository, "pull,push")]);
-    let config = docker_config(&json!({"auths": {&host: {"registrytoken": token}}}));
-    let run = push_scratch(&host, &name)
-        .env("DOCKER_CONFIG", config.path())
-        .run();
-    let tokens = token_requests_for(mode, &repository);
-    assert_digest_served(&run.single_ref(), &format!("{USER}:{}", mode.password));
+    let config = json!({"auths": {&host: {"registrytoken": token}}});
+    let (run, tokens) = push_to_token_registry(mode, &name, &config);
     assert_no_secret(&run, &[&token]);
     assert!(tokens.is_empty(), "{tokens:#?}");
 }
@@ -443,13 +444,9 @@ fn bearer_registry_token_is_used_as_is() {
 fn bearer_expired_token_is_renewed() {
     let mode = token_mode();
     let host = mode.registry.host();
-    let name = unique_name("tok-expiring");
-    let config = docker_config(&auths(&host, "expiring-bob", &mode.expiring_password));
-    let run = push_scratch(&host, &name)
-        .env("DOCKER_CONFIG", config.path())
-        .run();
-    let tokens = token_requests_for(mode, &format!("{name}/hello-krust"));
-    assert_digest_served(&run.single_ref(), &format!("{USER}:{}", mode.password));
+    let config = auths(&host, "expiring-bob", &mode.expiring_password);
+    let (run, tokens) = push_to_token_registry(mode, &unique_name("tok-expiring"), &config);
+    assert_no_secret(&run, &[&mode.expiring_password]);
     let mut per_scope: HashMap<Vec<String>, usize> = HashMap::new();
     for request in &tokens {
         *per_scope.entry(request.scopes.clone()).or_default() += 1;
@@ -735,16 +732,9 @@ fn identical_blobs_are_uploaded_once_per_run() {
 
     let prefix = unique_name("twins");
     let mark = registry.mark();
-    let run = krust([
-        "build",
-        "--base-image",
-        "scratch",
-        "--platform",
-        "linux/amd64",
-    ])
-    .arg(&pkg)
-    .env("KRUST_REPO", format!("{}/{prefix}", registry.host()))
-    .run();
+    let run = build_on_scratch(&pkg)
+        .env("KRUST_REPO", format!("{}/{prefix}", registry.host()))
+        .run();
     let layers: Vec<BTreeSet<String>> = run
         .refs()
         .iter()

@@ -25,10 +25,7 @@ pub struct Head {
 impl Head {
     /// First header named `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        super::http::find_header(&self.headers, name)
     }
 
     /// `Content-Length`, 0 when absent. Chunked bodies are not supported:

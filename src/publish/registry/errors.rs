@@ -298,6 +298,20 @@ fn shorten(text: &str) -> String {
     }
 }
 
+/// A status error as the registry would give it (tests).
+#[cfg(test)]
+pub fn status_for_test(code: u16, retry_after: Option<Duration>) -> RegistryError {
+    RegistryError::new(
+        "r",
+        ErrorKind::Status {
+            request: "GET /v2/".into(),
+            status: StatusCode::from_u16(code).unwrap_or(StatusCode::IM_A_TEAPOT),
+            detail: String::new(),
+            retry_after,
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,17 +331,7 @@ mod tests {
 
     #[test]
     fn only_transient_failures_are_retried() {
-        let status = |code: u16, retry_after| {
-            RegistryError::new(
-                "r",
-                ErrorKind::Status {
-                    request: "GET /v2/".into(),
-                    status: StatusCode::from_u16(code).unwrap(),
-                    detail: String::new(),
-                    retry_after,
-                },
-            )
-        };
+        let status = status_for_test;
         for code in [408, 429, 500, 502, 503, 504] {
             assert!(status(code, None).retry().is_some(), "{code}");
         }

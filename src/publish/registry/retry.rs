@@ -106,8 +106,7 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::publish::registry::errors::ErrorKind;
-    use reqwest::StatusCode;
+    use crate::publish::registry::errors::status_for_test;
     use std::sync::atomic::{AtomicU32, Ordering};
 
     #[test]
@@ -155,15 +154,7 @@ mod tests {
     }
 
     fn failure(code: u16) -> RegistryError {
-        RegistryError::new(
-            "r",
-            ErrorKind::Status {
-                request: "GET /v2/".into(),
-                status: StatusCode::from_u16(code).unwrap(),
-                detail: String::new(),
-                retry_after: None,
-            },
-        )
+        status_for_test(code, None)
     }
 
     #[tokio::test]

@@ -100,10 +100,13 @@ pub struct Transport {
     /// No CA certificate was found: TLS errors say so.
     no_roots: bool,
     pub retry: RetryPolicy,
-    endpoints: std::sync::Mutex<HashMap<String, Arc<OnceCell<Arc<Endpoint>>>>>,
-    credentials: std::sync::Mutex<HashMap<String, Arc<OnceCell<Credential>>>>,
+    endpoints: PerRegistry<Arc<Endpoint>>,
+    credentials: PerRegistry<Credential>,
     tokens: TokenCache,
 }
+
+/// Something worked out once per registry (a ping, a credential lookup).
+type PerRegistry<T> = std::sync::Mutex<HashMap<String, Arc<OnceCell<T>>>>;
 
 /// At most this many redirects per request.
 const MAX_REDIRECTS: usize = 10;
@@ -127,14 +130,10 @@ impl Transport {
 
     /// The registry's endpoint, pinging it on first use.
     pub async fn endpoint(&self, registry: &str) -> Result<Arc<Endpoint>, RegistryError> {
-        let cell = self
-            .endpoints
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(registry.to_string())
-            .or_default()
-            .clone();
-        cell.get_or_try_init(|| self.probe(registry)).await.cloned()
+        once_per(&self.endpoints, registry)
+            .get_or_try_init(|| self.probe(registry))
+            .await
+            .cloned()
     }
 
     /// HTTPS, or, for a host that allows plain HTTP, whichever of the two
@@ -227,41 +226,35 @@ impl Transport {
 
     /// The credential for a registry, looked up once (helpers are programs).
     async fn credential(&self, registry: &str) -> Result<Credential, RegistryError> {
-        let cell = self
-            .credentials
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(registry.to_string())
-            .or_default()
-            .clone();
-        cell.get_or_try_init(|| async {
-            let keychain = self.keychain.clone();
-            let host = registry.to_string();
-            let found = tokio::task::spawn_blocking(move || keychain.lookup(&host))
-                .await
-                .map_err(|err| err.to_string())
-                .and_then(|r| r);
-            match found {
-                Ok(credential) => {
-                    progress::verbose(format!(
-                        "registry {registry}: {}",
-                        match &credential {
-                            Credential::Anonymous => "no credentials configured",
-                            Credential::Basic { .. } => "using a username and password",
-                            Credential::IdentityToken(_) => "using an identity token",
-                            Credential::RegistryToken(_) => "using a registry token",
-                        }
-                    ));
-                    Ok(credential)
+        once_per(&self.credentials, registry)
+            .get_or_try_init(|| async {
+                let keychain = self.keychain.clone();
+                let host = registry.to_string();
+                let found = tokio::task::spawn_blocking(move || keychain.lookup(&host))
+                    .await
+                    .map_err(|err| err.to_string())
+                    .and_then(|r| r);
+                match found {
+                    Ok(credential) => {
+                        progress::verbose(format!(
+                            "registry {registry}: {}",
+                            match &credential {
+                                Credential::Anonymous => "no credentials configured",
+                                Credential::Basic { .. } => "using a username and password",
+                                Credential::IdentityToken(_) => "using an identity token",
+                                Credential::RegistryToken(_) => "using a registry token",
+                            }
+                        ));
+                        Ok(credential)
+                    }
+                    Err(message) => Err(RegistryError::new(
+                        registry,
+                        ErrorKind::Credentials(message),
+                    )),
                 }
-                Err(message) => Err(RegistryError::new(
-                    registry,
-                    ErrorKind::Credentials(message),
-                )),
-            }
-        })
-        .await
-        .cloned()
+            })
+            .await
+            .cloned()
     }
 
     /// The `Authorization` for a request with `scope` to `endpoint`.
@@ -429,6 +422,16 @@ impl Transport {
         self.send(&endpoint, scope, method, url, headers, body)
             .await
     }
+}
+
+/// A registry's cell in one of the per-registry maps, so that concurrent
+/// requests share one ping or credential lookup.
+fn once_per<T>(map: &PerRegistry<T>, registry: &str) -> Arc<OnceCell<T>> {
+    map.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(registry.to_string())
+        .or_default()
+        .clone()
 }
 
 /// Whether an HTTPS failure leaves plain HTTP to try: the connection

@@ -94,22 +94,41 @@ struct Upload<'a> {
 }
 
 impl Upload<'_> {
+    /// Sends one request of this upload; also returns how to name it.
+    async fn send(
+        &self,
+        endpoint: &Endpoint,
+        method: Method,
+        url: Url,
+        headers: HeaderMap,
+        body: Body,
+    ) -> Result<(reqwest::Response, String), RegistryError> {
+        let request = format!("{method} {}", url.path());
+        let response = self
+            .transport
+            .send(endpoint, self.scope, method, url, headers, body)
+            .await?;
+        Ok((response, request))
+    }
+
+    /// The PUT that closes a session, naming the blob's digest.
+    async fn close(
+        &self,
+        endpoint: &Endpoint,
+        session: Url,
+        headers: HeaderMap,
+        body: Body,
+    ) -> Result<(reqwest::Response, String), RegistryError> {
+        let url = with_digest(session, self.digest);
+        self.send(endpoint, Method::PUT, url, headers, body).await
+    }
+
     /// `POST /v2/NAME/blobs/uploads/`: the session's URL and the smallest
     /// chunk the registry accepts, if it says.
     async fn open_session(&self, endpoint: &Endpoint) -> Result<(Url, Option<u64>), RegistryError> {
-        let path = format!("/v2/{}/blobs/uploads/", self.repository);
-        let url = endpoint.url(&path)?;
-        let request = format!("POST {path}");
-        let response = self
-            .transport
-            .send(
-                endpoint,
-                self.scope,
-                Method::POST,
-                url,
-                HeaderMap::new(),
-                Body::Empty,
-            )
+        let url = endpoint.url(&format!("/v2/{}/blobs/uploads/", self.repository))?;
+        let (response, request) = self
+            .send(endpoint, Method::POST, url, HeaderMap::new(), Body::Empty)
             .await?;
         let response = expect(
             &endpoint.registry,
@@ -155,18 +174,8 @@ impl Upload<'_> {
         endpoint: &Endpoint,
         session: Url,
     ) -> Result<Option<StatusCode>, RegistryError> {
-        let url = with_digest(session, self.digest);
-        let request = format!("PUT {}", url.path());
-        let response = self
-            .transport
-            .send(
-                endpoint,
-                self.scope,
-                Method::PUT,
-                url,
-                octet_stream(),
-                self.body(0, self.size),
-            )
+        let (response, request) = self
+            .close(endpoint, session, octet_stream(), self.body(0, self.size))
             .await?;
         let status = response.status();
         if status.is_success() {
@@ -192,34 +201,16 @@ impl Upload<'_> {
                 HeaderValue::from_str(&format!("{offset}-{}", offset + len - 1))
                     .unwrap_or_else(|_| HeaderValue::from_static("0-0")),
             );
-            let request = format!("PATCH {}", session.path());
-            let response = self
-                .transport
-                .send(
-                    endpoint,
-                    self.scope,
-                    Method::PATCH,
-                    session,
-                    headers,
-                    self.body(offset, len),
-                )
+            let body = self.body(offset, len);
+            let (response, request) = self
+                .send(endpoint, Method::PATCH, session, headers, body)
                 .await?;
             let response = expect(registry, &request, response, &[StatusCode::ACCEPTED]).await?;
             session = session_location(registry, &request, &response)?;
             offset += len;
         }
-        let url = with_digest(session, self.digest);
-        let request = format!("PUT {}", url.path());
-        let response = self
-            .transport
-            .send(
-                endpoint,
-                self.scope,
-                Method::PUT,
-                url,
-                HeaderMap::new(),
-                Body::Empty,
-            )
+        let (response, request) = self
+            .close(endpoint, session, HeaderMap::new(), Body::Empty)
             .await?;
         expect(registry, &request, response, &[StatusCode::CREATED]).await?;
         Ok(())
