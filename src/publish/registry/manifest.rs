@@ -24,6 +24,26 @@ fn accept() -> HeaderMap {
     headers
 }
 
+/// A GET or HEAD of a manifest path, accepting the types cargo-krust reads.
+async fn read(
+    transport: &Transport,
+    registry: &str,
+    repository: &str,
+    method: Method,
+    path: &str,
+) -> Result<reqwest::Response, RegistryError> {
+    transport
+        .send_path(
+            registry,
+            &Scope::pull(repository),
+            method,
+            path,
+            accept(),
+            Body::Empty,
+        )
+        .await
+}
+
 /// `GET /v2/NAME/manifests/REF`: the bytes and their digest.
 pub async fn pull(
     transport: &Transport,
@@ -36,16 +56,7 @@ pub async fn pull(
     transport
         .retry
         .run(&format!("{request} on {registry}"), || async {
-            let response = transport
-                .send_path(
-                    registry,
-                    &Scope::pull(repository),
-                    Method::GET,
-                    &path,
-                    accept(),
-                    Body::Empty,
-                )
-                .await?;
+            let response = read(transport, registry, repository, Method::GET, &path).await?;
             let response = expect(registry, &request, response, &[StatusCode::OK]).await?;
             let bytes = read_limited(registry, &request, response, MANIFEST_LIMIT).await?;
             let digest = sha256_digest(&bytes);
@@ -76,16 +87,7 @@ pub async fn digest(
     let header = transport
         .retry
         .run(&format!("{request} on {registry}"), || async {
-            let response = transport
-                .send_path(
-                    registry,
-                    &Scope::pull(repository),
-                    Method::HEAD,
-                    &path,
-                    accept(),
-                    Body::Empty,
-                )
-                .await?;
+            let response = read(transport, registry, repository, Method::HEAD, &path).await?;
             if response.status() == StatusCode::NOT_FOUND {
                 return Ok(None);
             }
