@@ -18,7 +18,7 @@ use crate::cli::BuildOptions;
 use crate::image_name::{ImageName, parse_reference, validate_tag};
 use crate::oci::LayerCompression;
 use crate::platform::Platform;
-pub use settings::{Origin, PackageSettings, Settings, layered};
+pub use settings::{LinkerChoice, Origin, PackageSettings, Settings, layered};
 
 /// The built-in default base image (SPEC §4).
 pub const DEFAULT_BASE_IMAGE: &str = "cgr.dev/chainguard/static:latest";
@@ -67,6 +67,10 @@ pub struct ImageJob {
     pub platforms: Option<Vec<Platform>>,
     /// Cargo features configured for this package (`features` key).
     pub features: Vec<String>,
+    /// The `linker` key: overrides cargo-krust's linker choice.
+    pub linker: Option<LinkerChoice>,
+    /// `build-std` key or `--build-std`: build std with nightly `-Zbuild-std`.
+    pub build_std: bool,
     pub config: ImageSettings,
     /// How the added layers are compressed (`layer-compression`).
     pub compression: LayerCompression,
@@ -370,6 +374,7 @@ fn cli_settings(options: &BuildOptions) -> Result<Settings> {
         base_image: options.base_image.clone(),
         platforms: (!options.platforms.is_empty()).then(|| options.platforms.clone()),
         tags: (!options.tags.is_empty()).then(|| options.tags.clone()),
+        build_std: options.build_std.then_some(true),
         ..Settings::default()
     };
     settings.validate(&Origin::CommandLine)?;
@@ -464,6 +469,8 @@ fn image_job(
             .as_deref()
             .and_then(LayerCompression::parse)
             .unwrap_or_default(),
+        linker: settings.linker,
+        build_std: settings.build_std.unwrap_or(false),
         config: ImageSettings {
             env: settings.env.clone().unwrap_or_default(),
             args: settings.args.clone(),
