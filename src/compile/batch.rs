@@ -152,7 +152,48 @@ fn native_code(
         manifest_path: context.manifest_path,
         triple,
         roots: &roots,
-        features: super::features(context.cargo, &packages, context.package_features),
+        features: qualified_features(
+            &super::features(context.cargo, &packages, context.package_features),
+            &packages,
+        ),
         cargo: context.cargo,
     })
+}
+
+/// Features as `package/feature`: `cargo build -p P --features f` means P's
+/// `f`, but `cargo metadata` has no `-p` (and refuses bare features at a
+/// virtual workspace root).
+fn qualified_features(features: &[String], packages: &BTreeSet<&str>) -> Vec<String> {
+    features
+        .iter()
+        .flat_map(|feature| feature.split([',', ' ']))
+        .filter(|feature| !feature.is_empty())
+        .flat_map(|feature| {
+            if feature.contains('/') {
+                vec![feature.to_string()]
+            } else {
+                packages.iter().map(|p| format!("{p}/{feature}")).collect()
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn features_are_qualified_by_package() {
+        let packages = BTreeSet::from(["api", "worker"]);
+        assert_eq!(
+            qualified_features(&["prod,tls".into(), "api/extra".into()], &packages),
+            [
+                "api/prod",
+                "worker/prod",
+                "api/tls",
+                "worker/tls",
+                "api/extra"
+            ]
+        );
+    }
 }

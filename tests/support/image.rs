@@ -291,10 +291,11 @@ fn fetch_image(registry: &Registry, pushed: &PushedRef, entry: &Value) -> Pushed
     }
 }
 
-/// Decompress a gzip stream (panics on corrupt data).
+/// Decompress a gzip stream, every member of it (cargo-krust writes layers
+/// as several gzip members; panics on corrupt data).
 pub fn gunzip(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    flate2::read::GzDecoder::new(bytes)
+    flate2::read::MultiGzDecoder::new(bytes)
         .read_to_end(&mut out)
         .expect("layer is not valid gzip");
     out
