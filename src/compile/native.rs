@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use cargo_metadata::{CargoOpt, DependencyKind, Metadata, MetadataCommand, PackageId, TargetKind};
 
-use crate::plan::CargoOptions;
+use crate::plan::{CargoOptions, metadata_error};
 
 /// Build-script dependencies that compile C, C++ or assembly for the target.
 const NATIVE_BUILD_CRATES: &[&str] = &["cc", "cmake", "autotools", "cxx-build", "nasm-rs"];
@@ -78,21 +78,15 @@ fn metadata_for(query: &Query) -> Result<Metadata> {
         }
     }
     command.other_options(other);
-    command.exec().map_err(|err| match err {
-        cargo_metadata::Error::CargoMetadata { stderr } => anyhow::anyhow!(
-            "cannot read the dependency graph of {} for {}: {}",
-            query.manifest_path.display(),
-            query.triple,
-            stderr
-                .lines()
-                .find(|l| l.starts_with("error"))
-                .unwrap_or(stderr.trim())
-                .trim_start_matches("error: ")
-        ),
-        other => anyhow::Error::new(other).context(format!(
-            "cannot run cargo metadata for {}",
-            query.manifest_path.display()
-        )),
+    command.exec().map_err(|err| {
+        metadata_error(
+            err,
+            &format!(
+                "cannot read the dependency graph of {} for {}",
+                query.manifest_path.display(),
+                query.triple
+            ),
+        )
     })
 }
 

@@ -351,21 +351,27 @@ fn read_metadata(manifest_path: &Path) -> Result<Metadata> {
         .manifest_path(manifest_path)
         .no_deps()
         .exec()
-        .map_err(|err| match err {
-            cargo_metadata::Error::CargoMetadata { stderr } => anyhow::anyhow!(
-                "cargo metadata failed for {}: {}",
-                manifest_path.display(),
-                stderr
-                    .lines()
-                    .find(|l| l.starts_with("error"))
-                    .unwrap_or(stderr.trim())
-                    .trim_start_matches("error: ")
-            ),
-            other => anyhow::Error::new(other).context(format!(
-                "cannot run cargo metadata for {}",
-                manifest_path.display()
-            )),
+        .map_err(|err| {
+            metadata_error(
+                err,
+                &format!("cargo metadata failed for {}", manifest_path.display()),
+            )
         })
+}
+
+/// One line for a failed `cargo metadata`: `what`, then cargo's own error.
+pub fn metadata_error(err: cargo_metadata::Error, what: &str) -> anyhow::Error {
+    match err {
+        cargo_metadata::Error::CargoMetadata { stderr } => anyhow::anyhow!(
+            "{what}: {}",
+            stderr
+                .lines()
+                .find(|l| l.starts_with("error"))
+                .unwrap_or(stderr.trim())
+                .trim_start_matches("error: ")
+        ),
+        other => anyhow::Error::new(other).context(what.to_string()),
+    }
 }
 
 /// The command-line layer: `--base-image`, `--platform`, `--tag`.
