@@ -19,6 +19,7 @@
 
 mod support;
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -407,7 +408,9 @@ fn nightly_with_rust_src_missing() -> Option<String> {
 #[test]
 fn build_std_builds_armv7_with_nightly() {
     if let Some(reason) = nightly_with_rust_src_missing() {
-        eprintln!(
+        // Straight to stderr, not eprintln!, which the test harness captures.
+        let _ = writeln!(
+            std::io::stderr(),
             "NOT RUN: build_std_builds_armv7_with_nightly: {reason} \
              (install it with `rustup toolchain install nightly --component rust-src`)"
         );
