@@ -236,6 +236,11 @@ pub struct BuildOptions {
     #[arg(long, help_heading = "Cargo")]
     pub offline: bool,
 
+    /// Build the standard library from source with nightly `-Zbuild-std`, for
+    /// targets rustup has no prebuilt std for (needs nightly with rust-src).
+    #[arg(long, help_heading = "Cargo")]
+    pub build_std: bool,
+
     /// Directory for all generated artifacts.
     #[arg(long, value_name = "DIR", help_heading = "Cargo")]
     pub target_dir: Option<PathBuf>,

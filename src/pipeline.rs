@@ -14,7 +14,8 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use crate::assemble::layer::{self, LayerBlob};
 use crate::assemble::{self, ImageIndex, PlatformBase, PlatformInput};
 use crate::base::{BaseImage, BasePlatformImage};
-use crate::compile::{self, TripleBuild, Unit};
+use crate::compile::tools::Machine;
+use crate::compile::{self, Unit, batch};
 use crate::plan::{BaseSpec, ImageJob, Plan, Workspace};
 use crate::platform::Platform;
 use crate::progress;
@@ -145,13 +146,15 @@ fn job_platforms(plan: &Plan, bases: &HashMap<String, BaseImage>) -> Result<Vec<
         .collect()
 }
 
-/// One cargo invocation per (workspace, target triple), each building every
-/// bin of that workspace that needs that triple.
+/// Every (bin, platform) compiled: one cargo invocation per (workspace,
+/// target triple), all of them at once (sharing one jobserver so that
+/// together they use the CPUs `-j` allows), after every toolchain check of
+/// every workspace has passed.
 async fn compile_all(
     plan: &Plan,
     platforms: &[Vec<Platform>],
 ) -> Result<HashMap<(Unit, Platform), PathBuf>> {
-    let mut batches: BTreeMap<(&Workspace, Platform), BTreeSet<Unit>> = BTreeMap::new();
+    let mut wanted: BTreeMap<&Workspace, Vec<batch::Wanted>> = BTreeMap::new();
     let mut package_features: HashMap<&Workspace, HashMap<String, Vec<String>>> = HashMap::new();
     for (job, job_platforms) in plan.images.iter().zip(platforms) {
         package_features
@@ -159,43 +162,93 @@ async fn compile_all(
             .or_default()
             .insert(job.package.clone(), job.features.clone());
         for platform in job_platforms {
-            batches
-                .entry((&job.workspace, platform.clone()))
+            wanted
+                .entry(&job.workspace)
                 .or_default()
-                .insert(unit(job));
+                .push(batch::Wanted {
+                    unit: unit(job),
+                    platform: platform.clone(),
+                    linker: job.linker,
+                    build_std: job.build_std,
+                });
         }
     }
-
-    let mut executables = HashMap::new();
-    for ((workspace, platform), units) in batches {
-        let triple = platform
-            .rust_target()
-            .with_context(|| format!("no Rust target for {platform}"))?;
-        progress::status(
-            "Building",
-            format!(
-                "{} for {platform} ({triple})",
-                units
-                    .iter()
-                    .map(|u| u.bin.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        );
-        let request = TripleBuild {
-            triple,
-            manifest_path: &workspace.manifest_path,
-            target_dir: &workspace.target_dir,
-            units,
-            package_features: package_features.get(workspace).cloned().unwrap_or_default(),
-            cargo: &plan.cargo,
+    let color = if console::colors_enabled_stderr() {
+        "always"
+    } else {
+        "never"
+    };
+    let no_features = HashMap::new();
+    tokio::task::block_in_place(|| {
+        let machine = Machine::default();
+        let mut batches = Vec::new();
+        for (workspace, wanted) in &wanted {
+            let shared = batch::Shared {
+                manifest_path: &workspace.manifest_path,
+                target_dir: &workspace.target_dir,
+                cargo: &plan.cargo,
+                package_features: package_features.get(workspace).unwrap_or(&no_features),
+                color,
+            };
+            batches.extend(batch::prepare(&shared, wanted, &machine)?);
+        }
+        let cpus = plan.cargo.jobs.map(usize::from).unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+        });
+        // Each cargo also holds one implicit token of its own.
+        let jobserver = if batches.len() > 1 {
+            Some(
+                jobserver::Client::new(cpus.saturating_sub(batches.len()))
+                    .context("cannot create a jobserver for the parallel builds")?,
+            )
+        } else {
+            None
         };
-        let built = tokio::task::block_in_place(|| compile::build(&request))?;
-        for (unit, path) in built {
-            executables.insert((unit, platform.clone()), path);
+        for batch in &mut batches {
+            batch.build.jobserver = jobserver.as_ref();
         }
-    }
-    Ok(executables)
+        let builds = progress::Builds::new(batches.len());
+        let results: Vec<Result<HashMap<Unit, PathBuf>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = batches
+                .iter()
+                .map(|batch| {
+                    let builds = &builds;
+                    scope.spawn(move || {
+                        let bins: BTreeSet<&str> =
+                            batch.build.units.iter().map(|u| u.bin.as_str()).collect();
+                        let line = builds.start(
+                            &batch.platform.to_string(),
+                            &format!(
+                                "{} for {} ({}, {})",
+                                bins.into_iter().collect::<Vec<_>>().join(", "),
+                                batch.platform,
+                                batch.build.triple,
+                                batch.build.strategy
+                            ),
+                        );
+                        let built = compile::build(&batch.build, &|l| line.cargo_line(l));
+                        line.finish(built.is_ok());
+                        built
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|handle| {
+                    handle
+                        .join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a build thread panicked")))
+                })
+                .collect()
+        });
+        let mut executables = HashMap::new();
+        for (batch, built) in batches.iter().zip(results) {
+            for (unit, path) in built? {
+                executables.insert((unit, batch.platform.clone()), path);
+            }
+        }
+        Ok(executables)
+    })
 }
 
 /// The compile unit of a job (how compile results are keyed).

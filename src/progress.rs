@@ -1,11 +1,12 @@
 //! Reporting on stderr: cargo-style status lines, verbose detail and warnings,
 //! coloured when stderr is a terminal (or `--color always`), silent but for
-//! errors with `--quiet`; byte transfers as one indicatif bar each on a
-//! terminal and as one plain line each otherwise. Nothing in cargo-krust
-//! writes to stderr except through here (and cargo's own output, which is
-//! passed through).
+//! errors with `--quiet`; byte transfers as one indicatif bar each and
+//! concurrent cargo builds as one live line per platform on a terminal, and
+//! as plain lines otherwise. Nothing in cargo-krust writes to stderr except
+//! through here, cargo's output included ([`Builds`]).
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use console::style;
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -171,4 +172,150 @@ pub fn error(message: impl AsRef<str>) {
         style("error:").red().bold(),
         message.as_ref()
     ));
+}
+
+/// Cargo runs that go on at the same time, one line per platform.
+///
+/// On a terminal each platform gets a live line showing cargo's latest
+/// status (`Compiling zstd-sys …`); everything else cargo prints (warnings,
+/// errors) is held and printed as one block when that platform's build ends.
+/// Elsewhere (CI logs, tests) cargo's lines pass straight through, prefixed
+/// with the platform when several builds run at once.
+pub struct Builds {
+    multi: Option<MultiProgress>,
+    concurrent: bool,
+}
+
+/// One platform's build in [`Builds`].
+pub struct BuildLine<'a> {
+    builds: &'a Builds,
+    label: String,
+    bar: ProgressBar,
+    held: Mutex<Vec<String>>,
+    started: Instant,
+}
+
+impl Builds {
+    /// `count` builds about to run at the same time. Their lines share the
+    /// reporter's bars, so status lines and transfers never tear them.
+    pub fn new(count: usize) -> Builds {
+        Builds {
+            multi: reporter().bars.clone(),
+            concurrent: count > 1,
+        }
+    }
+
+    /// Whether live lines are drawn (stderr is a terminal, not quiet).
+    pub fn is_live(&self) -> bool {
+        self.multi.is_some()
+    }
+
+    /// Announces a build (`Building <what>`) and gives its line.
+    pub fn start(&self, label: &str, what: &str) -> BuildLine<'_> {
+        status("Building", what);
+        let bar = match &self.multi {
+            Some(multi) => multi.add(ProgressBar::new_spinner()),
+            None => ProgressBar::hidden(),
+        };
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {prefix:.bold} {elapsed:>4} {wide_msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.set_prefix(label.to_string());
+        if self.is_live() {
+            bar.enable_steady_tick(Duration::from_millis(120));
+        }
+        BuildLine {
+            builds: self,
+            label: label.to_string(),
+            bar,
+            held: Mutex::new(Vec::new()),
+            started: Instant::now(),
+        }
+    }
+}
+
+impl BuildLine<'_> {
+    /// One line cargo wrote on stderr.
+    pub fn cargo_line(&self, line: &str) {
+        if !self.builds.is_live() {
+            if self.builds.concurrent {
+                print_line(format!(
+                    "{} {line}",
+                    style(format!("[{}]", self.label)).dim()
+                ));
+            } else {
+                print_line(line.to_string());
+            }
+            return;
+        }
+        let plain = console::strip_ansi_codes(line);
+        if is_cargo_status(&plain) {
+            self.bar.set_message(plain.trim().to_string());
+        } else if let Ok(mut held) = self.held.lock() {
+            held.push(line.to_string());
+        }
+    }
+
+    /// Ends the line: held output is printed, then `Built …` on success.
+    pub fn finish(self, ok: bool) {
+        self.bar.finish_and_clear();
+        if let Some(multi) = &self.builds.multi {
+            multi.remove(&self.bar);
+        }
+        let held = self.held.into_inner().unwrap_or_default();
+        if !held.is_empty() {
+            print_line(held.join("\n"));
+        }
+        if ok {
+            status(
+                "Built",
+                format!(
+                    "{} in {:.1}s",
+                    self.label,
+                    self.started.elapsed().as_secs_f64()
+                ),
+            );
+        }
+    }
+}
+
+/// A cargo status line: a right-aligned verb in 12 columns, then a space.
+fn is_cargo_status(line: &str) -> bool {
+    let Some((verb, rest)) = line.split_at_checked(12) else {
+        return false;
+    };
+    let word = verb.trim_start();
+    !word.is_empty()
+        && word.len() < 12
+        && word.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+        && word.chars().all(|c| c.is_ascii_alphabetic())
+        && rest.starts_with(' ')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cargo_status_lines() {
+        for line in [
+            "   Compiling zstd-sys v2.1.2+zstd.1.5.7",
+            "    Finished `release` profile [optimized] target(s) in 1.2s",
+            "    Blocking waiting for file lock on build directory",
+            "  Downloaded cc v1.2.0",
+        ] {
+            assert!(is_cargo_status(line), "{line:?}");
+        }
+        for line in [
+            "warning: unused variable: `x`",
+            "error[E0425]: cannot find value `y` in this scope",
+            "  --> src/main.rs:3:5",
+            "   |",
+            "",
+            "Compiling",
+        ] {
+            assert!(!is_cargo_status(line), "{line:?}");
+        }
+    }
 }

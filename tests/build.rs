@@ -34,15 +34,6 @@ const BASE_NAME: &str = "org.opencontainers.image.base.name";
 /// Annotation with the base image's digest.
 const BASE_DIGEST: &str = "org.opencontainers.image.base.digest";
 
-/// `e_machine` expected for an OCI architecture.
-fn elf_machine(architecture: &str) -> u16 {
-    match architecture {
-        "amd64" => elf::EM_X86_64,
-        "arm64" => elf::EM_AARCH64,
-        other => panic!("no ELF machine known for {other}"),
-    }
-}
-
 /// `arch:` line hello-krust prints for an OCI architecture.
 fn rust_arch(architecture: &str) -> &'static str {
     match architecture {
@@ -175,7 +166,7 @@ fn assert_app_image(image: &PushedImage, bin: &str) -> Vec<u8> {
     let info = elf::parse(&binary).unwrap_or_else(|e| panic!("{what}: /app/{bin}: {e}"));
     assert_eq!(
         info.machine,
-        elf_machine(&image.architecture),
+        elf::machine_of(&image.architecture),
         "{what}: ELF machine"
     );
     assert!(

@@ -1,8 +1,7 @@
-//! Linker choice for a target triple. Pure-Rust musl binaries link with
-//! `rust-lld`, which ships with rustup, so no C cross toolchain is needed.
-//! The user's own choice always wins: a `CARGO_TARGET_<TRIPLE>_LINKER`
-//! variable, a `target.<triple>.linker` in any `.cargo/config.toml` cargo
-//! would read, or `-C linker=` in their RUSTFLAGS leave the linker alone.
+//! Whether the user configured a linker for a target triple themselves: a
+//! `CARGO_TARGET_<TRIPLE>_LINKER` variable, a `target.<triple>.linker` in any
+//! `.cargo/config.toml` cargo would read, or `-C linker=` in their RUSTFLAGS.
+//! Their choice always wins over cargo-krust's (see `strategy`).
 
 use std::path::{Path, PathBuf};
 
@@ -14,31 +13,33 @@ pub fn linker_env_var(triple: &str) -> String {
     )
 }
 
-/// The `(variable, value)` to set so that `triple` links with rust-lld, or
-/// `None` when the user configured a linker themselves.
-pub fn default_linker_env(triple: &str, cargo_cwd: &Path) -> Option<(String, String)> {
+/// Where the user configured a linker for `triple` (for `-v`), or `None`.
+pub fn user_linker(triple: &str, cargo_cwd: &Path) -> Option<String> {
     let var = linker_env_var(triple);
-    if std::env::var_os(&var).is_some() || rustflags_set_linker(triple) {
-        return None;
+    if std::env::var_os(&var).is_some() {
+        return Some(var);
     }
-    if config_files(cargo_cwd)
-        .iter()
-        .any(|file| config_sets_linker(file, triple))
-    {
-        return None;
+    if let Some(var) = rustflags_setting_linker(triple) {
+        return Some(format!("-C linker= in {var}"));
     }
-    Some((var, "rust-lld".to_string()))
+    config_files(cargo_cwd)
+        .into_iter()
+        .find(|file| config_sets_linker(file, triple))
+        .map(|file| format!("target.{triple}.linker in {}", file.display()))
 }
 
-fn rustflags_set_linker(triple: &str) -> bool {
+fn rustflags_setting_linker(triple: &str) -> Option<String> {
     let target_var = format!(
         "CARGO_TARGET_{}_RUSTFLAGS",
         triple.to_ascii_uppercase().replace(['-', '.'], "_")
     );
-    ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", target_var.as_str()]
-        .iter()
-        .filter_map(|var| std::env::var(var).ok())
-        .any(|flags| flags.contains("linker="))
+    [
+        "RUSTFLAGS".to_string(),
+        "CARGO_ENCODED_RUSTFLAGS".to_string(),
+        target_var,
+    ]
+    .into_iter()
+    .find(|var| std::env::var(var).is_ok_and(|flags| flags.contains("linker=")))
 }
 
 /// The config files cargo reads when run in `cwd`, nearest first.

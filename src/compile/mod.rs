@@ -1,12 +1,21 @@
-//! Compilation: one `cargo build --target <triple>` per target triple for
-//! every (package, bin) of the plan that needs it, cargo's diagnostics
-//! streamed to stderr, and the executables taken from cargo's JSON messages.
+//! Compilation: one cargo invocation per target triple (and toolchain
+//! strategy) for every (package, bin) of the plan that needs it, in its own
+//! target directory so that several triples can build at once; cargo's
+//! stderr handed line by line to the caller, and the executables taken from
+//! cargo's JSON messages. `native` finds C code in the build graph,
+//! `strategy` picks the linker and C compiler, `tools` probes for them,
+//! `linker` reads the user's own linker settings and `toolchain` installs
+//! Rust targets or finds the nightly that builds std.
 
+pub mod batch;
 pub mod linker;
+pub mod native;
+pub mod strategy;
 pub mod toolchain;
+pub mod tools;
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::BufReader;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -14,7 +23,7 @@ use anyhow::{Context, Result, bail};
 use cargo_metadata::{Message, TargetKind};
 
 use crate::plan::CargoOptions;
-use crate::progress;
+pub use strategy::Strategy;
 
 /// One bin of one package, identified by its package's manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -30,11 +39,20 @@ pub struct TripleBuild<'a> {
     pub triple: &'a str,
     /// The manifest cargo runs with (package or workspace root).
     pub manifest_path: &'a Path,
-    pub target_dir: &'a Path,
+    /// This triple's own cargo target directory.
+    pub target_dir: PathBuf,
     pub units: BTreeSet<Unit>,
     /// Configured `features` per package name.
     pub package_features: HashMap<String, Vec<String>>,
     pub cargo: &'a CargoOptions,
+    pub strategy: Strategy,
+    /// `Some` with build-std: the rustup toolchain to use (`None` inside
+    /// means the active toolchain is already a nightly).
+    pub build_std: Option<Option<String>>,
+    /// `always` or `never`: cargo's stderr is a pipe, so cargo cannot tell.
+    pub color: &'static str,
+    /// Shared by every concurrent build so they do not oversubscribe the CPUs.
+    pub jobserver: Option<&'a jobserver::Client>,
 }
 
 /// A failed `cargo build`, with the units it did not build, so that a caller
@@ -58,51 +76,73 @@ impl std::fmt::Display for BuildFailed {
 
 impl std::error::Error for BuildFailed {}
 
-/// Builds every unit for the triple; returns the executable of each.
-pub fn build(request: &TripleBuild) -> Result<HashMap<Unit, PathBuf>> {
+/// The directory of one triple's cargo build under the target dir.
+pub fn triple_target_dir(target_dir: &Path, triple: &str) -> PathBuf {
+    target_dir.join("krust").join("build").join(triple)
+}
+
+/// Builds every unit for the triple; returns the executable of each. Each
+/// line cargo writes on stderr goes to `stderr_line` as it comes.
+pub fn build(
+    request: &TripleBuild,
+    stderr_line: &(dyn Fn(&str) + Sync),
+) -> Result<HashMap<Unit, PathBuf>> {
     let cwd = request
         .manifest_path
         .parent()
         .context("manifest path has no directory")?;
-    toolchain::ensure_target(request.triple, cwd)?;
-
     let mut command = cargo_command(request, cwd);
-    if let Some((var, value)) = linker::default_linker_env(request.triple, cwd) {
-        progress::verbose(format!("{}: linking with {value} ({var})", request.triple));
-        command.env(var, value);
-    }
-    progress::verbose(format!("running {command:?}"));
+    crate::progress::verbose(format!("running {command:?}"));
 
     let mut child = command
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .spawn()
-        .context("cannot run cargo: is it installed and on PATH?")?;
+        .with_context(|| match request.strategy {
+            Strategy::Zig => "cannot run cargo-zigbuild: is it installed and on PATH?",
+            _ => "cannot run cargo: is it installed and on PATH?",
+        })?;
     let stdout = child
         .stdout
         .take()
         .context("cargo's stdout is not captured")?;
+    let stderr = child
+        .stderr
+        .take()
+        .context("cargo's stderr is not captured")?;
 
     let mut executables = HashMap::new();
-    for message in Message::parse_stream(BufReader::new(stdout)) {
-        let message = message.context("cannot read cargo's JSON messages")?;
-        if let Message::CompilerArtifact(artifact) = message {
-            let Some(executable) = artifact.executable else {
-                continue;
-            };
-            if !artifact.target.is_kind(TargetKind::Bin) {
-                continue;
+    std::thread::scope(|scope| -> Result<()> {
+        scope.spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                match line {
+                    Ok(line) => stderr_line(&line),
+                    Err(_) => break,
+                }
             }
-            let manifest_path = artifact.manifest_path.into_std_path_buf();
-            if let Some(unit) = request
-                .units
-                .iter()
-                .find(|u| u.manifest_path == manifest_path && u.bin == artifact.target.name)
-            {
-                executables.insert(unit.clone(), executable.into_std_path_buf());
+        });
+        for message in Message::parse_stream(BufReader::new(stdout)) {
+            let message = message.context("cannot read cargo's JSON messages")?;
+            if let Message::CompilerArtifact(artifact) = message {
+                let Some(executable) = artifact.executable else {
+                    continue;
+                };
+                if !artifact.target.is_kind(TargetKind::Bin) {
+                    continue;
+                }
+                let manifest_path = artifact.manifest_path.into_std_path_buf();
+                if let Some(unit) = request
+                    .units
+                    .iter()
+                    .find(|u| u.manifest_path == manifest_path && u.bin == artifact.target.name)
+                {
+                    executables.insert(unit.clone(), executable.into_std_path_buf());
+                }
             }
         }
-    }
+        Ok(())
+    })?;
     let status = child.wait().context("cannot wait for cargo")?;
     if !status.success() {
         return Err(BuildFailed {
@@ -130,17 +170,98 @@ pub fn build(request: &TripleBuild) -> Result<HashMap<Unit, PathBuf>> {
     Ok(executables)
 }
 
+/// `--config`/env settings that make the strategy happen, leaving every
+/// setting of the user's alone.
+fn apply_strategy(command: &mut Command, request: &TripleBuild) {
+    let triple = request.triple;
+    let linker_var = linker::linker_env_var(triple);
+    match request.strategy {
+        Strategy::RustLld => {
+            command.env(linker_var, "rust-lld");
+        }
+        Strategy::MuslGcc => {
+            command.env(linker_var, "rust-lld");
+            let cc_var = format!("CC_{}", triple.replace('-', "_"));
+            if std::env::var_os(&cc_var).is_none()
+                && std::env::var_os(format!("CC_{triple}")).is_none()
+            {
+                command.env(cc_var, "musl-gcc");
+            }
+        }
+        // cargo-zigbuild sets CC, CXX and the linker for the target itself,
+        // each only where the user has not.
+        Strategy::Zig | Strategy::CargoDefaults => {}
+    }
+    if request.build_std.is_some() && request.strategy == Strategy::Zig {
+        // Without a prebuilt std there are no self-contained musl startup
+        // objects: zig brings its own crt and libc.
+        add_rustflag(command, triple, "-Clink-self-contained=no");
+    }
+}
+
+/// Adds one rustflag for the target without replacing the user's: appended
+/// to RUSTFLAGS when they use it (which makes cargo ignore config rustflags),
+/// otherwise merged into `target.<triple>.rustflags` with `--config`.
+fn add_rustflag(command: &mut Command, triple: &str, flag: &str) {
+    if let Ok(encoded) = std::env::var("CARGO_ENCODED_RUSTFLAGS") {
+        let joined = if encoded.is_empty() {
+            flag.to_string()
+        } else {
+            format!("{encoded}\x1f{flag}")
+        };
+        command.env("CARGO_ENCODED_RUSTFLAGS", joined);
+    } else if let Ok(flags) = std::env::var("RUSTFLAGS") {
+        command.env("RUSTFLAGS", format!("{flags} {flag}"));
+    } else {
+        command.arg("--config").arg(format!(
+            "target.{triple}.rustflags=[{}]",
+            toml::Value::String(flag.to_string())
+        ));
+    }
+}
+
 fn cargo_command(request: &TripleBuild, cwd: &Path) -> Command {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let options = request.cargo;
-    let mut command = Command::new(cargo);
-    command.current_dir(cwd).arg("build");
+    let mut command = match (&request.strategy, &request.build_std) {
+        (Strategy::Zig, _) => {
+            let mut command = Command::new("cargo-zigbuild");
+            command.arg("zigbuild");
+            command
+        }
+        // rustup's `cargo` proxy, so that RUSTUP_TOOLCHAIN picks the nightly.
+        (_, Some(Some(_))) => {
+            let mut command = Command::new("cargo");
+            command.arg("build");
+            command
+        }
+        _ => {
+            let mut command =
+                Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+            command.arg("build");
+            command
+        }
+    };
+    command.current_dir(cwd);
     command.arg("--manifest-path").arg(request.manifest_path);
     command.args(["--target", request.triple]);
     command.args(["--profile", &options.profile]);
     command.arg("--message-format=json-render-diagnostics");
-    command.arg("--target-dir").arg(request.target_dir);
-    command.args(["--color", options.color]);
+    command.arg("--target-dir").arg(&request.target_dir);
+    command.args(["--color", request.color]);
+    if let Some(toolchain) = &request.build_std {
+        command.arg("-Zbuild-std=std,panic_abort");
+        if let Some(toolchain) = toolchain {
+            // `CARGO` names the cargo that ran us (and is what cargo-zigbuild
+            // runs): drop it so that rustup's proxy picks the nightly.
+            command
+                .env("RUSTUP_TOOLCHAIN", toolchain)
+                .env_remove("CARGO");
+        }
+    }
+    apply_strategy(&mut command, request);
+    if let Some(client) = request.jobserver {
+        client.configure(&mut command);
+    }
 
     let packages: BTreeSet<&str> = request.units.iter().map(|u| u.package.as_str()).collect();
     for package in &packages {
@@ -151,12 +272,7 @@ fn cargo_command(request: &TripleBuild, cwd: &Path) -> Command {
         command.args(["--bin", bin]);
     }
 
-    let mut features: Vec<String> = options.features.clone();
-    for package in &packages {
-        if let Some(list) = request.package_features.get(*package) {
-            features.extend(list.iter().map(|f| format!("{package}/{f}")));
-        }
-    }
+    let features = features(options, &packages, &request.package_features);
     if !features.is_empty() {
         command.args(["--features", &features.join(",")]);
     }
@@ -180,4 +296,20 @@ fn cargo_command(request: &TripleBuild, cwd: &Path) -> Command {
     }
     command.args(&options.extra_args);
     command
+}
+
+/// The `--features` list of a build: the command line's plus each package's
+/// configured ones as `package/feature`.
+pub fn features(
+    options: &CargoOptions,
+    packages: &BTreeSet<&str>,
+    package_features: &HashMap<String, Vec<String>>,
+) -> Vec<String> {
+    let mut features = options.features.clone();
+    for package in packages {
+        if let Some(list) = package_features.get(*package) {
+            features.extend(list.iter().map(|f| format!("{package}/{f}")));
+        }
+    }
+    features
 }

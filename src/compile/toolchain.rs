@@ -1,23 +1,38 @@
 //! The Rust toolchain side of cross-compiling: making sure the standard
 //! library of a musl target is installed (adding it with rustup when it is
 //! missing, as SPEC §6 asks), for the toolchain the package itself selects
-//! (rust-toolchain.toml is honoured because commands run in its directory).
+//! (rust-toolchain.toml is honoured because commands run in its directory);
+//! or, with build-std, finding the nightly toolchain with rust-src that
+//! builds the standard library from source.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+use super::strategy::ZIG_INSTALL_HINT;
 use crate::progress;
+
+/// The command that installs what build-std needs.
+const NIGHTLY_HINT: &str = "rustup toolchain install nightly --component rust-src";
+
+/// `rustc` as cargo would run it in `dir`, optionally with a rustup toolchain.
+fn rustc(dir: &Path, toolchain: Option<&str>) -> Command {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let mut command = Command::new(rustc);
+    command.current_dir(dir);
+    if let Some(toolchain) = toolchain {
+        command.env("RUSTUP_TOOLCHAIN", toolchain);
+    }
+    command
+}
 
 /// The sysroot of the toolchain that builds in `dir`.
 fn sysroot(dir: &Path) -> Result<PathBuf> {
-    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    let output = Command::new(&rustc)
+    let output = rustc(dir, None)
         .args(["--print", "sysroot"])
-        .current_dir(dir)
         .output()
-        .with_context(|| format!("cannot run {}: is Rust installed?", rustc.to_string_lossy()))?;
+        .context("cannot run rustc: is Rust installed?")?;
     if !output.status.success() {
         bail!(
             "`rustc --print sysroot` failed in {}: {}",
@@ -58,13 +73,45 @@ pub fn ensure_target(triple: &str, dir: &Path) -> Result<()> {
         .context("cannot run rustup")?;
     if !output.status.success() {
         bail!(
-            "`rustup target add {triple}` failed: {}",
+            "`rustup target add {triple}` failed ({}). Without a prebuilt standard library, build it from source with --build-std (or build-std = true in [package.metadata.krust]); that needs `{NIGHTLY_HINT}` and zig ({ZIG_INSTALL_HINT})",
             String::from_utf8_lossy(&output.stderr)
                 .lines()
                 .find(|l| l.contains("error"))
                 .unwrap_or("see rustup's output")
                 .trim()
+                .trim_start_matches("error: ")
         );
     }
     Ok(())
+}
+
+/// The toolchain that builds std from source for `dir`: `None` when the
+/// active one is already a nightly with rust-src, `Some("nightly")` for
+/// rustup's nightly, or an error saying how to install it.
+pub fn build_std_toolchain(dir: &Path) -> Result<Option<String>> {
+    let active = rustc(dir, None)
+        .arg("-vV")
+        .output()
+        .context("cannot run rustc: is Rust installed?")?;
+    let is_nightly = String::from_utf8_lossy(&active.stdout)
+        .lines()
+        .any(|l| l.starts_with("release:") && l.contains("nightly"));
+    let toolchain = (!is_nightly).then(|| "nightly".to_string());
+    let output = rustc(dir, toolchain.as_deref())
+        .args(["--print", "sysroot"])
+        .output()
+        .context("cannot run rustc: is Rust installed?")?;
+    if !output.status.success() {
+        bail!(
+            "--build-std needs a nightly toolchain, which is not installed: run `{NIGHTLY_HINT}`"
+        );
+    }
+    let root = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    if !root.join("lib/rustlib/src/rust/library").is_dir() {
+        bail!(
+            "--build-std needs the rust-src component of the nightly toolchain at {}: run `{NIGHTLY_HINT}`",
+            root.display()
+        );
+    }
+    Ok(toolchain)
 }

@@ -18,7 +18,7 @@ use crate::cli::BuildOptions;
 use crate::image_name::{ImageName, parse_reference, validate_tag};
 use crate::oci::LayerCompression;
 use crate::platform::Platform;
-pub use settings::{Origin, PackageSettings, Settings, layered};
+pub use settings::{LinkerChoice, Origin, PackageSettings, Settings, layered};
 
 /// The built-in default base image (SPEC §4).
 pub const DEFAULT_BASE_IMAGE: &str = "cgr.dev/chainguard/static:latest";
@@ -67,6 +67,10 @@ pub struct ImageJob {
     pub platforms: Option<Vec<Platform>>,
     /// Cargo features configured for this package (`features` key).
     pub features: Vec<String>,
+    /// The `linker` key: overrides cargo-krust's linker choice.
+    pub linker: Option<LinkerChoice>,
+    /// `build-std` key or `--build-std`: build std with nightly `-Zbuild-std`.
+    pub build_std: bool,
     pub config: ImageSettings,
     /// How the added layers are compressed (`layer-compression`).
     pub compression: LayerCompression,
@@ -347,21 +351,27 @@ fn read_metadata(manifest_path: &Path) -> Result<Metadata> {
         .manifest_path(manifest_path)
         .no_deps()
         .exec()
-        .map_err(|err| match err {
-            cargo_metadata::Error::CargoMetadata { stderr } => anyhow::anyhow!(
-                "cargo metadata failed for {}: {}",
-                manifest_path.display(),
-                stderr
-                    .lines()
-                    .find(|l| l.starts_with("error"))
-                    .unwrap_or(stderr.trim())
-                    .trim_start_matches("error: ")
-            ),
-            other => anyhow::Error::new(other).context(format!(
-                "cannot run cargo metadata for {}",
-                manifest_path.display()
-            )),
+        .map_err(|err| {
+            metadata_error(
+                err,
+                &format!("cargo metadata failed for {}", manifest_path.display()),
+            )
         })
+}
+
+/// One line for a failed `cargo metadata`: `what`, then cargo's own error.
+pub fn metadata_error(err: cargo_metadata::Error, what: &str) -> anyhow::Error {
+    match err {
+        cargo_metadata::Error::CargoMetadata { stderr } => anyhow::anyhow!(
+            "{what}: {}",
+            stderr
+                .lines()
+                .find(|l| l.starts_with("error"))
+                .unwrap_or(stderr.trim())
+                .trim_start_matches("error: ")
+        ),
+        other => anyhow::Error::new(other).context(what.to_string()),
+    }
 }
 
 /// The command-line layer: `--base-image`, `--platform`, `--tag`.
@@ -370,6 +380,7 @@ fn cli_settings(options: &BuildOptions) -> Result<Settings> {
         base_image: options.base_image.clone(),
         platforms: (!options.platforms.is_empty()).then(|| options.platforms.clone()),
         tags: (!options.tags.is_empty()).then(|| options.tags.clone()),
+        build_std: options.build_std.then_some(true),
         ..Settings::default()
     };
     settings.validate(&Origin::CommandLine)?;
@@ -464,6 +475,8 @@ fn image_job(
             .as_deref()
             .and_then(LayerCompression::parse)
             .unwrap_or_default(),
+        linker: settings.linker,
+        build_std: settings.build_std.unwrap_or(false),
         config: ImageSettings {
             env: settings.env.clone().unwrap_or_default(),
             args: settings.args.clone(),

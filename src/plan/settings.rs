@@ -44,6 +44,21 @@ pub struct Settings {
     /// (or workspace, or config) directory of the layer that set `data`.
     #[serde(skip)]
     pub data_root: Option<PathBuf>,
+    pub linker: Option<LinkerChoice>,
+    pub build_std: Option<bool>,
+}
+
+/// The `linker` key: how a package's binaries are linked (and its C code
+/// compiled) for non-host targets, overriding cargo-krust's choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LinkerChoice {
+    /// zig through cargo-zigbuild: C cross compiler, musl libc and linker.
+    Zig,
+    /// rust-lld alone: enough for pure-Rust crates.
+    RustLld,
+    /// cargo's own defaults: the target's default linker and `cc`-crate compilers.
+    Cc,
 }
 
 /// The keys a `[…metadata.krust]` table may hold, for error messages.
@@ -63,6 +78,8 @@ pub const KEYS: &[&str] = &[
     "features",
     "skip",
     "layer-compression",
+    "linker",
+    "build-std",
 ];
 
 /// The `KRUST_*` variables of the environment layer, with the key each sets.
@@ -170,6 +187,8 @@ impl Settings {
             features: self.features.or(lower.features),
             skip: self.skip.or(lower.skip),
             layer_compression: self.layer_compression.or(lower.layer_compression),
+            linker: self.linker.or(lower.linker),
+            build_std: self.build_std.or(lower.build_std),
         }
     }
 
@@ -507,6 +526,21 @@ mod tests {
     }
 
     #[test]
+    fn linker_and_build_std_keys() {
+        let parsed = settings(json!({"linker": "rust-lld", "build-std": true}));
+        assert_eq!(parsed.linker, Some(LinkerChoice::RustLld));
+        assert_eq!(parsed.build_std, Some(true));
+        assert_eq!(
+            settings(json!({"linker": "zig"})).linker,
+            Some(LinkerChoice::Zig)
+        );
+        assert_eq!(
+            settings(json!({"linker": "cc"})).linker,
+            Some(LinkerChoice::Cc)
+        );
+    }
+
+    #[test]
     fn invalid_values_name_file_and_key() {
         let cases = [
             (
@@ -539,6 +573,12 @@ mod tests {
                 json!({"layer-compression": "lz4"}),
                 "key `layer-compression`: unknown compression `lz4`",
             ),
+            (
+                json!({"linker": "gold"}),
+                "key `linker`: wrong type: unknown variant `gold`, expected one of `zig`, `rust-lld`, `cc`",
+            ),
+            (json!({"build-std": "yes"}), "key `build-std`: wrong type"),
+            (json!({"build_std": true}), "did you mean `build-std`?"),
         ];
         for (value, expected) in cases {
             let err = error(value.clone());

@@ -9,6 +9,19 @@ pub const EM_X86_64: u16 = 62;
 pub const EM_AARCH64: u16 = 183;
 /// `e_machine` of i386.
 pub const EM_386: u16 = 3;
+/// `e_machine` of 32-bit arm.
+pub const EM_ARM: u16 = 40;
+
+/// `e_machine` expected for an OCI architecture.
+pub fn machine_of(architecture: &str) -> u16 {
+    match architecture {
+        "amd64" => EM_X86_64,
+        "arm64" => EM_AARCH64,
+        "386" => EM_386,
+        "arm" => EM_ARM,
+        other => panic!("no ELF machine known for {other}"),
+    }
+}
 
 /// `p_type` of the program header naming the dynamic loader.
 const PT_INTERP: u32 = 3;

@@ -297,10 +297,11 @@ fn fetch_image(registry: &Registry, pushed: &PushedRef, entry: &Value) -> Pushed
     }
 }
 
-/// Decompress a gzip stream (panics on corrupt data).
+/// Decompress a gzip stream, every member of it (cargo-krust writes layers
+/// as several gzip members; panics on corrupt data).
 pub fn gunzip(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    flate2::read::GzDecoder::new(bytes)
+    flate2::read::MultiGzDecoder::new(bytes)
         .read_to_end(&mut out)
         .expect("layer is not valid gzip");
     out
@@ -462,13 +463,37 @@ pub fn run_chroot(rootfs: &Path, argv: &[String]) -> Output {
 /// the rootfs (binfmt_misc is not mounted) and runs `chroot ROOTFS
 /// /qemu-aarch64-static argv…`.
 pub fn run_chroot_qemu_aarch64(rootfs: &Path, argv: &[String]) -> Output {
-    let qemu = tools::qemu_aarch64();
-    let inside = rootfs.join("qemu-aarch64-static");
+    run_chroot_qemu(rootfs, "qemu-aarch64-static", argv)
+}
+
+/// Run a foreign program in `rootfs` under the named static qemu (copied into
+/// the rootfs, since binfmt_misc is not mounted).
+pub fn run_chroot_qemu(rootfs: &Path, qemu_name: &str, argv: &[String]) -> Output {
+    let qemu = tools::require(qemu_name, "qemu-user-static");
+    let inside = rootfs.join(qemu_name);
     std::fs::copy(&qemu, &inside)
         .unwrap_or_else(|e| panic!("copy {} into the rootfs: {e}", qemu.display()));
-    let mut full = vec!["/qemu-aarch64-static".to_string()];
+    let mut full = vec![format!("/{qemu_name}")];
     full.extend_from_slice(argv);
     run_chroot(rootfs, &full)
+}
+
+/// Pull one platform of `pushed`, unpack it and run its Entrypoint with
+/// `args` under chroot: amd64 and 386 natively, arm64 and arm under qemu.
+/// Panics unless it exits 0; returns its stdout.
+pub fn run_platform(pushed: &PushedRef, image: &PushedImage, args: &[&str]) -> String {
+    let unpacked = pull_and_unpack(&pushed.full, &image.architecture, image.variant.as_deref());
+    let argv = docker_argv(&image.config, args);
+    let output = match image.architecture.as_str() {
+        "amd64" | "386" => run_chroot(&unpacked.rootfs, &argv),
+        "arm64" => run_chroot_qemu_aarch64(&unpacked.rootfs, &argv),
+        "arm" => run_chroot_qemu(&unpacked.rootfs, "qemu-arm-static", &argv),
+        other => panic!("cannot run {other}"),
+    };
+    expect_ran(
+        &output,
+        &format!("{} ({})", pushed.full, image.architecture),
+    )
 }
 
 /// The argv Docker would run: `Entrypoint + (extra args, or Cmd when none)`.
@@ -533,22 +558,6 @@ pub fn run_runc(unpacked: &Unpacked, extra: &[&str]) -> Output {
         .args(["delete", "--force", &id])
         .output();
     output.unwrap_or_else(|e| panic!("runc run {id}: {e}"))
-}
-
-/// Pull one platform of `pushed`, unpack it and run its Entrypoint with `args`
-/// via chroot (arm64 through qemu). Returns stdout.
-pub fn run_platform(pushed: &PushedRef, image: &PushedImage, args: &[&str]) -> String {
-    let unpacked = pull_and_unpack(&pushed.full, &image.architecture, image.variant.as_deref());
-    let argv = docker_argv(&image.config, args);
-    let output = match image.architecture.as_str() {
-        "amd64" => run_chroot(&unpacked.rootfs, &argv),
-        "arm64" => run_chroot_qemu_aarch64(&unpacked.rootfs, &argv),
-        other => panic!("cannot run {other}"),
-    };
-    expect_ran(
-        &output,
-        &format!("{} ({})", pushed.full, image.architecture),
-    )
 }
 
 /// Panic with both streams unless `output` exited 0; return stdout as text.

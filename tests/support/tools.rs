@@ -45,6 +45,30 @@ pub fn qemu_aarch64() -> PathBuf {
     require("qemu-aarch64-static", "qemu-user-static")
 }
 
+/// The install command for zig and cargo-zigbuild (scripts/test runs it).
+pub const ZIG_SETUP: &str = "pip install ziglang cargo-zigbuild";
+
+/// Panic with the setup command unless `cargo-zigbuild` is on PATH and can run
+/// zig (`cargo-zigbuild zig cc -- --version`), as the C-dependency builds need.
+pub fn require_zig() {
+    let zigbuild = find_in_path("cargo-zigbuild").unwrap_or_else(|| {
+        panic!(
+            "cargo-zigbuild is not on PATH; C dependencies are cross-compiled with zig.\n\
+             Run `{SETUP}` (it installs them), or:\n    {ZIG_SETUP}"
+        )
+    });
+    let output = Command::new(&zigbuild)
+        .args(["zig", "cc", "--", "--version"])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", zigbuild.display()));
+    assert!(
+        output.status.success(),
+        "{} cannot run zig: {}\nRun `{SETUP}`, or:\n    {ZIG_SETUP}",
+        zigbuild.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// Panic with the setup command unless every musl target the suite builds for is
 /// installed (`rustup target list --installed`).
 pub fn require_rust_targets(targets: &[&str]) {
