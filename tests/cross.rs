@@ -56,6 +56,36 @@ fn assert_static_for_each_arch(index: &PushedIndex, bin: &str) {
     }
 }
 
+/// The binaries name no path of this machine: registry sources (cargo's
+/// home), the checkout and the target dir are remapped (panic locations of
+/// the zstd and mimalloc crates would otherwise carry them).
+fn assert_no_local_paths(index: &PushedIndex, bin: &str) {
+    let cargo_home = std::env::var("CARGO_HOME")
+        .unwrap_or_else(|_| format!("{}/.cargo", std::env::var("HOME").unwrap_or_default()));
+    let checkout = support::repo_root().display().to_string();
+    for image in &index.images {
+        let app = image.layers.last().expect("an app layer");
+        let entries = image::tar_entries(&app.tar);
+        let binary = entries
+            .iter()
+            .find(|e| e.path == format!("app/{bin}"))
+            .unwrap_or_else(|| panic!("no app/{bin} in the app layer"));
+        let text = String::from_utf8_lossy(&binary.data);
+        for path in [&cargo_home, &checkout] {
+            assert!(
+                !text.contains(path.as_str()),
+                "{}: /app/{bin} contains the local path {path}",
+                image.architecture
+            );
+        }
+        assert!(
+            text.contains("/cargo/registry/src/"),
+            "{}: registry sources are named by their remapped path",
+            image.architecture
+        );
+    }
+}
+
 /// `os/arch` of each image, `arm64/v8` folded into `arm64`.
 fn platforms(index: &PushedIndex) -> Vec<String> {
     index
@@ -155,6 +185,7 @@ fn c_example_builds_for_amd64_and_arm64_in_one_run_and_both_run() {
     let index = image::fetch_index(&shared.registry, &pushed);
     assert_eq!(platforms(&index), ["linux/amd64", "linux/arm64"]);
     assert_static_for_each_arch(&index, "c-deps");
+    assert_no_local_paths(&index, "c-deps");
     for (arch, rust_arch) in [("amd64", "x86_64"), ("arm64", "aarch64")] {
         let out = run_platform(&pushed, index.image(arch), &["x", "y"]);
         assert_c_deps_output(&out, rust_arch, "x y");

@@ -8,8 +8,10 @@
 //! Rust targets or finds the nightly that builds std.
 
 pub mod batch;
+pub mod cargo_config;
 pub mod linker;
 pub mod native;
+pub mod rustflags;
 pub mod strategy;
 pub mod toolchain;
 pub mod tools;
@@ -192,32 +194,18 @@ fn apply_strategy(command: &mut Command, request: &TripleBuild) {
         // each only where the user has not.
         Strategy::Zig | Strategy::CargoDefaults => {}
     }
+}
+
+/// The rustflags cargo-krust adds to a build: path remapping for
+/// reproducibility, and what build-std under zig needs.
+fn extra_rustflags(request: &TripleBuild, cwd: &Path) -> Vec<String> {
+    let mut flags = rustflags::remap_path_prefixes(cwd, &request.target_dir);
     if request.build_std.is_some() && request.strategy == Strategy::Zig {
         // Without a prebuilt std there are no self-contained musl startup
         // objects: zig brings its own crt and libc.
-        add_rustflag(command, triple, "-Clink-self-contained=no");
+        flags.push("-Clink-self-contained=no".into());
     }
-}
-
-/// Adds one rustflag for the target without replacing the user's: appended
-/// to RUSTFLAGS when they use it (which makes cargo ignore config rustflags),
-/// otherwise merged into `target.<triple>.rustflags` with `--config`.
-fn add_rustflag(command: &mut Command, triple: &str, flag: &str) {
-    if let Ok(encoded) = std::env::var("CARGO_ENCODED_RUSTFLAGS") {
-        let joined = if encoded.is_empty() {
-            flag.to_string()
-        } else {
-            format!("{encoded}\x1f{flag}")
-        };
-        command.env("CARGO_ENCODED_RUSTFLAGS", joined);
-    } else if let Ok(flags) = std::env::var("RUSTFLAGS") {
-        command.env("RUSTFLAGS", format!("{flags} {flag}"));
-    } else {
-        command.arg("--config").arg(format!(
-            "target.{triple}.rustflags=[{}]",
-            toml::Value::String(flag.to_string())
-        ));
-    }
+    flags
 }
 
 fn cargo_command(request: &TripleBuild, cwd: &Path) -> Command {
@@ -259,6 +247,12 @@ fn cargo_command(request: &TripleBuild, cwd: &Path) -> Command {
         }
     }
     apply_strategy(&mut command, request);
+    rustflags::add(
+        &mut command,
+        request.triple,
+        cwd,
+        &extra_rustflags(request, cwd),
+    );
     if let Some(client) = request.jobserver {
         client.configure(&mut command);
     }

@@ -1,0 +1,60 @@
+//! What the user's cargo configuration says, read the way cargo finds it:
+//! `.cargo/config.toml` (or `.cargo/config`) in the directory cargo runs in
+//! and every ancestor, then `$CARGO_HOME/config.toml`. Only the few keys
+//! cargo-krust must not override are looked at (linkers, rustflags).
+
+use std::path::{Path, PathBuf};
+
+/// `$CARGO_HOME`, or `~/.cargo`.
+pub fn cargo_home() -> Option<PathBuf> {
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+}
+
+/// The config files cargo reads when run in `cwd`, nearest first.
+pub fn files(cwd: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for dir in cwd.ancestors() {
+        for name in ["config.toml", "config"] {
+            let path = dir.join(".cargo").join(name);
+            if path.is_file() {
+                files.push(path);
+            }
+        }
+    }
+    if let Some(home) = cargo_home() {
+        for name in ["config.toml", "config"] {
+            let path = home.join(name);
+            if path.is_file() && !files.contains(&path) {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
+
+/// The parsed tables of those files (unreadable or invalid ones skipped:
+/// cargo itself reports them).
+pub fn tables(cwd: &Path) -> Vec<(PathBuf, toml::Table)> {
+    files(cwd)
+        .into_iter()
+        .filter_map(|file| {
+            let table = std::fs::read_to_string(&file)
+                .ok()?
+                .parse::<toml::Table>()
+                .ok()?;
+            Some((file, table))
+        })
+        .collect()
+}
+
+/// The environment-variable form of a per-target key, e.g.
+/// `CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER`.
+pub fn target_env_var(triple: &str, key: &str) -> String {
+    format!(
+        "CARGO_TARGET_{}_{}",
+        triple.to_ascii_uppercase().replace(['-', '.'], "_"),
+        key.to_ascii_uppercase()
+    )
+}

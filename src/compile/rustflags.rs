@@ -1,0 +1,159 @@
+//! Adding rustflags to a build without replacing the user's, and the flags
+//! that make a build reproducible across checkout directories and machines.
+//!
+//! Cargo takes rustflags from the first source that has any:
+//! `CARGO_ENCODED_RUSTFLAGS`, then `RUSTFLAGS`, then every matching
+//! `target.<triple>` / `target.<cfg>` `rustflags` (config or environment),
+//! then `build.rustflags`. Extra flags therefore go into whichever source is
+//! in use — appended to the variable, or merged into the config array with
+//! `--config`, which cargo concatenates with the files' arrays.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::cargo_config;
+
+/// Appends `flags` to the rustflags the build would use anyway.
+pub fn add(command: &mut Command, triple: &str, cwd: &Path, flags: &[String]) {
+    if flags.is_empty() {
+        return;
+    }
+    let encoded = |existing: Vec<String>| {
+        existing
+            .into_iter()
+            .chain(flags.iter().cloned())
+            .collect::<Vec<_>>()
+            .join("\x1f")
+    };
+    if let Some(current) = std::env::var_os("CARGO_ENCODED_RUSTFLAGS") {
+        let existing = split_encoded(&current);
+        command.env("CARGO_ENCODED_RUSTFLAGS", encoded(existing));
+    } else if let Ok(current) = std::env::var("RUSTFLAGS") {
+        // Cargo splits RUSTFLAGS on white space; the encoded form carries
+        // the same flags plus ours, whose paths may contain spaces.
+        let existing = current.split_whitespace().map(String::from).collect();
+        command.env("CARGO_ENCODED_RUSTFLAGS", encoded(existing));
+    } else {
+        let array = toml::Value::Array(
+            flags
+                .iter()
+                .map(|f| toml::Value::String(f.clone()))
+                .collect(),
+        );
+        let key = if target_level_rustflags(triple, cwd) {
+            format!("target.{triple}.rustflags")
+        } else {
+            "build.rustflags".to_string()
+        };
+        command.arg("--config").arg(format!("{key}={array}"));
+    }
+}
+
+fn split_encoded(value: &OsStr) -> Vec<String> {
+    let value = value.to_string_lossy();
+    if value.is_empty() {
+        return Vec::new();
+    }
+    value.split('\x1f').map(String::from).collect()
+}
+
+/// Whether the user's rustflags come from `target.*` settings, which make
+/// cargo ignore `build.rustflags`.
+fn target_level_rustflags(triple: &str, cwd: &Path) -> bool {
+    if std::env::var_os(cargo_config::target_env_var(triple, "rustflags")).is_some() {
+        return true;
+    }
+    cargo_config::tables(cwd).iter().any(|(_, table)| {
+        table
+            .get("target")
+            .and_then(toml::Value::as_table)
+            .is_some_and(|targets| {
+                targets.iter().any(|(name, settings)| {
+                    (name == triple || name.starts_with("cfg("))
+                        && settings.get("rustflags").is_some()
+                })
+            })
+    })
+}
+
+/// `--remap-path-prefix` flags that take machine- and checkout-specific
+/// prefixes out of the binary (panic locations, debug info): the
+/// workspace, its target directory, cargo's home (registry sources) and
+/// rustup's home (the standard library's sources with build-std). Later
+/// flags win for nested paths, so the most specific come last.
+pub fn remap_path_prefixes(workspace_root: &Path, target_dir: &Path) -> Vec<String> {
+    let rustup_home = std::env::var_os("RUSTUP_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".rustup")));
+    let mut prefixes: Vec<(PathBuf, &str)> = Vec::new();
+    if let Some(home) = rustup_home {
+        prefixes.push((home, "/rustup"));
+    }
+    if let Some(home) = cargo_config::cargo_home() {
+        prefixes.push((home, "/cargo"));
+    }
+    prefixes.push((workspace_root.to_path_buf(), "/krust/workspace"));
+    prefixes.push((target_dir.to_path_buf(), "/krust/target"));
+    prefixes
+        .into_iter()
+        .map(|(from, to)| format!("--remap-path-prefix={}={to}", from.display()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_args(command: &Command) -> Vec<String> {
+        command
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn build_rustflags_are_extended_unless_targets_set_theirs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = Command::new("cargo");
+        add(
+            &mut command,
+            "x86_64-unknown-linux-musl",
+            dir.path(),
+            &["-Cx=1".into()],
+        );
+        // No user rustflags anywhere (the test environment sets none).
+        if std::env::var_os("RUSTFLAGS").is_none()
+            && std::env::var_os("CARGO_ENCODED_RUSTFLAGS").is_none()
+        {
+            assert_eq!(
+                config_args(&command),
+                ["--config", "build.rustflags=[\"-Cx=1\"]"]
+            );
+        }
+
+        std::fs::create_dir_all(dir.path().join(".cargo")).unwrap();
+        std::fs::write(
+            dir.path().join(".cargo/config.toml"),
+            "[target.'cfg(target_os = \"linux\")']\nrustflags = [\"--cfg\", \"mine\"]\n",
+        )
+        .unwrap();
+        assert!(target_level_rustflags(
+            "x86_64-unknown-linux-musl",
+            dir.path()
+        ));
+    }
+
+    #[test]
+    fn remaps_most_specific_last() {
+        let flags = remap_path_prefixes(Path::new("/w"), Path::new("/w/target"));
+        let last_two = &flags[flags.len() - 2..];
+        assert_eq!(
+            last_two,
+            [
+                "--remap-path-prefix=/w=/krust/workspace",
+                "--remap-path-prefix=/w/target=/krust/target"
+            ]
+        );
+    }
+}
