@@ -31,15 +31,19 @@ use support::{elf, example, shared, shared_target_dir, tools, unique_name};
 const INSTALL_HINT: &str =
     "`pip install ziglang cargo-zigbuild` (or `cargo install cargo-zigbuild` plus zig)";
 
-/// The ELF header of `/app/<bin>` in the app layer (the last one).
-fn app_elf(image: &PushedImage, bin: &str) -> elf::ElfInfo {
+/// The bytes of `/app/<bin>` in the app layer (the last one).
+fn app_binary(image: &PushedImage, bin: &str) -> Vec<u8> {
     let app = image.layers.last().expect("an app layer");
-    let entries = image::tar_entries(&app.tar);
-    let binary = entries
-        .iter()
+    image::tar_entries(&app.tar)
+        .into_iter()
         .find(|e| e.path == format!("app/{bin}"))
-        .unwrap_or_else(|| panic!("no app/{bin} in the app layer"));
-    elf::parse(&binary.data).unwrap_or_else(|e| panic!("/app/{bin}: {e}"))
+        .unwrap_or_else(|| panic!("no app/{bin} in the app layer"))
+        .data
+}
+
+/// The ELF header of `/app/<bin>` in the app layer.
+fn app_elf(image: &PushedImage, bin: &str) -> elf::ElfInfo {
+    elf::parse(&app_binary(image, bin)).unwrap_or_else(|e| panic!("/app/{bin}: {e}"))
 }
 
 /// Every image of the index is a static binary for its own architecture.
@@ -64,13 +68,8 @@ fn assert_no_local_paths(index: &PushedIndex, bin: &str) {
         .unwrap_or_else(|_| format!("{}/.cargo", std::env::var("HOME").unwrap_or_default()));
     let checkout = support::repo_root().display().to_string();
     for image in &index.images {
-        let app = image.layers.last().expect("an app layer");
-        let entries = image::tar_entries(&app.tar);
-        let binary = entries
-            .iter()
-            .find(|e| e.path == format!("app/{bin}"))
-            .unwrap_or_else(|| panic!("no app/{bin} in the app layer"));
-        let text = String::from_utf8_lossy(&binary.data);
+        let binary = app_binary(image, bin);
+        let text = String::from_utf8_lossy(&binary);
         for path in [&cargo_home, &checkout] {
             assert!(
                 !text.contains(path.as_str()),
