@@ -249,3 +249,76 @@ fn zstd_layers_are_pushed_and_run() {
         "{out}"
     );
 }
+
+/// An unchanged rebuild pushes nothing at all: no blob upload, no manifest
+/// PUT, when the tag already points at the index (one HEAD per tag).
+#[test]
+fn unchanged_rebuild_writes_nothing_to_the_registry() {
+    tools::require_default_rust_targets();
+    let registry = Registry::start();
+    let bases = base::push_bases(&registry);
+    let repo = format!("{}/unchanged", registry.host());
+    let build = || {
+        krust([
+            "build",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "-t",
+            "a,b",
+        ])
+        .args(["--base-image", &bases.multi_ref])
+        .arg(hello_krust())
+        .env("KRUST_REPO", &repo)
+        .run()
+    };
+    let first = build().single_ref();
+    let mark = registry.mark();
+    let second = build();
+    assert_eq!(second.single_ref(), first);
+    let requests = registry.requests_since(mark);
+    let writes: Vec<_> = requests.iter().filter(|r| r.is_write()).collect();
+    assert!(
+        writes.is_empty(),
+        "no write on an unchanged rebuild: {writes:?}"
+    );
+    let on_target: Vec<_> = requests
+        .iter()
+        .filter(|r| r.is_under("unchanged"))
+        .collect();
+    assert_eq!(
+        on_target.len(),
+        2,
+        "one HEAD per tag on the target repository: {on_target:?}"
+    );
+    assert!(second.stderr.contains("Unchanged"), "{}", second.describe());
+
+    // A tag moved elsewhere is put back (and only the index is written).
+    let moved = krust(["build", "--platform", "linux/amd64", "-t", "b"])
+        .args(["--base-image", &bases.multi_ref])
+        .arg(hello_krust())
+        .env("KRUST_REPO", &repo)
+        .run()
+        .single_ref();
+    assert_ne!(moved, first);
+    let mark = registry.mark();
+    assert_eq!(build().single_ref(), first);
+    let writes: Vec<_> = registry
+        .requests_since(mark)
+        .into_iter()
+        .filter(|r| r.is_write())
+        .collect();
+    assert!(
+        writes
+            .iter()
+            .all(|r| r.method == "PUT" && r.uri.contains("/manifests/")),
+        "only manifests are written back: {writes:?}"
+    );
+    assert!(
+        writes.iter().any(|r| r.uri.ends_with("/manifests/b")),
+        "{writes:?}"
+    );
+    assert!(
+        !writes.iter().any(|r| r.uri.ends_with("/manifests/a")),
+        "{writes:?}"
+    );
+}

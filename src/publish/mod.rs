@@ -64,6 +64,13 @@ impl RegistrySink {
     /// Pushes one index with everything it references, then its tags.
     pub async fn publish(&self, image: &ImageIndex) -> Result<()> {
         let name = &image.name;
+        // One HEAD per tag: when every tag already names this index, the
+        // registry holds it and everything below it; nothing is sent.
+        let stale_tags = self.stale_tags(image).await;
+        if stale_tags.is_empty() {
+            progress::status("Unchanged", image.reference());
+            return Ok(());
+        }
         try_join_all(image.images.iter().map(|platform_image| async move {
             stream::iter(platform_image.layers.iter().chain([&platform_image.config]))
                 .map(|blob| self.ensure_blob(name, blob))
@@ -80,11 +87,32 @@ impl RegistrySink {
         .await?;
         self.put_manifest(name, &image.index, &image.index.digest)
             .await?;
-        for tag in &image.tags {
+        for tag in stale_tags {
             self.put_manifest(name, &image.index, tag).await?;
         }
         progress::status("Published", image.reference());
         Ok(())
+    }
+
+    /// The tags that do not point at the index yet. A tag that cannot be
+    /// looked up counts as stale: the push then finds out what is wrong.
+    async fn stale_tags<'i>(&self, image: &'i ImageIndex) -> Vec<&'i String> {
+        let lookups = image.tags.iter().map(|tag| async move {
+            let current = self.client.manifest_digest(&image.name.with_tag(tag)).await;
+            match current {
+                Ok(Some(digest)) if digest == image.index.digest => None,
+                Ok(_) => Some(tag),
+                Err(err) => {
+                    progress::verbose(format!("cannot look up tag {tag}: {err:#}"));
+                    Some(tag)
+                }
+            }
+        });
+        futures_util::future::join_all(lookups)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     async fn put_manifest(&self, name: &ImageName, blob: &Blob, tag_or_digest: &str) -> Result<()> {

@@ -53,6 +53,59 @@ impl Roots {
     }
 }
 
+/// The HTTP client and whether it trusts no root at all (TLS errors say so).
+pub struct Http {
+    pub client: reqwest::Client,
+    pub no_roots: bool,
+}
+
+impl Http {
+    /// Loads the roots (tens of milliseconds: every file of the system's CA
+    /// directory is read and parsed) and builds the client.
+    pub fn load() -> Result<Http> {
+        let roots = Roots::load();
+        Ok(Http {
+            client: http_client(&roots)?,
+            no_roots: roots.is_empty(),
+        })
+    }
+}
+
+/// The [`Http`] client, built on a blocking thread from the moment the
+/// transport exists, so that loading the roots overlaps the cargo builds
+/// instead of delaying the first request.
+pub struct LazyHttp {
+    ready: tokio::sync::OnceCell<Http>,
+    loading: std::sync::Mutex<Option<tokio::task::JoinHandle<Result<Http>>>>,
+}
+
+impl LazyHttp {
+    pub fn start() -> LazyHttp {
+        let loading = tokio::runtime::Handle::try_current()
+            .ok()
+            .map(|runtime| runtime.spawn_blocking(Http::load));
+        LazyHttp {
+            ready: tokio::sync::OnceCell::new(),
+            loading: std::sync::Mutex::new(loading),
+        }
+    }
+
+    /// The client, waiting for it to be built if need be.
+    pub async fn get(&self) -> Result<&Http> {
+        self.ready
+            .get_or_try_init(|| async {
+                let handle = self.loading.lock().ok().and_then(|mut h| h.take());
+                match handle {
+                    Some(handle) => handle.await.context("the HTTP client could not be built")?,
+                    None => tokio::task::spawn_blocking(Http::load)
+                        .await
+                        .context("the HTTP client could not be built")?,
+                }
+            })
+            .await
+    }
+}
+
 /// The one HTTP client every registry request goes through.
 pub fn http_client(roots: &Roots) -> Result<reqwest::Client> {
     let certs: Vec<reqwest::Certificate> = roots

@@ -27,7 +27,7 @@ use super::credentials::{Credential, Keychain, Secret};
 use super::errors::{ErrorKind, RegistryError, body_detail, from_reqwest};
 use super::retry::{RetryPolicy, retry_after};
 use super::scheme::SchemePolicy;
-use super::tls::{Roots, http_client};
+use super::tls::{Http, LazyHttp};
 use crate::progress::{self, Transfer};
 
 /// What one registry turned out to be at its ping.
@@ -94,11 +94,9 @@ enum Auth {
 }
 
 pub struct Transport {
-    http: reqwest::Client,
+    http: LazyHttp,
     schemes: SchemePolicy,
     keychain: Keychain,
-    /// No CA certificate was found: TLS errors say so.
-    no_roots: bool,
     pub retry: RetryPolicy,
     endpoints: PerRegistry<Arc<Endpoint>>,
     credentials: PerRegistry<Credential>,
@@ -115,17 +113,23 @@ const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
 impl Transport {
     pub fn new(insecure: &[String]) -> anyhow::Result<Transport> {
-        let roots = Roots::load();
         Ok(Transport {
-            http: http_client(&roots)?,
+            http: LazyHttp::start(),
             schemes: SchemePolicy::new(insecure),
             keychain: Keychain::from_env(),
-            no_roots: roots.is_empty(),
             retry: RetryPolicy::default(),
             endpoints: Default::default(),
             credentials: Default::default(),
             tokens: TokenCache::default(),
         })
+    }
+
+    /// The HTTP client, once it is built.
+    async fn http(&self, registry: &str) -> Result<&Http, RegistryError> {
+        self.http
+            .get()
+            .await
+            .map_err(|err| RegistryError::new(registry, ErrorKind::Local(format!("{err:#}"))))
     }
 
     /// The registry's endpoint, pinging it on first use.
@@ -207,12 +211,13 @@ impl Transport {
         })?;
         let request = format!("GET {url}");
         progress::trace(&request);
-        let response = self
-            .http
+        let http = self.http(registry).await?;
+        let response = http
+            .client
             .get(url)
             .send()
             .await
-            .map_err(|err| from_reqwest(registry, &request, &err, self.no_roots))?;
+            .map_err(|err| from_reqwest(registry, &request, &err, http.no_roots))?;
         let status = response.status();
         progress::trace(format!("{request} -> {status}"));
         if status.is_success() {
@@ -278,6 +283,7 @@ impl Transport {
                     return Ok(Some(Auth::Bearer(token.clone())));
                 }
                 let realm_authority = authority(&realm);
+                let http = self.http(registry).await?;
                 let token = self
                     .tokens
                     .get_or_fetch(registry, scope, || {
@@ -286,7 +292,7 @@ impl Transport {
                             scope.key()
                         ));
                         fetch_token(
-                            &self.http,
+                            &http.client,
                             TokenRequest {
                                 registry,
                                 realm: &realm,
@@ -295,7 +301,7 @@ impl Transport {
                                 credential: &credential,
                             },
                             self.schemes.allows_http(&realm_authority),
-                            self.no_roots,
+                            http.no_roots,
                         )
                     })
                     .await?;
@@ -323,6 +329,7 @@ impl Transport {
         let mut body = body;
         let mut renewed = false;
         let mut redirects = 0;
+        let http = self.http(registry).await?;
         loop {
             let owned = endpoint.owns(&url);
             let auth = if owned {
@@ -331,8 +338,8 @@ impl Transport {
                 None
             };
             let request = describe(&method, &url, owned);
-            let mut builder = self
-                .http
+            let mut builder = http
+                .client
                 .request(method.clone(), url.clone())
                 .headers(headers.clone());
             match &auth {
@@ -351,7 +358,7 @@ impl Transport {
             let response = builder
                 .send()
                 .await
-                .map_err(|err| from_reqwest(registry, &request, &err, self.no_roots))?;
+                .map_err(|err| from_reqwest(registry, &request, &err, http.no_roots))?;
             let status = response.status();
             progress::trace(format!("{request} -> {status}"));
 
