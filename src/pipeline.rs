@@ -25,11 +25,15 @@ use crate::store::BlobStore;
 
 /// [`run`] on a runtime of its own, for callers outside async code.
 pub fn run_blocking(plan: &Plan) -> Result<Vec<ImageIndex>> {
-    tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("cannot start the async runtime")?
-        .block_on(run(plan))
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(run(plan));
+    // Work nobody waits for any more (CA roots loaded for an HTTPS attempt
+    // that lost) must not delay the exit.
+    runtime.shutdown_background();
+    result
 }
 
 /// Runs the whole pipeline for a plan.
@@ -83,7 +87,23 @@ pub async fn run(plan: &Plan) -> Result<Vec<ImageIndex>> {
 }
 
 fn registry_client(plan: &Plan) -> Result<RegistryClient> {
-    RegistryClient::new(&plan.insecure_registries)
+    let mut registries: BTreeSet<String> = BTreeSet::new();
+    for job in &plan.images {
+        if plan.push {
+            registries.insert(job.name.registry().to_string());
+        }
+        if let BaseSpec::Image(reference) = &job.base {
+            registries.insert(
+                crate::image_name::parse_reference(reference)?
+                    .resolve_registry()
+                    .to_string(),
+            );
+        }
+    }
+    RegistryClient::new(
+        &plan.insecure_registries,
+        registries.iter().map(String::as_str),
+    )
 }
 
 /// Resolves every distinct base image of the plan, all at once.

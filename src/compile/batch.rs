@@ -16,6 +16,7 @@ use super::{TripleBuild, Unit, linker, toolchain, triple_target_dir};
 use crate::plan::{CargoOptions, LinkerChoice};
 use crate::platform::Platform;
 use crate::progress;
+use crate::store::BlobStore;
 
 /// One bin wanted for one platform, with its package's settings.
 #[derive(Debug, Clone)]
@@ -67,12 +68,13 @@ pub fn prepare<'a>(
         by_platform.entry(&want.platform).or_default().push(want);
     }
 
+    let records = BlobStore::open(&context.target_dir.join("krust"))?;
     let mut batches: BTreeMap<Key, BTreeSet<Unit>> = BTreeMap::new();
     for (platform, wants) in &by_platform {
         let triple = platform
             .rust_target()
             .with_context(|| format!("no Rust target for {platform}"))?;
-        let native = native_code(context, triple, wants)?;
+        let native = native_code(context, triple, wants, &records)?;
         let user_linker = linker::user_linker(triple, cwd);
         let mut explained = BTreeSet::new();
         for want in wants {
@@ -117,7 +119,7 @@ pub fn prepare<'a>(
             Some(nightly.clone().unwrap_or_default())
         } else {
             if ensured.insert(triple) {
-                toolchain::ensure_target(triple, cwd)?;
+                toolchain::ensure_target(triple, cwd, &records)?;
             }
             None
         };
@@ -145,19 +147,23 @@ fn native_code(
     context: &Shared,
     triple: &str,
     wants: &[&Wanted],
+    records: &BlobStore,
 ) -> Result<HashMap<PathBuf, Vec<NativeCode>>> {
     let roots: BTreeSet<PathBuf> = wants.iter().map(|w| w.unit.manifest_path.clone()).collect();
     let packages: BTreeSet<&str> = wants.iter().map(|w| w.unit.package.as_str()).collect();
-    native::native_code(&native::Query {
-        manifest_path: context.manifest_path,
-        triple,
-        roots: &roots,
-        features: qualified_features(
-            &super::features(context.cargo, &packages, context.package_features),
-            &packages,
-        ),
-        cargo: context.cargo,
-    })
+    native::native_code(
+        &native::Query {
+            manifest_path: context.manifest_path,
+            triple,
+            roots: &roots,
+            features: qualified_features(
+                &super::features(context.cargo, &packages, context.package_features),
+                &packages,
+            ),
+            cargo: context.cargo,
+        },
+        records,
+    )
 }
 
 /// Features as `package/feature`: `cargo build -p P --features f` means P's

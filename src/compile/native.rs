@@ -5,6 +5,10 @@
 //! C build crate (`cc`, `cmake`, …) or it declares `links` (it links a native
 //! library). Build dependencies and proc macros run on the host, so their own
 //! dependencies are not followed: the host's C compiler serves them.
+//!
+//! The answer is remembered under a hash of what decides the graph —
+//! Cargo.lock, the manifests involved, the triple and the features — since
+//! a resolved `cargo metadata` costs tens of milliseconds per triple.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -12,13 +16,16 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use cargo_metadata::{CargoOpt, DependencyKind, Metadata, MetadataCommand, PackageId, TargetKind};
 
+use sha2::{Digest as _, Sha256};
+
 use crate::plan::{CargoOptions, metadata_error};
+use crate::store::BlobStore;
 
 /// Build-script dependencies that compile C, C++ or assembly for the target.
 const NATIVE_BUILD_CRATES: &[&str] = &["cc", "cmake", "autotools", "cxx-build", "nasm-rs"];
 
 /// One target-side package of the build graph that compiles native code.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct NativeCode {
     pub package: String,
     /// Why, e.g. `build script uses cc` or `links = "zstd"`.
@@ -45,13 +52,54 @@ pub struct Query<'a> {
 
 /// For each root manifest, the packages of its target-side build graph that
 /// compile native code for the triple (sorted, empty for pure Rust).
-pub fn native_code(query: &Query) -> Result<HashMap<PathBuf, Vec<NativeCode>>> {
+pub fn native_code(
+    query: &Query,
+    records: &BlobStore,
+) -> Result<HashMap<PathBuf, Vec<NativeCode>>> {
+    let key = cache_key(query);
+    if let Some(cached) = key
+        .as_ref()
+        .and_then(|key| records.read_record("native", key))
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+    {
+        return Ok(cached);
+    }
     let metadata = metadata_for(query)?;
-    Ok(query
+    let found: HashMap<PathBuf, Vec<NativeCode>> = query
         .roots
         .iter()
         .map(|root| (root.clone(), native_in_graph(&metadata, root)))
-        .collect())
+        .collect();
+    if let Some(key) = key
+        && let Ok(bytes) = serde_json::to_vec(&found)
+    {
+        records.write_record("native", &key, &bytes)?;
+    }
+    Ok(found)
+}
+
+/// The cache key of a query: `None` without a Cargo.lock (the graph is not
+/// pinned yet, so nothing is remembered).
+fn cache_key(query: &Query) -> Option<String> {
+    let dir = query.manifest_path.parent()?;
+    let lock = dir
+        .ancestors()
+        .map(|d| d.join("Cargo.lock"))
+        .find(|lock| lock.is_file())?;
+    let mut hasher = Sha256::new();
+    hasher.update(format!("native-v1\n{}\n", query.triple).as_bytes());
+    for feature in &query.features {
+        hasher.update(format!("feature {feature}\n").as_bytes());
+    }
+    let options = query.cargo;
+    hasher.update(format!("{} {}\n", options.all_features, options.no_default_features).as_bytes());
+    let manifests =
+        std::iter::once(query.manifest_path).chain(query.roots.iter().map(PathBuf::as_path));
+    for file in std::iter::once(lock.as_path()).chain(manifests) {
+        hasher.update(file.as_os_str().as_encoded_bytes());
+        hasher.update(std::fs::read(file).ok()?);
+    }
+    Some(hex::encode(hasher.finalize()))
 }
 
 fn metadata_for(query: &Query) -> Result<Metadata> {

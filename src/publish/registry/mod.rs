@@ -62,11 +62,15 @@ pub struct RegistryClient {
 }
 
 impl RegistryClient {
-    /// A client; `insecure` lists the `HOST[:PORT]` values of
-    /// `--insecure-registry`.
-    pub fn new(insecure: &[String]) -> Result<RegistryClient> {
+    /// A client for the `registries` a run talks to; `insecure` lists the
+    /// `HOST[:PORT]` values of `--insecure-registry`.
+    pub fn new<'r>(
+        insecure: &[String],
+        registries: impl IntoIterator<Item = &'r str>,
+    ) -> Result<RegistryClient> {
         Ok(RegistryClient {
-            transport: Transport::new(insecure).context("cannot set up the registry client")?,
+            transport: Transport::new(insecure, registries)
+                .context("cannot set up the registry client")?,
         })
     }
 

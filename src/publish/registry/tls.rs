@@ -60,6 +60,15 @@ pub struct Http {
 }
 
 impl Http {
+    /// A client for plain-HTTP registries only: it trusts nothing, so it
+    /// costs no loading of roots.
+    pub fn plain() -> Result<Http> {
+        Ok(Http {
+            client: http_client(&Roots { certs: Vec::new() })?,
+            no_roots: true,
+        })
+    }
+
     /// Loads the roots (tens of milliseconds: every file of the system's CA
     /// directory is read and parsed) and builds the client.
     pub fn load() -> Result<Http> {
@@ -71,18 +80,19 @@ impl Http {
     }
 }
 
-/// The [`Http`] client, built on a blocking thread from the moment the
-/// transport exists, so that loading the roots overlaps the cargo builds
-/// instead of delaying the first request.
+/// The [`Http`] client, built on a blocking thread — from the moment the
+/// transport exists when HTTPS is expected, so that loading the roots
+/// overlaps the cargo builds instead of delaying the first request.
 pub struct LazyHttp {
     ready: tokio::sync::OnceCell<Http>,
     loading: std::sync::Mutex<Option<tokio::task::JoinHandle<Result<Http>>>>,
 }
 
 impl LazyHttp {
-    pub fn start() -> LazyHttp {
+    pub fn start(eager: bool) -> LazyHttp {
         let loading = tokio::runtime::Handle::try_current()
             .ok()
+            .filter(|_| eager)
             .map(|runtime| runtime.spawn_blocking(Http::load));
         LazyHttp {
             ready: tokio::sync::OnceCell::new(),

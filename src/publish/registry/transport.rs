@@ -14,7 +14,6 @@ use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use futures_util::TryStreamExt;
-use futures_util::future::Either;
 use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, HeaderMap, HeaderValue, LOCATION};
 use reqwest::{Method, Response, StatusCode, Url};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
@@ -94,6 +93,9 @@ enum Auth {
 }
 
 pub struct Transport {
+    /// For `http://` URLs (loopback and `--insecure-registry` hosts).
+    plain: Http,
+    /// For `https://` URLs, ready once the CA roots are loaded.
     http: LazyHttp,
     schemes: SchemePolicy,
     keychain: Keychain,
@@ -112,10 +114,19 @@ const MAX_REDIRECTS: usize = 10;
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
 impl Transport {
-    pub fn new(insecure: &[String]) -> anyhow::Result<Transport> {
+    /// A transport for `registries`: the CA roots start loading at once
+    /// when one of them may need HTTPS, and only on first HTTPS use when all
+    /// of them may use plain HTTP (a loopback registry, say).
+    pub fn new<'r>(
+        insecure: &[String],
+        registries: impl IntoIterator<Item = &'r str>,
+    ) -> anyhow::Result<Transport> {
+        let schemes = SchemePolicy::new(insecure);
+        let eager = registries.into_iter().any(|r| !schemes.allows_http(r));
         Ok(Transport {
-            http: LazyHttp::start(),
-            schemes: SchemePolicy::new(insecure),
+            plain: Http::plain()?,
+            http: LazyHttp::start(eager),
+            schemes,
             keychain: Keychain::from_env(),
             retry: RetryPolicy::default(),
             endpoints: Default::default(),
@@ -124,8 +135,12 @@ impl Transport {
         })
     }
 
-    /// The HTTP client, once it is built.
-    async fn http(&self, registry: &str) -> Result<&Http, RegistryError> {
+    /// The HTTP client for a URL: the plain one for `http://`, which never
+    /// waits for the CA roots, else the TLS one once it is built.
+    async fn http_for(&self, registry: &str, url: &str) -> Result<&Http, RegistryError> {
+        if url.starts_with("http://") {
+            return Ok(&self.plain);
+        }
         self.http
             .get()
             .await
@@ -140,12 +155,12 @@ impl Transport {
             .cloned()
     }
 
-    /// HTTPS, or, for a host that allows plain HTTP, whichever of the two
-    /// the port speaks. Both are tried at once there: a port that answers a
-    /// plain `GET /v2/` like a registry cannot be speaking TLS, and some
-    /// plain servers would sit on a TLS hello until a timeout. HTTPS wins
-    /// whenever it works, and an untrusted certificate is an error, never a
-    /// reason to go plain.
+    /// HTTPS, or, for a host that allows plain HTTP (loopback,
+    /// `--insecure-registry`), plain HTTP when the port speaks it. Plain is
+    /// asked first there: it needs no CA roots (reading them costs more than
+    /// a whole no-op rebuild), and a TLS port answers a plain request at once
+    /// with a 400, after which HTTPS is tried. An untrusted certificate is an
+    /// error, never a reason to go plain.
     async fn probe(&self, registry: &str) -> Result<Arc<Endpoint>, RegistryError> {
         let base = |scheme: &str| {
             Url::parse(&format!("{scheme}://{registry}/")).map_err(|_| {
@@ -158,26 +173,12 @@ impl Transport {
         let https = base("https")?;
         let (base, challenge) = if self.schemes.allows_http(registry) {
             let http = base("http")?;
-            let secure = Box::pin(self.ping(registry, https.clone()));
-            let plain = Box::pin(self.ping(registry, http.clone()));
-            match futures_util::future::select(secure, plain).await {
-                Either::Left((Ok(challenge), _)) => (https, challenge),
-                Either::Left((Err(err), plain)) => {
-                    if !falls_back(&err) {
-                        return Err(err);
-                    }
-                    progress::trace(format!(
-                        "{registry}: HTTPS failed ({err}); using plain HTTP"
-                    ));
-                    (http, plain.await?)
-                }
-                Either::Right((Ok(challenge), _)) => (http, challenge),
-                // Any other HTTP answer than 400 (which TLS servers give
-                // to plain requests) says the port speaks plain HTTP.
-                Either::Right((Err(plain_err), _)) if answered_plain(&plain_err) => {
-                    return Err(plain_err);
-                }
-                Either::Right((Err(plain_err), secure)) => match secure.await {
+            match self.ping(registry, http.clone()).await {
+                Ok(challenge) => (http, challenge),
+                // Any other HTTP answer than 400 (which TLS servers give to
+                // plain requests) says the port speaks plain HTTP.
+                Err(plain_err) if answered_plain(&plain_err) => return Err(plain_err),
+                Err(plain_err) => match self.ping(registry, https.clone()).await {
                     Ok(challenge) => (https, challenge),
                     Err(err) if falls_back(&err) => return Err(plain_err),
                     Err(err) => return Err(err),
@@ -211,7 +212,7 @@ impl Transport {
         })?;
         let request = format!("GET {url}");
         progress::trace(&request);
-        let http = self.http(registry).await?;
+        let http = self.http_for(registry, url.as_str()).await?;
         let response = http
             .client
             .get(url)
@@ -283,7 +284,7 @@ impl Transport {
                     return Ok(Some(Auth::Bearer(token.clone())));
                 }
                 let realm_authority = authority(&realm);
-                let http = self.http(registry).await?;
+                let http = self.http_for(registry, realm.as_str()).await?;
                 let token = self
                     .tokens
                     .get_or_fetch(registry, scope, || {
@@ -329,8 +330,8 @@ impl Transport {
         let mut body = body;
         let mut renewed = false;
         let mut redirects = 0;
-        let http = self.http(registry).await?;
         loop {
+            let http = self.http_for(registry, url.as_str()).await?;
             let owned = endpoint.owns(&url);
             let auth = if owned {
                 self.authorization(endpoint, scope).await?
