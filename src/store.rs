@@ -86,6 +86,11 @@ impl BlobStore {
         self.commit(file, digest)
     }
 
+    /// A directory of the store for a cache of its own kind (created on use).
+    pub fn cache_dir(&self, kind: &str) -> PathBuf {
+        self.root.join("cache").join(kind)
+    }
+
     /// Reads a record, if there is one.
     pub fn read_record(&self, kind: &str, key: &str) -> Option<Vec<u8>> {
         fs::read(self.root.join("records").join(kind).join(key)).ok()

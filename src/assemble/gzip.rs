@@ -5,6 +5,11 @@
 //! registries included) reads as one. Block size and level are constants, so
 //! the output bytes do not depend on the number of cores. Memory stays
 //! bounded: at most two blocks per worker are in flight.
+//!
+//! Because a member depends on its block alone, members are cached by the
+//! sha256 of their block: a rebuilt binary whose bytes are mostly unchanged
+//! (assets, large read-only data, an edit near the end) recompresses only
+//! the blocks that changed, with the same output as compressing them all.
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -12,7 +17,10 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use std::path::{Path, PathBuf};
+
 use flate2::{Compression, GzBuilder};
+use sha2::{Digest as _, Sha256};
 
 /// Uncompressed bytes per gzip member.
 pub const BLOCK_SIZE: usize = 1 << 20;
@@ -35,7 +43,9 @@ pub struct ParallelGzip<W: Write> {
 }
 
 impl<W: Write> ParallelGzip<W> {
-    pub fn new(inner: W, level: u32) -> ParallelGzip<W> {
+    /// A stream at `level`; `members`, when given, is the directory of
+    /// cached members.
+    pub fn new(inner: W, level: u32, members: Option<PathBuf>) -> ParallelGzip<W> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let (jobs, job_queue) = sync_channel::<Job>(threads);
         let (done_sender, done) = sync_channel::<Done>(threads * 2);
@@ -44,7 +54,8 @@ impl<W: Write> ParallelGzip<W> {
             .map(|_| {
                 let queue = Arc::clone(&job_queue);
                 let results = done_sender.clone();
-                std::thread::spawn(move || worker(&queue, &results, level))
+                let members = members.clone();
+                std::thread::spawn(move || worker(&queue, &results, level, members.as_deref()))
             })
             .collect();
         ParallelGzip {
@@ -125,7 +136,12 @@ impl<W: Write> Write for ParallelGzip<W> {
     }
 }
 
-fn worker(queue: &Mutex<Receiver<Job>>, results: &SyncSender<Done>, level: u32) {
+fn worker(
+    queue: &Mutex<Receiver<Job>>,
+    results: &SyncSender<Done>,
+    level: u32,
+    members: Option<&Path>,
+) {
     loop {
         let job = match queue.lock() {
             Ok(receiver) => receiver.recv(),
@@ -134,10 +150,43 @@ fn worker(queue: &Mutex<Receiver<Job>>, results: &SyncSender<Done>, level: u32) 
         let Ok((sequence, block)) = job else {
             return;
         };
-        if results.send((sequence, compress(&block, level))).is_err() {
+        let member = match members {
+            Some(dir) => cached_member(dir, &block, level),
+            None => compress(&block, level),
+        };
+        if results.send((sequence, member)).is_err() {
             return;
         }
     }
+}
+
+/// The member of `block` from the cache, else compressed and cached. A
+/// cached member is used only when its trailer (CRC-32 and length of the
+/// uncompressed data) matches the block.
+fn cached_member(dir: &Path, block: &[u8], level: u32) -> io::Result<Vec<u8>> {
+    let name = format!("{}-{level}", hex::encode(Sha256::digest(block)));
+    let path = dir.join(&name);
+    if let Ok(member) = std::fs::read(&path)
+        && trailer_matches(&member, block)
+    {
+        return Ok(member);
+    }
+    let member = compress(block, level)?;
+    // A cache that cannot be written only costs speed.
+    let temp = dir.join(format!(".{name}.{}", std::process::id()));
+    if std::fs::create_dir_all(dir).is_ok() && std::fs::write(&temp, &member).is_ok() {
+        let _ = std::fs::rename(&temp, &path);
+    }
+    Ok(member)
+}
+
+fn trailer_matches(member: &[u8], block: &[u8]) -> bool {
+    let Some(trailer) = member.len().checked_sub(8).map(|at| &member[at..]) else {
+        return false;
+    };
+    let mut crc = flate2::Crc::new();
+    crc.update(block);
+    trailer[..4] == crc.sum().to_le_bytes() && trailer[4..] == (block.len() as u32).to_le_bytes()
 }
 
 /// One complete gzip member: fixed header (mtime 0, no name), deflate, trailer.
@@ -156,7 +205,7 @@ mod tests {
     use std::io::Read;
 
     fn gzip(data: &[u8]) -> Vec<u8> {
-        let mut writer = ParallelGzip::new(Vec::new(), 1);
+        let mut writer = ParallelGzip::new(Vec::new(), 1, None);
         // Odd-sized writes cross block boundaries.
         for chunk in data.chunks(333_333) {
             writer.write_all(chunk).unwrap();
@@ -182,6 +231,31 @@ mod tests {
         assert_eq!(a, gzip(&data), "same input, same bytes");
         // Four members, each a standalone gzip stream with mtime 0.
         assert_eq!(&a[..8], &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn cached_members_give_the_same_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..(BLOCK_SIZE * 2 + 7)).map(|i| (i % 13) as u8).collect();
+        let with_cache = || {
+            let mut writer = ParallelGzip::new(Vec::new(), 1, Some(dir.path().to_path_buf()));
+            writer.write_all(&data).unwrap();
+            writer.finish().unwrap()
+        };
+        let first = with_cache();
+        assert_eq!(first, gzip(&data));
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            3,
+            "one file per member"
+        );
+        assert_eq!(with_cache(), first, "members read back from the cache");
+
+        // A damaged member is not used.
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            std::fs::write(entry.unwrap().path(), b"garbage").unwrap();
+        }
+        assert_eq!(with_cache(), first);
     }
 
     #[test]

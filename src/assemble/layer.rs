@@ -146,14 +146,25 @@ fn cache_key(entries: &[Entry], media_type: &str, mtime: u64) -> Result<String> 
         match entry {
             Entry::Dir { path, mode } => hasher.update(format!("dir {path} {mode:o}\n").as_bytes()),
             Entry::File { path, mode, source } => {
-                hasher.update(format!("file {path} {mode:o} ").as_bytes());
-                let mut file = File::open(source)
+                // The file's identity as cargo judges freshness (size, mtime,
+                // inode), not its hash: hashing a 50 MiB binary would cost
+                // more than the rest of a no-op rebuild. A rebuilt binary is
+                // a new file with a new mtime.
+                use std::os::unix::fs::MetadataExt;
+                let meta = std::fs::metadata(source)
                     .with_context(|| format!("cannot read {}", source.display()))?;
-                let mut content = HashingWriter::new(io::sink());
-                io::copy(&mut file, &mut content)
-                    .with_context(|| format!("cannot read {}", source.display()))?;
-                hasher.update(content.digest().as_bytes());
-                hasher.update(b"\n");
+                hasher.update(
+                    format!(
+                        "file {path} {mode:o} {} {} {}.{} {}:{}\n",
+                        source.display(),
+                        meta.len(),
+                        meta.mtime(),
+                        meta.mtime_nsec(),
+                        meta.dev(),
+                        meta.ino()
+                    )
+                    .as_bytes(),
+                );
             }
             Entry::Symlink { path, target } => {
                 hasher.update(format!("link {path} {}\n", target.display()).as_bytes())
@@ -178,7 +189,11 @@ fn write_layer(
         .context("cannot reopen layer file")?;
 
     let compressed = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, file));
-    let compressor = Compressor::new(LayerCompression::of_media_type(media_type), compressed)?;
+    let compressor = Compressor::new(
+        LayerCompression::of_media_type(media_type),
+        compressed,
+        Some(store.cache_dir("gzip-members")),
+    )?;
     let mut tar = tar::Builder::new(HashingWriter::new(compressor));
     for entry in entries {
         append(&mut tar, entry, mtime)?;
@@ -317,9 +332,15 @@ enum Compressor<W: Write> {
 }
 
 impl<W: Write> Compressor<W> {
-    fn new(compression: LayerCompression, inner: W) -> Result<Compressor<W>> {
+    fn new(
+        compression: LayerCompression,
+        inner: W,
+        members: Option<PathBuf>,
+    ) -> Result<Compressor<W>> {
         Ok(match compression {
-            LayerCompression::Gzip => Compressor::Gzip(ParallelGzip::new(inner, GZIP_LEVEL)),
+            LayerCompression::Gzip => {
+                Compressor::Gzip(ParallelGzip::new(inner, GZIP_LEVEL, members))
+            }
             LayerCompression::Zstd => {
                 let mut encoder =
                     zstd::Encoder::new(inner, ZSTD_LEVEL).context("cannot start zstd")?;
@@ -488,13 +509,24 @@ mod tests {
             written
         );
 
-        // A changed binary is a new layer; a lost blob is written again.
-        std::fs::write(&exe, b"v2").unwrap();
-        assert_ne!(layer(&store).blob.digest, first.blob.digest);
-        std::fs::write(&exe, b"v1").unwrap();
+        // A lost blob is written again.
         std::fs::remove_file(path).unwrap();
         assert_eq!(layer(&store).blob.digest, first.blob.digest);
         assert!(path.is_file());
+
+        // A rewritten binary (a new mtime, as every write gives one; set
+        // here because the clock may not tick between two writes) is a new
+        // layer, and writing the old bytes back gives the old layer again.
+        let rewrite = |bytes: &[u8], seconds: u64| {
+            std::fs::write(&exe, bytes).unwrap();
+            let file = std::fs::File::options().write(true).open(&exe).unwrap();
+            file.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds))
+                .unwrap();
+        };
+        rewrite(b"v2", 1_000);
+        assert_ne!(layer(&store).blob.digest, first.blob.digest);
+        rewrite(b"v1", 2_000);
+        assert_eq!(layer(&store).blob.digest, first.blob.digest);
     }
 
     #[test]
