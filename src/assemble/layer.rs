@@ -73,6 +73,21 @@ pub struct LayerBlob {
     pub diff_id: String,
 }
 
+impl LayerBlob {
+    /// A layer whose compressed bytes are the store's file at `path`.
+    fn stored(media_type: &str, digest: String, size: u64, path: PathBuf, diff_id: String) -> Self {
+        LayerBlob {
+            blob: Blob {
+                media_type: media_type.to_string(),
+                digest,
+                size,
+                source: BlobSource::File(path),
+            },
+            diff_id,
+        }
+    }
+}
+
 /// The entries of the binary layer: `/app/` and `/app/<bin>`, both 0755.
 pub fn binary_entries(bin: &str, executable: &Path) -> Vec<Entry> {
     vec![
@@ -111,15 +126,7 @@ pub fn cached_layer(
             && std::fs::metadata(&path).is_ok_and(|m| m.len() == size)
         {
             crate::progress::verbose(format!("layer {digest} reused from the cache"));
-            return Ok(LayerBlob {
-                blob: Blob {
-                    media_type: media_type.to_string(),
-                    digest,
-                    size,
-                    source: BlobSource::File(path),
-                },
-                diff_id,
-            });
+            return Ok(LayerBlob::stored(media_type, digest, size, path, diff_id));
         }
     }
     let layer = write_layer(store, &entries, media_type, mtime)?;
@@ -215,15 +222,7 @@ fn write_layer(
         .context("cannot write layer file")?;
 
     let path = store.commit(temp, &digest)?;
-    Ok(LayerBlob {
-        blob: Blob {
-            media_type: media_type.to_string(),
-            digest,
-            size,
-            source: BlobSource::File(path),
-        },
-        diff_id,
-    })
+    Ok(LayerBlob::stored(media_type, digest, size, path, diff_id))
 }
 
 fn append<W: Write>(tar: &mut tar::Builder<W>, entry: &Entry, mtime: u64) -> Result<()> {
