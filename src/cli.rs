@@ -155,7 +155,7 @@ pub struct BuildOptions {
     #[arg(long = "bin", value_name = "NAME", help_heading = "Package selection")]
     pub bins: Vec<String>,
 
-    /// Repository prefix images are pushed under, as REPO/<bin>.
+    /// Repository prefix images are pushed under, as `REPO/<bin>`.
     #[arg(long, env = "KRUST_REPO", value_name = "REPO", help_heading = "Image")]
     pub repo: Option<String>,
 

@@ -3,7 +3,7 @@
 //! `REPO/NAME@sha256:…` of its image, and not one other byte changed.
 //!
 //! [`input`] reads the files, [`scan`] finds the scalars and their exact
-//! bytes, [`reference`] turns each into a package request; every distinct
+//! bytes, [`reference`](mod@reference) turns each into a package request; every distinct
 //! one becomes a job of ONE plan run through the ordinary pipeline (shared
 //! base pulls, one cargo build per workspace and triple); [`rewrite`] splices
 //! the digests in. [`kubectl`] pipes the result for `apply`/`create`.
