@@ -6,7 +6,7 @@
 //! Files appear in it only complete: they are written to a temporary file and
 //! renamed into place.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -108,11 +108,5 @@ impl BlobStore {
         file.persist(dir.join(key))
             .with_context(|| format!("cannot write record {kind}/{key}"))?;
         Ok(())
-    }
-
-    /// Opens a stored blob for reading.
-    pub fn open_blob(&self, digest: &str) -> Result<File> {
-        let path = self.path(digest)?;
-        File::open(&path).with_context(|| format!("cannot open blob {}", path.display()))
     }
 }

@@ -1,7 +1,8 @@
 //! What the user's cargo configuration says, read the way cargo finds it:
 //! `.cargo/config.toml` (or `.cargo/config`) in the directory cargo runs in
 //! and every ancestor, then `$CARGO_HOME/config.toml`. Only the few keys
-//! cargo-krust must not override are looked at (linkers, rustflags).
+//! cargo-krust must not override are looked at (linkers, rustflags). Also
+//! where cargo's and rustup's homes are.
 
 use std::path::{Path, PathBuf};
 
@@ -10,6 +11,13 @@ pub fn cargo_home() -> Option<PathBuf> {
     std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+}
+
+/// `$RUSTUP_HOME`, or `~/.rustup`.
+pub fn rustup_home() -> Option<PathBuf> {
+    std::env::var_os("RUSTUP_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".rustup")))
 }
 
 /// The config files cargo reads when run in `cwd`, nearest first.

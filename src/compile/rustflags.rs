@@ -83,9 +83,7 @@ fn target_level_rustflags(triple: &str, cwd: &Path) -> bool {
 /// rustup's home (the standard library's sources with build-std). Later
 /// flags win for nested paths, so the most specific come last.
 pub fn remap_path_prefixes(workspace_root: &Path, target_dir: &Path) -> Vec<String> {
-    let rustup_home = std::env::var_os("RUSTUP_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".rustup")));
+    let rustup_home = super::cargo_config::rustup_home();
     let mut prefixes: Vec<(PathBuf, &str)> = Vec::new();
     if let Some(home) = rustup_home {
         prefixes.push((home, "/rustup"));

@@ -52,9 +52,7 @@ fn selection_fingerprint(dir: &Path) -> String {
             hasher.update(value.as_encoded_bytes());
         }
     }
-    let rustup_home = std::env::var_os("RUSTUP_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".rustup")));
+    let rustup_home = super::cargo_config::rustup_home();
     let toolchain_files = dir
         .ancestors()
         .flat_map(|d| ["rust-toolchain.toml", "rust-toolchain"].map(|name| d.join(name)));
