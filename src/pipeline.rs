@@ -11,11 +11,12 @@ use anyhow::{Context, Result, bail};
 use futures_util::future::try_join_all;
 use futures_util::{StreamExt, TryStreamExt, stream};
 
-use crate::assemble::layer::{self, LayerBlob};
+use crate::assemble::layer::{self, LayerBlob, LayerInputs};
 use crate::assemble::{self, ImageIndex, PlatformBase, PlatformInput};
 use crate::base::{BaseImage, BasePlatformImage};
 use crate::compile::tools::Machine;
 use crate::compile::{self, Unit, batch};
+use crate::image_name::ImageName;
 use crate::plan::{BaseSpec, ImageJob, Plan, Workspace};
 use crate::platform::Platform;
 use crate::progress;
@@ -45,6 +46,10 @@ pub async fn run(plan: &Plan) -> Result<Vec<ImageIndex>> {
     let platforms = job_platforms(plan, &bases)?;
     let executables = compile_all(plan, &platforms).await?;
 
+    let jobs = plan.jobs.max(1);
+    let sink = plan
+        .push
+        .then(|| Arc::new(RegistrySink::new(client.clone(), store.clone(), jobs)));
     let created = timestamp(plan.epoch);
     let mut indexes = Vec::new();
     for (job, job_platforms) in plan.images.iter().zip(&platforms) {
@@ -60,6 +65,7 @@ pub async fn run(plan: &Plan) -> Result<Vec<ImageIndex>> {
                 &executables,
                 &client,
                 &store,
+                sink.as_ref(),
                 &created,
                 plan.epoch,
             )
@@ -67,9 +73,7 @@ pub async fn run(plan: &Plan) -> Result<Vec<ImageIndex>> {
         );
     }
 
-    let jobs = plan.jobs.max(1);
-    if plan.push {
-        let sink = RegistrySink::new(client.clone(), store.clone(), jobs);
+    if let Some(sink) = &sink {
         stream::iter(indexes.iter())
             .map(|index| sink.publish(index))
             .buffer_unordered(jobs)
@@ -280,7 +284,9 @@ pub fn unit(job: &ImageJob) -> Unit {
     }
 }
 
-/// Builds the layers, configs, manifests and index of one job.
+/// Builds the layers, configs, manifests and index of one job. With a
+/// registry sink, a layer that is not in the cache is uploaded while it is
+/// being written.
 #[allow(clippy::too_many_arguments)]
 async fn assemble_job(
     job: &ImageJob,
@@ -289,9 +295,11 @@ async fn assemble_job(
     executables: &HashMap<(Unit, Platform), PathBuf>,
     client: &RegistryClient,
     store: &BlobStore,
+    sink: Option<&Arc<RegistrySink>>,
     created: &str,
     epoch: u64,
 ) -> Result<ImageIndex> {
+    let upload = sink.map(|sink| (sink, &job.name));
     let base_images: Vec<Option<BasePlatformImage>> =
         try_join_all(platforms.iter().map(|p| async move {
             match base {
@@ -320,9 +328,8 @@ async fn assemble_job(
         if let Some(data) = &job.config.data {
             if !data_layers.contains_key(media_type) {
                 let entries = layer::data_entries(&data.path, &data.root)?;
-                let layer = tokio::task::block_in_place(|| {
-                    layer::cached_layer(store, entries, media_type, epoch)
-                })?;
+                let inputs = LayerInputs::new(entries, media_type, epoch)?;
+                let layer = layer_of(&inputs, store, upload, "data layer").await?;
                 data_layers.insert(media_type, layer);
             }
             added.push((
@@ -337,14 +344,18 @@ async fn assemble_job(
                 ),
             ));
         }
-        let binary_layer = tokio::task::block_in_place(|| {
-            layer::cached_layer(
-                store,
-                layer::binary_entries(&job.bin, executable),
-                media_type,
-                epoch,
-            )
-        })?;
+        let inputs = LayerInputs::new(
+            layer::binary_entries(&job.bin, executable),
+            media_type,
+            epoch,
+        )?;
+        let binary_layer = layer_of(
+            &inputs,
+            store,
+            upload,
+            &format!("{} layer for {platform}", job.bin),
+        )
+        .await?;
         added.push((binary_layer, format!("cargo-krust: /app/{}", job.bin)));
 
         images.push(assemble::platform_image(PlatformInput {
@@ -365,6 +376,35 @@ async fn assemble_job(
         &job.config,
         images,
     ))
+}
+
+/// The layer of `inputs`: from the cache, else written to the store and,
+/// when `upload` names a registry sink and repository, uploaded meanwhile
+/// (`what` names it there).
+async fn layer_of(
+    inputs: &LayerInputs,
+    store: &BlobStore,
+    upload: Option<(&Arc<RegistrySink>, &ImageName)>,
+    what: &str,
+) -> Result<LayerBlob> {
+    if let Some(layer) = inputs.cached(store) {
+        return Ok(layer);
+    }
+    let stream = match upload {
+        Some((sink, name)) => sink.start_stream(name, what).await.map(|s| (sink, s)),
+        None => None,
+    };
+    let Some((sink, (mut feed, streamed))) = stream else {
+        return tokio::task::block_in_place(|| inputs.write(store, None));
+    };
+    let layer = tokio::task::block_in_place(|| {
+        inputs.write(store, Some(&mut |bytes: &[u8]| feed.send(bytes)))
+    });
+    // The end of the upload's body.
+    drop(feed);
+    sink.finish_stream(streamed, layer.as_ref().ok().map(|layer| &layer.blob))
+        .await;
+    layer
 }
 
 /// RFC 3339 form of the image timestamp.

@@ -62,29 +62,41 @@ pub struct Transfer {
     bar: Option<ProgressBar>,
 }
 
-/// Starts showing a transfer of `total` bytes: `verb` as in [`status`],
-/// `what` names the blob and where it goes.
-pub fn transfer(verb: &str, what: &str, total: u64) -> Transfer {
+/// Starts showing a transfer of `total` bytes (`None`: not known yet, the
+/// bytes are still being produced): `verb` as in [`status`], `what` names
+/// the blob and where it goes.
+pub fn transfer(verb: &str, what: &str, total: Option<u64>) -> Transfer {
     let reporter = reporter();
     if reporter.quiet {
         return Transfer { bar: None };
     }
     match &reporter.bars {
         Some(bars) => {
-            let bar = bars.add(ProgressBar::new(total));
-            bar.set_style(
-                ProgressStyle::with_template(
+            let (bar, template) = match total {
+                Some(total) => (
+                    ProgressBar::new(total),
                     "{prefix:>12.green.bold} {msg} [{bar:25}] {bytes}/{total_bytes} {bytes_per_sec}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
+                ),
+                None => (
+                    ProgressBar::no_length(),
+                    "{prefix:>12.green.bold} {msg} {bytes} {bytes_per_sec}",
+                ),
+            };
+            let bar = bars.add(bar);
+            bar.set_style(
+                ProgressStyle::with_template(template)
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
             );
             bar.set_prefix(verb.to_string());
             bar.set_message(what.to_string());
             Transfer { bar: Some(bar) }
         }
         None => {
-            status(verb, format!("{what} ({})", HumanBytes(total)));
+            match total {
+                Some(total) => status(verb, format!("{what} ({})", HumanBytes(total))),
+                None => status(verb, what),
+            }
             Transfer { bar: None }
         }
     }

@@ -770,6 +770,129 @@ fn identical_blobs_are_uploaded_once_per_run() {
     assert_eq!((uploads, mounts), (1, 1), "{under:#?}");
 }
 
+// ---------------------------------------------------------------- streaming
+
+/// The binary layer of a new image: its last layer.
+fn binary_layer(index: &image::PushedIndex) -> String {
+    index.images[0]
+        .layers
+        .last()
+        .expect("a binary layer")
+        .descriptor
+        .digest
+        .clone()
+}
+
+/// A layer new to the cache goes up while it is written: one PATCH with the
+/// whole body, then a PUT naming its digest (no second copy of the bytes),
+/// and the image pulled back verifies. Built again into another target
+/// directory (a new file, the same bytes), the identical layer is streamed
+/// again, found in the registry and its session deleted: nothing is
+/// committed twice.
+#[test]
+fn new_layers_are_streamed_and_identical_ones_cancelled() {
+    tools::require_default_rust_targets();
+    let registry = &shared().registry;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let pkg = support::cargo_new_bin(tmp.path(), "krust-streamed");
+    let name = unique_name("streamed");
+    let push = |target: &str| {
+        build_on_scratch(&pkg)
+            .arg("-vv")
+            .env("KRUST_REPO", format!("{}/{name}", registry.host()))
+            .env("CARGO_TARGET_DIR", tmp.path().join(target))
+            .run()
+    };
+
+    let mark = registry.mark();
+    let first = push("one");
+    let pushed = first.single_ref();
+    let index = fetch_direct(registry, &pushed);
+    let layer = binary_layer(&index);
+    let requests: Vec<_> = registry
+        .requests_since(mark)
+        .into_iter()
+        .filter(|r| r.is_under(&name))
+        .collect();
+    let patches: Vec<_> = requests
+        .iter()
+        .filter(|r| r.method == "PATCH" && r.status == 202)
+        .collect();
+    assert_eq!(patches.len(), 1, "one streamed layer: {requests:#?}");
+    let commits: Vec<_> = requests
+        .iter()
+        .filter(|r| r.method == "PUT" && r.status == 201)
+        .filter(|r| query_value(&r.uri, "digest").as_ref() == Some(&layer))
+        .collect();
+    assert_eq!(commits.len(), 1, "{requests:#?}");
+    let session = |uri: &str| uri.split('?').next().unwrap_or_default().to_string();
+    assert_eq!(
+        session(&commits[0].uri),
+        session(&patches[0].uri),
+        "the PUT closes the streamed session"
+    );
+    assert!(
+        first.stderr.contains("as it was made"),
+        "{}",
+        first.describe()
+    );
+
+    let mark = registry.mark();
+    let second = push("two");
+    assert_eq!(second.single_ref(), pushed, "{}", second.describe());
+    let requests: Vec<_> = registry
+        .requests_since(mark)
+        .into_iter()
+        .filter(|r| r.is_under(&name))
+        .collect();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.method == "PATCH" && r.status == 202),
+        "the new file was streamed: {requests:#?}"
+    );
+    assert!(
+        requests.iter().any(|r| r.method == "DELETE"),
+        "the session was cancelled: {requests:#?}"
+    );
+    let committed: Vec<_> = requests
+        .iter()
+        .filter(|r| r.method == "PUT" && r.uri.contains("/blobs/uploads/"))
+        .collect();
+    assert!(committed.is_empty(), "nothing committed: {committed:#?}");
+    assert!(second.stderr.contains("Unchanged"), "{}", second.describe());
+}
+
+/// A streamed upload the registry fails (here, the PATCH answered 500) is
+/// not retried mid-stream: the layer is uploaded from the store once made.
+#[test]
+fn failed_stream_falls_back_to_an_upload() {
+    tools::require_default_rust_targets();
+    let registry = &shared().registry;
+    let proxy = FaultProxy::start(
+        &registry.host(),
+        vec![Rule::new("PATCH", "/blobs/uploads/", Fault::Status(500))],
+    );
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let pkg = support::cargo_new_bin(tmp.path(), "krust-refused-stream");
+    let name = unique_name("refused-stream");
+    let run = build_on_scratch(&pkg)
+        .arg("-vv")
+        .env("KRUST_REPO", format!("{}/{name}", proxy.host()))
+        .run();
+    let pushed = run.single_ref();
+    let index = fetch_direct(registry, &pushed);
+    assert_eq!(proxy.injected_per_rule(), vec![1], "{:#?}", proxy.events());
+    let layer = binary_layer(&index);
+    let events = proxy.events();
+    let uploads = uploaded_digests(events.iter().filter_map(|e| match e.outcome {
+        Outcome::Forwarded(status) => Some((e.target.as_str(), status)),
+        Outcome::Injected { .. } => None,
+    }));
+    assert!(uploads.contains(&layer), "{:#?}", proxy.events());
+    assert!(run.stderr.contains("sent again"), "{}", run.describe());
+}
+
 // ---------------------------------------------------------------- progress
 
 /// On a terminal (a pty from `script`), uploads show indicatif bars.

@@ -1,31 +1,36 @@
 //! Deterministic parallel gzip. The input is cut into fixed-size blocks, each
-//! compressed on its own into a complete gzip member (header mtime 0, fixed
-//! level), and the members are written in order: a multi-member gzip stream,
-//! which every gzip reader (Go's compress/gzip in containerd, CRI-O and the
-//! registries included) reads as one. Block size and level are constants, so
-//! the output bytes do not depend on the number of cores. Memory stays
-//! bounded: at most two blocks per worker are in flight.
+//! compressed on its own into a complete gzip member (libdeflate at a fixed
+//! level; header mtime 0), and the members are written in order: a
+//! multi-member gzip stream, which every gzip reader (Go's compress/gzip in
+//! containerd, CRI-O and the registries included) reads as one. Block size,
+//! level and library version (pinned by Cargo.lock) are fixed, so the output
+//! bytes do not depend on the number of cores. Memory stays bounded: at most
+//! two blocks per worker are in flight.
 //!
 //! Because a member depends on its block alone, members are cached by the
-//! sha256 of their block: a rebuilt binary whose bytes are mostly unchanged
-//! (assets, large read-only data, an edit near the end) recompresses only
-//! the blocks that changed, with the same output as compressing them all.
+//! BLAKE3 hash of their block: a rebuilt binary whose bytes are mostly
+//! unchanged (assets, large read-only data, an edit near the end)
+//! recompresses only the blocks that changed, with the same output as
+//! compressing them all.
+//!
+//! The stream also hashes its input (sha256, a layer's diff_id) on a thread
+//! of its own: done on the writing thread, that hash alone would take as long
+//! as everything else the writer does.
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use std::path::{Path, PathBuf};
-
-use flate2::{Compression, GzBuilder};
 use sha2::{Digest as _, Sha256};
 
 /// Uncompressed bytes per gzip member.
 pub const BLOCK_SIZE: usize = 1 << 20;
 
-type Job = (u64, Vec<u8>);
+type Block = Arc<Vec<u8>>;
+type Job = (u64, Block);
 type Done = (u64, io::Result<Vec<u8>>);
 
 /// A writer that gzips what it is given on all cores.
@@ -35,6 +40,9 @@ pub struct ParallelGzip<W: Write> {
     jobs: Option<SyncSender<Job>>,
     done: Receiver<Done>,
     workers: Vec<JoinHandle<()>>,
+    /// Every block, in order, to the thread hashing the input.
+    to_digest: Option<SyncSender<Block>>,
+    digester: Option<JoinHandle<Sha256>>,
     /// Members compressed but not yet written (they arrive out of order).
     ready: BTreeMap<u64, Vec<u8>>,
     submitted: u64,
@@ -43,9 +51,11 @@ pub struct ParallelGzip<W: Write> {
 }
 
 impl<W: Write> ParallelGzip<W> {
-    /// A stream at `level`; `members`, when given, is the directory of
-    /// cached members.
-    pub fn new(inner: W, level: u32, members: Option<PathBuf>) -> ParallelGzip<W> {
+    /// A stream at `level` (a libdeflate level, 1 to 12); `members`, when
+    /// given, is the directory of cached members.
+    pub fn new(inner: W, level: i32, members: Option<PathBuf>) -> io::Result<ParallelGzip<W>> {
+        let level = libdeflater::CompressionLvl::new(level)
+            .map_err(|_| io::Error::other(format!("gzip level {level} is out of range")))?;
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let (jobs, job_queue) = sync_channel::<Job>(threads);
         let (done_sender, done) = sync_channel::<Done>(threads * 2);
@@ -58,26 +68,37 @@ impl<W: Write> ParallelGzip<W> {
                 std::thread::spawn(move || worker(&queue, &results, level, members.as_deref()))
             })
             .collect();
-        ParallelGzip {
+        let (to_digest, blocks) = sync_channel::<Block>(threads * 2);
+        let digester = std::thread::spawn(move || {
+            let mut hasher = Sha256::new();
+            for block in blocks {
+                hasher.update(&block[..]);
+            }
+            hasher
+        });
+        Ok(ParallelGzip {
             inner,
             block: Vec::with_capacity(BLOCK_SIZE),
             jobs: Some(jobs),
             done,
             workers,
+            to_digest: Some(to_digest),
+            digester: Some(digester),
             ready: BTreeMap::new(),
             submitted: 0,
             written: 0,
             max_in_flight: threads as u64 * 2,
-        }
+        })
     }
 
     /// Compresses what is left, writes every member and returns the inner
-    /// writer.
-    pub fn finish(mut self) -> io::Result<W> {
+    /// writer with the sha256 digest (`sha256:…`) of the uncompressed input.
+    pub fn finish(mut self) -> io::Result<(W, String)> {
         if !self.block.is_empty() || self.submitted == 0 {
             self.submit()?;
         }
         self.jobs = None;
+        self.to_digest = None;
         while self.written < self.submitted {
             self.receive_one()?;
         }
@@ -86,21 +107,36 @@ impl<W: Write> ParallelGzip<W> {
                 .join()
                 .map_err(|_| io::Error::other("a compression thread panicked"))?;
         }
+        let hasher = self
+            .digester
+            .take()
+            .ok_or_else(|| io::Error::other("gzip stream already finished"))?
+            .join()
+            .map_err(|_| io::Error::other("the hashing thread panicked"))?;
         self.inner.flush()?;
-        Ok(self.inner)
+        let digest = format!("sha256:{}", hex::encode(hasher.finalize()));
+        Ok((self.inner, digest))
     }
 
     fn submit(&mut self) -> io::Result<()> {
         while self.submitted - self.written >= self.max_in_flight {
             self.receive_one()?;
         }
-        let block = std::mem::replace(&mut self.block, Vec::with_capacity(BLOCK_SIZE));
-        let jobs = self
-            .jobs
+        let block = Arc::new(std::mem::replace(
+            &mut self.block,
+            Vec::with_capacity(BLOCK_SIZE),
+        ));
+        let stopped = || io::Error::other("compression threads stopped");
+        self.to_digest
             .as_ref()
-            .ok_or_else(|| io::Error::other("gzip stream already finished"))?;
-        jobs.send((self.submitted, block))
-            .map_err(|_| io::Error::other("compression threads stopped"))?;
+            .ok_or_else(stopped)?
+            .send(Arc::clone(&block))
+            .map_err(|_| stopped())?;
+        self.jobs
+            .as_ref()
+            .ok_or_else(stopped)?
+            .send((self.submitted, block))
+            .map_err(|_| stopped())?;
         self.submitted += 1;
         Ok(())
     }
@@ -139,9 +175,11 @@ impl<W: Write> Write for ParallelGzip<W> {
 fn worker(
     queue: &Mutex<Receiver<Job>>,
     results: &SyncSender<Done>,
-    level: u32,
+    level: libdeflater::CompressionLvl,
     members: Option<&Path>,
 ) {
+    let mut compressor = libdeflater::Compressor::new(level);
+    let level = i32::from(level);
     loop {
         let job = match queue.lock() {
             Ok(receiver) => receiver.recv(),
@@ -151,8 +189,8 @@ fn worker(
             return;
         };
         let member = match members {
-            Some(dir) => cached_member(dir, &block, level),
-            None => compress(&block, level),
+            Some(dir) => cached_member(dir, &block, level, &mut compressor),
+            None => compress(&block, &mut compressor),
         };
         if results.send((sequence, member)).is_err() {
             return;
@@ -163,15 +201,20 @@ fn worker(
 /// The member of `block` from the cache, else compressed and cached. A
 /// cached member is used only when its trailer (CRC-32 and length of the
 /// uncompressed data) matches the block.
-fn cached_member(dir: &Path, block: &[u8], level: u32) -> io::Result<Vec<u8>> {
-    let name = format!("{}-{level}", hex::encode(Sha256::digest(block)));
+fn cached_member(
+    dir: &Path,
+    block: &[u8],
+    level: i32,
+    compressor: &mut libdeflater::Compressor,
+) -> io::Result<Vec<u8>> {
+    let name = format!("{}.libdeflate-{level}", blake3::hash(block).to_hex());
     let path = dir.join(&name);
     if let Ok(member) = std::fs::read(&path)
         && trailer_matches(&member, block)
     {
         return Ok(member);
     }
-    let member = compress(block, level)?;
+    let member = compress(block, compressor)?;
     // A cache that cannot be written only costs speed.
     let temp = dir.join(format!(".{name}.{}", std::process::id()));
     if std::fs::create_dir_all(dir).is_ok() && std::fs::write(&temp, &member).is_ok() {
@@ -189,14 +232,15 @@ fn trailer_matches(member: &[u8], block: &[u8]) -> bool {
     trailer[..4] == crc.sum().to_le_bytes() && trailer[4..] == (block.len() as u32).to_le_bytes()
 }
 
-/// One complete gzip member: fixed header (mtime 0, no name), deflate, trailer.
-fn compress(block: &[u8], level: u32) -> io::Result<Vec<u8>> {
-    let mut encoder = GzBuilder::new().mtime(0).write(
-        Vec::with_capacity(block.len() / 2 + 64),
-        Compression::new(level),
-    );
-    encoder.write_all(block)?;
-    encoder.finish()
+/// One complete gzip member: libdeflate's fixed header (mtime 0, no name),
+/// deflate, trailer.
+fn compress(block: &[u8], compressor: &mut libdeflater::Compressor) -> io::Result<Vec<u8>> {
+    let mut member = vec![0; compressor.gzip_compress_bound(block.len())];
+    let size = compressor
+        .gzip_compress(block, &mut member)
+        .map_err(|err| io::Error::other(format!("gzip compression failed: {err:?}")))?;
+    member.truncate(size);
+    Ok(member)
 }
 
 #[cfg(test)]
@@ -205,12 +249,12 @@ mod tests {
     use std::io::Read;
 
     fn gzip(data: &[u8]) -> Vec<u8> {
-        let mut writer = ParallelGzip::new(Vec::new(), 1, None);
+        let mut writer = ParallelGzip::new(Vec::new(), 1, None).unwrap();
         // Odd-sized writes cross block boundaries.
         for chunk in data.chunks(333_333) {
             writer.write_all(chunk).unwrap();
         }
-        writer.finish().unwrap()
+        writer.finish().unwrap().0
     }
 
     fn gunzip(data: &[u8]) -> Vec<u8> {
@@ -228,9 +272,23 @@ mod tests {
             .collect();
         let a = gzip(&data);
         assert_eq!(gunzip(&a), data);
+        let mut writer = ParallelGzip::new(Vec::new(), 1, None).unwrap();
+        writer.write_all(&data).unwrap();
+        let (_, digest) = writer.finish().unwrap();
+        assert_eq!(
+            digest,
+            crate::oci::sha256_digest(&data),
+            "digest of the input"
+        );
         assert_eq!(a, gzip(&data), "same input, same bytes");
         // Four members, each a standalone gzip stream with mtime 0.
         assert_eq!(&a[..8], &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            a.windows(8)
+                .filter(|w| w == &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0])
+                .count(),
+            4
+        );
     }
 
     #[test]
@@ -238,9 +296,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let data: Vec<u8> = (0..(BLOCK_SIZE * 2 + 7)).map(|i| (i % 13) as u8).collect();
         let with_cache = || {
-            let mut writer = ParallelGzip::new(Vec::new(), 1, Some(dir.path().to_path_buf()));
+            let mut writer =
+                ParallelGzip::new(Vec::new(), 1, Some(dir.path().to_path_buf())).unwrap();
             writer.write_all(&data).unwrap();
-            writer.finish().unwrap()
+            writer.finish().unwrap().0
         };
         let first = with_cache();
         assert_eq!(first, gzip(&data));

@@ -3,8 +3,15 @@
 //! when the registry already holds the blob in another repository — a base
 //! image's, or one this run pushed — else an upload; each blob transferred
 //! once per run and at most `--jobs` transfers at a time), then manifests,
-//! then the index by digest, then tags. The layout sink writes an OCI image
-//! layout. `--no-push` simply means "no registry sink".
+//! then the index under each tag that does not name it yet. The layout sink
+//! writes an OCI image layout. `--no-push` simply means "no registry sink".
+//!
+//! A layer that is new to the local cache (a rebuilt binary) is uploaded
+//! while it is being compressed, as `docker push` does: its digest is not
+//! known before its last byte, so the HEAD comes after the bytes, before the
+//! session is committed, and a registry that holds the blob already sees
+//! the session cancelled. Whatever goes wrong with such a stream only sends
+//! the blob the usual way, from the store, when the image is published.
 
 pub mod layout;
 pub mod registry;
@@ -14,6 +21,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use bytes::Bytes;
 use futures_util::future::try_join_all;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use oci_client::Reference;
@@ -24,7 +32,38 @@ use crate::image_name::ImageName;
 use crate::oci::{Blob, BlobSource};
 use crate::progress;
 use crate::store::BlobStore;
-use registry::RegistryClient;
+use registry::{RegistryClient, StreamedSession};
+
+/// Compressed chunks (a gzip member each, up to about 1 MiB) waiting to be
+/// sent while a layer is written: enough to keep the connection busy.
+const STREAM_CHUNKS_IN_FLIGHT: usize = 8;
+
+/// The producing end of a streamed upload, for the thread writing the blob.
+/// Dropping it ends the upload's body.
+pub struct BlobFeed {
+    chunks: tokio::sync::mpsc::Sender<Bytes>,
+    open: bool,
+}
+
+impl BlobFeed {
+    /// Passes bytes on, waiting while the upload is behind. Called from a
+    /// blocking thread, never from async code. Once the upload has stopped
+    /// (it failed; the blob is sent again later), bytes are dropped.
+    pub fn send(&mut self, bytes: &[u8]) {
+        if self.open {
+            self.open = self
+                .chunks
+                .blocking_send(Bytes::copy_from_slice(bytes))
+                .is_ok();
+        }
+    }
+}
+
+/// The uploading end of a streamed upload, for [`RegistrySink::finish_stream`].
+pub struct StreamedUpload {
+    name: ImageName,
+    session: tokio::task::JoinHandle<Result<StreamedSession>>,
+}
 
 pub use layout::OciLayout;
 
@@ -47,6 +86,9 @@ pub struct RegistrySink {
     /// anywhere in that registry, and a repository known to hold it, so a
     /// second repository mounts what the first uploaded.
     holders: Mutex<HashMap<RegistryBlob, Arc<Mutex<Option<String>>>>>,
+    /// Streamed uploads still finishing: a push of the same blob waits for
+    /// them first.
+    streams: std::sync::Mutex<HashMap<BlobKey, tokio::task::JoinHandle<()>>>,
 }
 
 impl RegistrySink {
@@ -58,6 +100,124 @@ impl RegistrySink {
             transfers: Semaphore::new(jobs.max(1)),
             done: Mutex::new(HashMap::new()),
             holders: Mutex::new(HashMap::new()),
+            streams: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Starts uploading a blob of `name`'s repository while it is being
+    /// produced (`what` names it for the progress line): feed its bytes to
+    /// the [`BlobFeed`], drop that, then [`Self::finish_stream`]. `None`
+    /// when no upload session can be opened (the blob is sent later, the
+    /// usual way). The session is open before this returns, so that the
+    /// bytes flow from the first one.
+    pub async fn start_stream(
+        &self,
+        name: &ImageName,
+        what: &str,
+    ) -> Option<(BlobFeed, StreamedUpload)> {
+        let (registry, repository) = (name.registry().to_string(), name.repository().to_string());
+        let session = match self.client.open_streamed_blob(&registry, &repository).await {
+            Ok(session) => session,
+            Err(err) => {
+                progress::verbose(format!("{err:#}; the blob is sent once made"));
+                return None;
+            }
+        };
+        let (chunks, receiver) = tokio::sync::mpsc::channel(STREAM_CHUNKS_IN_FLIGHT);
+        let client = self.client.clone();
+        let what = what.to_string();
+        let session = tokio::spawn(async move {
+            client
+                .stream_blob(&registry, &repository, session, receiver, &what)
+                .await
+        });
+        Some((
+            BlobFeed { chunks, open: true },
+            StreamedUpload {
+                name: name.clone(),
+                session,
+            },
+        ))
+    }
+
+    /// Ends a streamed upload once its blob is made (`None`: it could not
+    /// be), in the background: the registry may still be taking the last
+    /// bytes while the rest of the image is assembled. [`Self::publish`]
+    /// waits for it before it pushes that blob.
+    pub async fn finish_stream(self: &Arc<Self>, upload: StreamedUpload, blob: Option<&Blob>) {
+        let Some(blob) = blob else {
+            self.end_stream(upload, None).await;
+            return;
+        };
+        let key = (
+            upload.name.registry().to_string(),
+            upload.name.repository().to_string(),
+            blob.digest.clone(),
+        );
+        let sink = Arc::clone(self);
+        let blob = blob.clone();
+        let ending = tokio::spawn(async move { sink.end_stream(upload, Some(&blob)).await });
+        self.streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, ending);
+    }
+
+    /// Commits a streamed session unless the repository holds the blob
+    /// already, in which case the session is cancelled. Never fails: a blob
+    /// not committed here is simply sent by [`Self::publish`].
+    async fn end_stream(&self, upload: StreamedUpload, blob: Option<&Blob>) {
+        let StreamedUpload { name, session } = upload;
+        let session = match session.await {
+            Ok(Ok(session)) => session,
+            Ok(Err(err)) => {
+                progress::verbose(format!("{err:#}; the blob is sent again once made"));
+                return;
+            }
+            Err(_) => return,
+        };
+        let Some(blob) = blob else {
+            self.client
+                .cancel_streamed_blob(name.registry(), name.repository(), session)
+                .await;
+            return;
+        };
+        let key = (
+            name.registry().to_string(),
+            name.repository().to_string(),
+            blob.digest.clone(),
+        );
+        let cell = self.done.lock().await.entry(key).or_default().clone();
+        let mut session = Some(session);
+        let committed = cell
+            .get_or_try_init(|| async {
+                let Some(session) = session.take() else {
+                    anyhow::bail!("the streamed session was already used");
+                };
+                let target = name.with_digest(&blob.digest);
+                if self.client.blob_exists(&target, &blob.digest).await? {
+                    progress::verbose(format!("{} exists in {name}", blob.digest));
+                    self.client
+                        .cancel_streamed_blob(name.registry(), name.repository(), session)
+                        .await;
+                } else {
+                    self.client
+                        .commit_streamed_blob(&target, session, &blob.digest)
+                        .await?;
+                    progress::verbose(format!("uploaded {} to {name} as it was made", blob.digest));
+                }
+                *self.holder(&name, &blob.digest).await.lock().await =
+                    Some(name.repository().to_string());
+                Ok(())
+            })
+            .await;
+        if let Err(err) = committed {
+            progress::verbose(format!("{err:#}; the blob is sent again"));
+        }
+        if let Some(session) = session {
+            self.client
+                .cancel_streamed_blob(name.registry(), name.repository(), session)
+                .await;
         }
     }
 
@@ -68,6 +228,13 @@ impl RegistrySink {
         // registry holds it and everything below it; nothing is sent.
         let stale_tags = self.stale_tags(image).await;
         if stale_tags.is_empty() {
+            // A rebuilt but identical layer was streamed: its session is
+            // cancelled, not left open.
+            for platform_image in &image.images {
+                for layer in &platform_image.layers {
+                    self.wait_for_stream(name, &layer.digest).await;
+                }
+            }
             progress::status("Unchanged", image.reference());
             return Ok(());
         }
@@ -85,8 +252,8 @@ impl RegistrySink {
             .await
         }))
         .await?;
-        self.put_manifest(name, &image.index, &image.index.digest)
-            .await?;
+        // The index goes up under its tags (a PUT by tag stores it by
+        // digest too): one request fewer than by digest first.
         for tag in stale_tags {
             self.put_manifest(name, &image.index, tag).await?;
         }
@@ -137,6 +304,9 @@ impl RegistrySink {
             name.repository().to_string(),
             blob.digest.clone(),
         );
+        // A streamed upload leaves its outcome in the cell: committed, or
+        // left to the transfer below.
+        self.wait_for_stream(name, &blob.digest).await;
         let cell = self.done.lock().await.entry(key).or_default().clone();
         cell.get_or_try_init(|| self.transfer(name, blob)).await?;
         Ok(())
@@ -145,13 +315,7 @@ impl RegistrySink {
     async fn transfer(&self, name: &ImageName, blob: &Blob) -> Result<()> {
         // The registry-wide lock first, then a transfer slot: a task holding
         // a slot never waits for a lock, so the two cannot deadlock.
-        let holder = self
-            .holders
-            .lock()
-            .await
-            .entry((name.registry().to_string(), blob.digest.clone()))
-            .or_default()
-            .clone();
+        let holder = self.holder(name, &blob.digest).await;
         let mut holder = holder.lock().await;
         let _slot = self
             .transfers
@@ -167,6 +331,34 @@ impl RegistrySink {
         }
         *holder = Some(name.repository().to_string());
         Ok(())
+    }
+
+    /// Waits until a streamed upload of `digest` to `name` has ended, if
+    /// there is one.
+    async fn wait_for_stream(&self, name: &ImageName, digest: &str) {
+        let key = (
+            name.registry().to_string(),
+            name.repository().to_string(),
+            digest.to_string(),
+        );
+        let streaming = self
+            .streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key);
+        if let Some(streaming) = streaming {
+            let _ = streaming.await;
+        }
+    }
+
+    /// The registry-wide record of who holds `digest` (see `holders`).
+    async fn holder(&self, name: &ImageName, digest: &str) -> Arc<Mutex<Option<String>>> {
+        self.holders
+            .lock()
+            .await
+            .entry((name.registry().to_string(), digest.to_string()))
+            .or_default()
+            .clone()
     }
 
     /// Mounts the blob from a repository of the same registry known to hold

@@ -83,7 +83,7 @@ impl Rule {
     fn matches(&self, head: &Head) -> bool {
         head.method == self.method
             && head.target.contains(self.target)
-            && (!self.with_body || head.content_length() > 0)
+            && (!self.with_body || head.has_body())
     }
 }
 
@@ -248,14 +248,9 @@ fn handle(state: &State, mut client: TcpStream, stop: &AtomicBool) {
         Fault::DropMidBody => {
             record(state, &head, injected);
             if let Ok(mut upstream) = TcpStream::connect(&state.upstream) {
-                let half = (head.content_length() / 2) as usize;
-                let _ = upstream.write_all(&head.forwardable());
-                let mut body = head.leftover.clone();
-                body.truncate(half);
-                let mut rest = vec![0u8; half - body.len()];
-                if client.read_exact(&mut rest).is_ok() {
-                    body.extend_from_slice(&rest);
-                    let _ = upstream.write_all(&body);
+                if let Ok(body) = serve::read_body(&mut client, &head) {
+                    let _ = upstream.write_all(&head.forwardable(body.len()));
+                    let _ = upstream.write_all(&body[..body.len() / 2]);
                 }
                 let _ = upstream.shutdown(Shutdown::Both);
             }
@@ -274,9 +269,9 @@ fn handle(state: &State, mut client: TcpStream, stop: &AtomicBool) {
 /// Passes the request to the registry and its answer back; returns the
 /// registry's status.
 fn forward(state: &State, head: &Head, client: &mut TcpStream) -> std::io::Result<u16> {
-    let mut upstream = TcpStream::connect(&state.upstream)?;
-    upstream.write_all(&head.forwardable())?;
     let body = serve::read_body(client, head)?;
+    let mut upstream = TcpStream::connect(&state.upstream)?;
+    upstream.write_all(&head.forwardable(body.len()))?;
     upstream.write_all(&body)?;
     let mut response = Vec::new();
     upstream.read_to_end(&mut response)?;

@@ -28,18 +28,23 @@ impl Head {
         super::http::find_header(&self.headers, name)
     }
 
-    /// `Content-Length`, 0 when absent. Chunked bodies are not supported:
-    /// cargo-krust always sends a length.
+    /// `Content-Length`, 0 when absent (or the body is chunked).
     pub fn content_length(&self) -> u64 {
-        assert!(
-            self.header("transfer-encoding").is_none(),
-            "test server: chunked request bodies are not supported ({} {})",
-            self.method,
-            self.target
-        );
         self.header("content-length")
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0)
+    }
+
+    /// Whether the body comes with chunked transfer encoding (a streamed
+    /// upload), its length unknown until its end.
+    pub fn is_chunked(&self) -> bool {
+        self.header("transfer-encoding")
+            .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
+    }
+
+    /// Whether the request carries a body.
+    pub fn has_body(&self) -> bool {
+        self.is_chunked() || self.content_length() > 0
     }
 
     /// The path without the query.
@@ -54,17 +59,27 @@ impl Head {
     }
 
     /// The head as bytes to send on, with `Connection: close` in place of
-    /// any connection header.
-    pub fn forwardable(&self) -> Vec<u8> {
+    /// any connection header, for a body of `length` bytes (a chunked body
+    /// is sent on whole, with its length).
+    pub fn forwardable(&self, length: usize) -> Vec<u8> {
         let mut out = format!("{} {} HTTP/1.1\r\n", self.method, self.target);
         for (name, value) in &self.headers {
-            if ["connection", "keep-alive", "proxy-connection"]
-                .iter()
-                .any(|h| name.eq_ignore_ascii_case(h))
+            if [
+                "connection",
+                "keep-alive",
+                "proxy-connection",
+                "transfer-encoding",
+                "content-length",
+            ]
+            .iter()
+            .any(|h| name.eq_ignore_ascii_case(h))
             {
                 continue;
             }
             out.push_str(&format!("{name}: {value}\r\n"));
+        }
+        if length > 0 || self.has_body() {
+            out.push_str(&format!("Content-Length: {length}\r\n"));
         }
         out.push_str("Connection: close\r\n\r\n");
         out.into_bytes()
@@ -140,6 +155,9 @@ pub fn read_head(stream: &mut TcpStream) -> std::io::Result<Option<Head>> {
 
 /// Reads the whole body of a request whose head was read.
 pub fn read_body(stream: &mut TcpStream, head: &Head) -> std::io::Result<Vec<u8>> {
+    if head.is_chunked() {
+        return read_chunked(stream, head.leftover.clone());
+    }
     let length = head.content_length() as usize;
     let mut body = head.leftover.clone();
     body.truncate(length);
@@ -147,6 +165,53 @@ pub fn read_body(stream: &mut TcpStream, head: &Head) -> std::io::Result<Vec<u8>
     stream.read_exact(&mut rest)?;
     body.extend_from_slice(&rest);
     Ok(body)
+}
+
+/// Decodes a chunked body (`SIZE\r\nDATA\r\n`… up to a zero size and the
+/// blank line after any trailers), starting with the bytes already read.
+fn read_chunked(stream: &mut TcpStream, mut raw: Vec<u8>) -> std::io::Result<Vec<u8>> {
+    let invalid =
+        |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
+    let mut body = Vec::new();
+    let mut at = 0;
+    let mut chunk = [0u8; 64 * 1024];
+    loop {
+        // Enough bytes for the next size line, and then for its data.
+        let line_end = loop {
+            if let Some(end) = raw[at..].windows(2).position(|w| w == b"\r\n") {
+                break at + end;
+            }
+            let n = stream.read(&mut chunk)?;
+            if n == 0 {
+                return Err(invalid("chunked body cut short"));
+            }
+            raw.extend_from_slice(&chunk[..n]);
+        };
+        let size_text = String::from_utf8_lossy(&raw[at..line_end]).into_owned();
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+            .map_err(|_| invalid("bad chunk size"))?;
+        at = line_end + 2;
+        if size == 0 {
+            // Trailers (none expected) end with a blank line.
+            while !raw[at..].windows(2).any(|w| w == b"\r\n") {
+                let n = stream.read(&mut chunk)?;
+                if n == 0 {
+                    break;
+                }
+                raw.extend_from_slice(&chunk[..n]);
+            }
+            return Ok(body);
+        }
+        while raw.len() < at + size + 2 {
+            let n = stream.read(&mut chunk)?;
+            if n == 0 {
+                return Err(invalid("chunked body cut short"));
+            }
+            raw.extend_from_slice(&chunk[..n]);
+        }
+        body.extend_from_slice(&raw[at..at + size]);
+        at += size + 2;
+    }
 }
 
 /// Writes a whole response and closes the connection.

@@ -64,7 +64,7 @@ pub async fn to_file(
                 Arc::new(progress::transfer(
                     "Downloading",
                     &format!("{} from {repository}", short(digest)),
-                    size,
+                    Some(size),
                 ))
             });
             let file = tokio::fs::File::create(path).await.map_err(local)?;

@@ -44,6 +44,8 @@ use download::short;
 use transport::Transport;
 use upload::Source;
 
+pub use upload::StreamedSession;
+
 pub use scheme::is_loopback;
 
 /// A manifest as pulled: its exact bytes, digest and media type.
@@ -173,7 +175,7 @@ impl RegistryClient {
         let transfer = Arc::new(progress::transfer(
             "Uploading",
             &format!("{} to {}", short(digest), repository.repository()),
-            size,
+            Some(size),
         ));
         upload::upload(
             &self.transport,
@@ -189,6 +191,70 @@ impl RegistryClient {
     }
 
     /// Uploads a small blob held in memory.
+    /// Opens an upload session for [`Self::stream_blob`].
+    pub async fn open_streamed_blob(
+        &self,
+        registry: &str,
+        repository: &str,
+    ) -> Result<StreamedSession> {
+        upload::open_streamed(&self.transport, registry, repository)
+            .await
+            .with_context(|| format!("cannot start an upload to {registry}/{repository}"))
+    }
+
+    /// Uploads the bytes arriving on `chunks` (`what` names them) into the
+    /// session, which stays open for [`Self::commit_streamed_blob`].
+    pub async fn stream_blob(
+        &self,
+        registry: &str,
+        repository: &str,
+        session: StreamedSession,
+        chunks: tokio::sync::mpsc::Receiver<Bytes>,
+        what: &str,
+    ) -> Result<StreamedSession> {
+        let transfer = Arc::new(progress::transfer(
+            "Uploading",
+            &format!("{what} to {repository}"),
+            None,
+        ));
+        upload::stream(
+            &self.transport,
+            registry,
+            repository,
+            session,
+            chunks,
+            Some(transfer),
+        )
+        .await
+        .with_context(|| format!("cannot stream {what} to {registry}/{repository}"))
+    }
+
+    pub async fn commit_streamed_blob(
+        &self,
+        repository: &Reference,
+        session: StreamedSession,
+        digest: &str,
+    ) -> Result<()> {
+        upload::commit_streamed(
+            &self.transport,
+            repository.resolve_registry(),
+            repository.repository(),
+            session,
+            digest,
+        )
+        .await
+        .with_context(|| format!("cannot commit blob {digest} to {}", repo_of(repository)))
+    }
+
+    pub async fn cancel_streamed_blob(
+        &self,
+        registry: &str,
+        repository: &str,
+        session: StreamedSession,
+    ) {
+        upload::cancel_streamed(&self.transport, registry, repository, session).await;
+    }
+
     pub async fn push_blob_bytes(
         &self,
         repository: &Reference,

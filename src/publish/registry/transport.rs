@@ -71,7 +71,8 @@ impl Endpoint {
     }
 }
 
-/// A request body that can be produced again for a redirect or a retry.
+/// A request body that can be produced again for a redirect or a retry,
+/// except a stream, which is sent once.
 #[derive(Clone)]
 pub enum Body {
     Empty,
@@ -82,6 +83,12 @@ pub enum Body {
         path: PathBuf,
         offset: u64,
         len: u64,
+        transfer: Option<Arc<Transfer>>,
+    },
+    /// Bytes as they are produced, of a length not known in advance (sent
+    /// with chunked transfer encoding); the first attempt takes them.
+    Stream {
+        chunks: Arc<std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<Bytes>>>>,
         transfer: Option<Arc<Transfer>>,
     },
 }
@@ -498,6 +505,26 @@ async fn attach(
             builder
                 .header(CONTENT_LENGTH, *len)
                 .body(reqwest::Body::wrap_stream(stream))
+        }
+        Body::Stream { chunks, transfer } => {
+            let Some(receiver) = chunks.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+                return Err(RegistryError::new(
+                    registry,
+                    ErrorKind::Local("a streamed body cannot be sent twice".into()),
+                ));
+            };
+            let transfer = transfer.clone();
+            let stream = futures_util::stream::unfold(receiver, move |mut receiver| {
+                let transfer = transfer.clone();
+                async move {
+                    let chunk = receiver.recv().await?;
+                    if let Some(transfer) = &transfer {
+                        transfer.advance(chunk.len() as u64);
+                    }
+                    Some((Ok::<Bytes, std::io::Error>(chunk), receiver))
+                }
+            });
+            builder.body(reqwest::Body::wrap_stream(stream))
         }
     })
 }

@@ -4,7 +4,11 @@
 //! `Content-Range`, then an empty PUT), and keeps getting it for the rest of
 //! the run. The unit of retry is the whole upload: a new session and the
 //! file read again, since a broken session cannot be resumed reliably.
-//! Also cross-repository mounts, where a refusal is an answer, not an error.
+//! Also cross-repository mounts, where a refusal is an answer, not an error,
+//! and streamed uploads: bytes sent (one PATCH, chunked transfer encoding)
+//! while they are still being produced, the session committed once their
+//! digest is known — what `docker push` does with the layers it compresses
+//! on the fly.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -123,27 +127,8 @@ impl Upload<'_> {
         self.send(endpoint, Method::PUT, url, headers, body).await
     }
 
-    /// `POST /v2/NAME/blobs/uploads/`: the session's URL and the smallest
-    /// chunk the registry accepts, if it says.
     async fn open_session(&self, endpoint: &Endpoint) -> Result<(Url, Option<u64>), RegistryError> {
-        let url = endpoint.url(&format!("/v2/{}/blobs/uploads/", self.repository))?;
-        let (response, request) = self
-            .send(endpoint, Method::POST, url, HeaderMap::new(), Body::Empty)
-            .await?;
-        let response = expect(
-            &endpoint.registry,
-            &request,
-            response,
-            &[StatusCode::ACCEPTED],
-        )
-        .await?;
-        let min_chunk = response
-            .headers()
-            .get(HeaderName::from_static("oci-chunk-min-length"))
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
-        let session = session_location(&endpoint.registry, &request, &response)?;
-        Ok((session, min_chunk))
+        open_session(self.transport, endpoint, self.scope, self.repository).await
     }
 
     /// The body for `len` bytes from `offset`.
@@ -215,6 +200,153 @@ impl Upload<'_> {
         expect(registry, &request, response, &[StatusCode::CREATED]).await?;
         Ok(())
     }
+}
+
+/// `POST /v2/NAME/blobs/uploads/`: the session's URL and the smallest
+/// chunk the registry accepts, if it says.
+async fn open_session(
+    transport: &Transport,
+    endpoint: &Endpoint,
+    scope: &Scope,
+    repository: &str,
+) -> Result<(Url, Option<u64>), RegistryError> {
+    let url = endpoint.url(&format!("/v2/{repository}/blobs/uploads/"))?;
+    let request = format!("POST {}", url.path());
+    let response = transport
+        .send(
+            endpoint,
+            scope,
+            Method::POST,
+            url,
+            HeaderMap::new(),
+            Body::Empty,
+        )
+        .await?;
+    let response = expect(
+        &endpoint.registry,
+        &request,
+        response,
+        &[StatusCode::ACCEPTED],
+    )
+    .await?;
+    let min_chunk = response
+        .headers()
+        .get(HeaderName::from_static("oci-chunk-min-length"))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let session = session_location(&endpoint.registry, &request, &response)?;
+    Ok((session, min_chunk))
+}
+
+/// An upload session holding every byte of a streamed blob, waiting for
+/// its digest: [`commit_streamed`] or [`cancel_streamed`] it.
+pub struct StreamedSession {
+    url: Url,
+}
+
+/// Opens an upload session for a streamed blob (retried like any request).
+pub async fn open_streamed(
+    transport: &Transport,
+    registry: &str,
+    repository: &str,
+) -> Result<StreamedSession, RegistryError> {
+    let scope = Scope::push(repository);
+    transport
+        .retry
+        .run(
+            &format!("start of an upload to {registry}/{repository}"),
+            || async {
+                let endpoint = transport.endpoint(registry).await?;
+                let (url, _) = open_session(transport, &endpoint, &scope, repository).await?;
+                Ok(StreamedSession { url })
+            },
+        )
+        .await
+}
+
+/// Sends `chunks`, as they come, as one PATCH into an open session. Not
+/// retried: streamed bytes cannot be sent again, so a failure here leaves
+/// the caller to upload the finished blob the usual way.
+pub async fn stream(
+    transport: &Transport,
+    registry: &str,
+    repository: &str,
+    session: StreamedSession,
+    chunks: tokio::sync::mpsc::Receiver<Bytes>,
+    transfer: Option<Arc<Transfer>>,
+) -> Result<StreamedSession, RegistryError> {
+    let scope = Scope::push(repository);
+    let endpoint = transport.endpoint(registry).await?;
+    let request = format!("PATCH {}", session.url.path());
+    let body = Body::Stream {
+        chunks: Arc::new(std::sync::Mutex::new(Some(chunks))),
+        transfer,
+    };
+    let response = transport
+        .send(
+            &endpoint,
+            &scope,
+            Method::PATCH,
+            session.url,
+            octet_stream(),
+            body,
+        )
+        .await?;
+    let response = expect(registry, &request, response, &[StatusCode::ACCEPTED]).await?;
+    Ok(StreamedSession {
+        url: session_location(registry, &request, &response)?,
+    })
+}
+
+/// Closes a streamed session with the digest of what was sent; the
+/// registry checks it and keeps the blob.
+pub async fn commit_streamed(
+    transport: &Transport,
+    registry: &str,
+    repository: &str,
+    session: StreamedSession,
+    digest: &str,
+) -> Result<(), RegistryError> {
+    let scope = Scope::push(repository);
+    let endpoint = transport.endpoint(registry).await?;
+    let url = with_digest(session.url, digest);
+    let request = format!("PUT {}", url.path());
+    let response = transport
+        .send(
+            &endpoint,
+            &scope,
+            Method::PUT,
+            url,
+            HeaderMap::new(),
+            Body::Empty,
+        )
+        .await?;
+    expect(registry, &request, response, &[StatusCode::CREATED]).await?;
+    Ok(())
+}
+
+/// Drops a streamed session (the registry had the blob already). A failure
+/// only leaves the registry an abandoned session to expire.
+pub async fn cancel_streamed(
+    transport: &Transport,
+    registry: &str,
+    repository: &str,
+    session: StreamedSession,
+) {
+    let scope = Scope::push(repository);
+    let Ok(endpoint) = transport.endpoint(registry).await else {
+        return;
+    };
+    let _ = transport
+        .send(
+            &endpoint,
+            &scope,
+            Method::DELETE,
+            session.url,
+            HeaderMap::new(),
+            Body::Empty,
+        )
+        .await;
 }
 
 /// `HEAD /v2/NAME/blobs/DIGEST` before an upload (so with push access):
