@@ -378,9 +378,16 @@ async fn assemble_job(
     ))
 }
 
+/// Layers with less content than this are written first and uploaded the
+/// usual way (HEAD, then one PUT): streaming costs a request more, which
+/// only pays when compressing takes longer than a round trip to the
+/// registry. On 2 cores a 0.5 MB binary pushed 10 ms slower streamed, a
+/// 50 MiB one 30% faster.
+const STREAM_FROM_BYTES: u64 = 8 << 20;
+
 /// The layer of `inputs`: from the cache, else written to the store and,
-/// when `upload` names a registry sink and repository, uploaded meanwhile
-/// (`what` names it there).
+/// when `upload` names a registry sink and repository and the layer is
+/// large, uploaded meanwhile (`what` names it there).
 async fn layer_of(
     inputs: &LayerInputs,
     store: &BlobStore,
@@ -391,8 +398,10 @@ async fn layer_of(
         return Ok(layer);
     }
     let stream = match upload {
-        Some((sink, name)) => sink.start_stream(name, what).await.map(|s| (sink, s)),
-        None => None,
+        Some((sink, name)) if inputs.content_size() >= STREAM_FROM_BYTES => {
+            sink.start_stream(name, what).await.map(|s| (sink, s))
+        }
+        _ => None,
     };
     let Some((sink, (mut feed, streamed))) = stream else {
         return tokio::task::block_in_place(|| inputs.write(store, None));

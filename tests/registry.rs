@@ -26,7 +26,7 @@
 mod support;
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -772,6 +772,29 @@ fn identical_blobs_are_uploaded_once_per_run() {
 
 // ---------------------------------------------------------------- streaming
 
+/// A new bin package whose executable holds 9 MiB of data: above the size
+/// from which layers are uploaded while they are written.
+fn large_bin_package(parent: &Path, name: &str) -> PathBuf {
+    let pkg = support::cargo_new_bin(parent, name);
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let payload: Vec<u8> = (0..9 << 20)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 56) as u8
+        })
+        .collect();
+    std::fs::write(pkg.join("payload.bin"), payload).expect("payload");
+    std::fs::write(
+        pkg.join("src/main.rs"),
+        "static PAYLOAD: &[u8] = include_bytes!(\"../payload.bin\");\n\
+         fn main() {\n    println!(\"{}\", std::hint::black_box(PAYLOAD).len());\n}\n",
+    )
+    .expect("main.rs");
+    pkg
+}
+
 /// The binary layer of a new image: its last layer.
 fn binary_layer(index: &image::PushedIndex) -> String {
     index.images[0]
@@ -783,7 +806,7 @@ fn binary_layer(index: &image::PushedIndex) -> String {
         .clone()
 }
 
-/// A layer new to the cache goes up while it is written: one PATCH with the
+/// A large layer new to the cache goes up while it is written: one PATCH with the
 /// whole body, then a PUT naming its digest (no second copy of the bytes),
 /// and the image pulled back verifies. Built again into another target
 /// directory (a new file, the same bytes), the identical layer is streamed
@@ -794,7 +817,7 @@ fn new_layers_are_streamed_and_identical_ones_cancelled() {
     tools::require_default_rust_targets();
     let registry = &shared().registry;
     let tmp = tempfile::tempdir().expect("tempdir");
-    let pkg = support::cargo_new_bin(tmp.path(), "krust-streamed");
+    let pkg = large_bin_package(tmp.path(), "krust-streamed");
     let name = unique_name("streamed");
     let push = |target: &str| {
         build_on_scratch(&pkg)
@@ -874,7 +897,7 @@ fn failed_stream_falls_back_to_an_upload() {
         vec![Rule::new("PATCH", "/blobs/uploads/", Fault::Status(500))],
     );
     let tmp = tempfile::tempdir().expect("tempdir");
-    let pkg = support::cargo_new_bin(tmp.path(), "krust-refused-stream");
+    let pkg = large_bin_package(tmp.path(), "krust-refused-stream");
     let name = unique_name("refused-stream");
     let run = build_on_scratch(&pkg)
         .arg("-vv")

@@ -128,18 +128,26 @@ pub struct LayerInputs {
     media_type: String,
     mtime: u64,
     key: String,
+    /// Bytes of file content, before compression.
+    content_size: u64,
 }
 
 impl LayerInputs {
     pub fn new(mut entries: Vec<Entry>, media_type: &str, mtime: u64) -> Result<LayerInputs> {
         entries.sort_by(|a, b| a.path().cmp(b.path()));
-        let key = cache_key(&entries, media_type, mtime)?;
+        let (key, content_size) = cache_key(&entries, media_type, mtime)?;
         Ok(LayerInputs {
             entries,
             media_type: media_type.to_string(),
             mtime,
             key,
+            content_size,
         })
+    }
+
+    /// Bytes of file content in the layer, before compression.
+    pub fn content_size(&self) -> u64 {
+        self.content_size
     }
 
     /// The layer made of the same inputs before, if its blob is still stored.
@@ -183,8 +191,10 @@ impl LayerInputs {
 }
 
 /// sha256 over every input of a layer: format, compression settings, media
-/// type, mtime, and each entry's kind, path, mode and content.
-fn cache_key(entries: &[Entry], media_type: &str, mtime: u64) -> Result<String> {
+/// type, mtime, and each entry's kind, path, mode and content; with the
+/// total size of the files' content.
+fn cache_key(entries: &[Entry], media_type: &str, mtime: u64) -> Result<(String, u64)> {
+    let mut content_size = 0;
     let mut hasher = Sha256::new();
     hasher.update(
         format!(
@@ -203,6 +213,7 @@ fn cache_key(entries: &[Entry], media_type: &str, mtime: u64) -> Result<String> 
                 use std::os::unix::fs::MetadataExt;
                 let meta = std::fs::metadata(source)
                     .with_context(|| format!("cannot read {}", source.display()))?;
+                content_size += meta.len();
                 hasher.update(
                     format!(
                         "file {path} {mode:o} {} {} {}.{} {}:{}\n",
@@ -221,7 +232,7 @@ fn cache_key(entries: &[Entry], media_type: &str, mtime: u64) -> Result<String> 
             }
         }
     }
-    Ok(hex::encode(hasher.finalize()))
+    Ok((hex::encode(hasher.finalize()), content_size))
 }
 
 /// Writes the entries (sorted by path) as a gzip layer of the given media
