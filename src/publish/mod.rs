@@ -168,19 +168,26 @@ impl RegistrySink {
     /// not committed here is simply sent by [`Self::publish`].
     async fn end_stream(&self, upload: StreamedUpload, blob: Option<&Blob>) {
         let StreamedUpload { name, session } = upload;
-        let session = match session.await {
+        let Some(blob) = blob else {
+            if let Ok(Ok(session)) = session.await {
+                self.client
+                    .cancel_streamed_blob(name.registry(), name.repository(), session)
+                    .await;
+            }
+            return;
+        };
+        // The digest is known as soon as the blob is made: the HEAD runs
+        // while the registry still takes the last bytes.
+        let target = name.with_digest(&blob.digest);
+        let (session, exists) =
+            tokio::join!(session, self.client.blob_exists(&target, &blob.digest));
+        let session = match session {
             Ok(Ok(session)) => session,
             Ok(Err(err)) => {
                 progress::verbose(format!("{err:#}; the blob is sent again once made"));
                 return;
             }
             Err(_) => return,
-        };
-        let Some(blob) = blob else {
-            self.client
-                .cancel_streamed_blob(name.registry(), name.repository(), session)
-                .await;
-            return;
         };
         let key = (
             name.registry().to_string(),
@@ -194,8 +201,7 @@ impl RegistrySink {
                 let Some(session) = session.take() else {
                     anyhow::bail!("the streamed session was already used");
                 };
-                let target = name.with_digest(&blob.digest);
-                if self.client.blob_exists(&target, &blob.digest).await? {
+                if exists? {
                     progress::verbose(format!("{} exists in {name}", blob.digest));
                     self.client
                         .cancel_streamed_blob(name.registry(), name.repository(), session)
