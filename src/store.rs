@@ -4,11 +4,14 @@
 //! has fetched, plus small records under `records/<kind>/<key>` that map
 //! inputs to blobs (a binary's hash to its layer, a tag to its digest).
 //! Files appear in it only complete: they are written to a temporary file and
-//! renamed into place.
+//! renamed into place. Blobs a run uses are pinned: nothing deletes them
+//! while that run holds the store.
 
+use std::collections::HashSet;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, bail};
 use tempfile::NamedTempFile;
@@ -18,6 +21,8 @@ use crate::oci::digest_hex;
 #[derive(Debug, Clone)]
 pub struct BlobStore {
     root: PathBuf,
+    /// Digests this run has used or written.
+    pinned: Arc<Mutex<HashSet<String>>>,
 }
 
 impl BlobStore {
@@ -25,6 +30,7 @@ impl BlobStore {
     pub fn open(root: &Path) -> Result<BlobStore> {
         let store = BlobStore {
             root: root.to_path_buf(),
+            pinned: Arc::default(),
         };
         for dir in [store.blob_dir(), store.tmp_dir()] {
             fs::create_dir_all(&dir)
@@ -84,6 +90,27 @@ impl BlobStore {
             .and_then(|()| file.flush())
             .context("cannot write to the blob store")?;
         self.commit(file, digest)
+    }
+
+    /// Keeps a blob this run uses from [`Self::remove`].
+    pub fn pin(&self, digest: &str) {
+        self.pinned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(digest.to_string());
+    }
+
+    /// Deletes a blob, if it is stored and this run has not pinned it. Best
+    /// effort: a blob that stays only costs space.
+    pub fn remove(&self, digest: &str) {
+        let pinned = self
+            .pinned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(digest);
+        if !pinned && let Ok(path) = self.path(digest) {
+            let _ = fs::remove_file(path);
+        }
     }
 
     /// A directory of the store for a cache of its own kind (created on use).

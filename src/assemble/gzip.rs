@@ -29,6 +29,11 @@ use sha2::{Digest as _, Sha256};
 /// Uncompressed bytes per gzip member.
 pub const BLOCK_SIZE: usize = 1 << 20;
 
+/// The member cache is pruned back to three quarters of this size, oldest
+/// used first, when it grows beyond it: room for the members of a dozen
+/// versions of a 50 MiB binary.
+const MEMBER_CACHE_BYTES: u64 = 256 << 20;
+
 type Block = Arc<Vec<u8>>;
 type Job = (u64, Block);
 type Done = (u64, io::Result<Vec<u8>>);
@@ -212,6 +217,10 @@ fn cached_member(
     if let Ok(member) = std::fs::read(&path)
         && trailer_matches(&member, block)
     {
+        // Its mtime says when it was last used, for pruning.
+        if let Ok(file) = std::fs::File::options().write(true).open(&path) {
+            let _ = file.set_modified(std::time::SystemTime::now());
+        }
         return Ok(member);
     }
     let member = compress(block, compressor)?;
@@ -221,6 +230,38 @@ fn cached_member(
         let _ = std::fs::rename(&temp, &path);
     }
     Ok(member)
+}
+
+/// Deletes the least recently used members once the cache holds more than
+/// [`MEMBER_CACHE_BYTES`], down to three quarters of that. Best effort.
+pub fn prune_members(dir: &Path) {
+    prune_to(dir, MEMBER_CACHE_BYTES);
+}
+
+fn prune_to(dir: &Path, limit: u64) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut members: Vec<(std::time::SystemTime, u64, PathBuf)> = entries
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let meta = entry.metadata().ok()?;
+            Some((meta.modified().ok()?, meta.len(), entry.path()))
+        })
+        .collect();
+    let mut total: u64 = members.iter().map(|(_, size, _)| size).sum();
+    if total <= limit {
+        return;
+    }
+    members.sort();
+    for (_, size, path) in members {
+        if total <= limit / 4 * 3 {
+            break;
+        }
+        if std::fs::remove_file(&path).is_ok() {
+            total -= size;
+        }
+    }
 }
 
 fn trailer_matches(member: &[u8], block: &[u8]) -> bool {
@@ -315,6 +356,30 @@ mod tests {
             std::fs::write(entry.unwrap().path(), b"garbage").unwrap();
         }
         assert_eq!(with_cache(), first);
+    }
+
+    #[test]
+    fn pruning_deletes_the_least_recently_used_members() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, age) in [("old", 300), ("middle", 200), ("new", 100)] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, vec![0u8; 1000]).unwrap();
+            let file = std::fs::File::options().write(true).open(&path).unwrap();
+            file.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(age))
+                .unwrap();
+        }
+        let names = || {
+            let mut names: Vec<String> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        prune_to(dir.path(), 3000);
+        assert_eq!(names(), ["middle", "new", "old"], "within the limit");
+        prune_to(dir.path(), 2000);
+        assert_eq!(names(), ["new"], "down to three quarters of the limit");
     }
 
     #[test]

@@ -39,6 +39,12 @@ const ZSTD_JOB_SIZE: u32 = 1 << 20;
 /// so that old cache records are not reused.
 const LAYER_FORMAT: u32 = 3;
 
+/// Layers kept in the store per slot (the same entries from the same source
+/// paths, whatever their content): the newest and the two before it, for a
+/// quick revert. Older ones are deleted when a newer one is written, so the
+/// store does not grow with every rebuild.
+const LAYERS_KEPT_PER_SLOT: usize = 3;
+
 /// One entry of a layer, with its path inside the image (no leading `/`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
@@ -128,6 +134,8 @@ pub struct LayerInputs {
     media_type: String,
     mtime: u64,
     key: String,
+    /// The same entries from the same sources, whatever their content.
+    slot: String,
     /// Bytes of file content, before compression.
     content_size: u64,
 }
@@ -136,11 +144,13 @@ impl LayerInputs {
     pub fn new(mut entries: Vec<Entry>, media_type: &str, mtime: u64) -> Result<LayerInputs> {
         entries.sort_by(|a, b| a.path().cmp(b.path()));
         let (key, content_size) = cache_key(&entries, media_type, mtime)?;
+        let slot = slot_key(&entries, media_type);
         Ok(LayerInputs {
             entries,
             media_type: media_type.to_string(),
             mtime,
             key,
+            slot,
             content_size,
         })
     }
@@ -166,6 +176,7 @@ impl LayerInputs {
             return None;
         }
         crate::progress::verbose(format!("layer {digest} reused from the cache"));
+        store.pin(&digest);
         Some(LayerBlob::stored(
             &self.media_type,
             digest,
@@ -186,8 +197,51 @@ impl LayerInputs {
             "size": layer.blob.size,
         });
         store.write_record("layers", &self.key, record.to_string().as_bytes())?;
+        store.pin(&layer.blob.digest);
+        self.evict_older_layers(store, &layer.blob.digest);
+        super::gzip::prune_members(&store.cache_dir("gzip-members"));
         Ok(layer)
     }
+
+    /// Records `newest` as the slot's latest layer and deletes the blobs of
+    /// the slot's layers beyond [`LAYERS_KEPT_PER_SLOT`] (their records then
+    /// simply miss), unless this run uses them (another slot's layer may be
+    /// the same blob).
+    fn evict_older_layers(&self, store: &BlobStore, newest: &str) {
+        let mut kept: Vec<String> = store
+            .read_record("layer-slots", &self.slot)
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        kept.retain(|digest| digest != newest);
+        kept.insert(0, newest.to_string());
+        let evicted = kept.split_off(LAYERS_KEPT_PER_SLOT.min(kept.len()));
+        for digest in &evicted {
+            crate::progress::trace(format!("layer {digest} leaves the cache"));
+            store.remove(digest);
+        }
+        if let Ok(record) = serde_json::to_vec(&kept) {
+            // A lost slot record only means older layers stay.
+            let _ = store.write_record("layer-slots", &self.slot, &record);
+        }
+    }
+}
+
+/// sha256 over a layer's media type and entries (kind, path, mode, source
+/// path), not their content: successive builds of the same binary share it.
+fn slot_key(entries: &[Entry], media_type: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(format!("krust-layer-slot/{media_type}\n").as_bytes());
+    for entry in entries {
+        let line = match entry {
+            Entry::Dir { path, mode } => format!("dir {path} {mode:o}\n"),
+            Entry::File { path, mode, source } => {
+                format!("file {path} {mode:o} {}\n", source.display())
+            }
+            Entry::Symlink { path, target } => format!("link {path} {}\n", target.display()),
+        };
+        hasher.update(line.as_bytes());
+    }
+    hex::encode(hasher.finalize())
 }
 
 /// sha256 over every input of a layer: format, compression settings, media
@@ -610,6 +664,44 @@ mod tests {
         assert_ne!(layer(&store).blob.digest, first.blob.digest);
         rewrite(b"v1", 2_000);
         assert_eq!(layer(&store).blob.digest, first.blob.digest);
+    }
+
+    #[test]
+    fn older_layers_of_a_binary_leave_the_store_but_not_during_their_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("store");
+        let exe = dir.path().join("exe");
+        let build = |store: &BlobStore, version: u64| {
+            std::fs::write(&exe, format!("binary v{version}")).unwrap();
+            let file = std::fs::File::options().write(true).open(&exe).unwrap();
+            file.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(version))
+                .unwrap();
+            cached_layer(
+                store,
+                binary_entries("hello", &exe),
+                crate::oci::MEDIA_TYPE_OCI_LAYER_GZIP,
+                0,
+            )
+            .unwrap()
+            .blob
+            .digest
+        };
+        // One run per version: each a store of its own.
+        let digests: Vec<String> = (1..=5)
+            .map(|v| build(&BlobStore::open(&root).unwrap(), v))
+            .collect();
+        let store = BlobStore::open(&root).unwrap();
+        let stored: Vec<bool> = digests.iter().map(|d| store.get(d).is_some()).collect();
+        assert_eq!(stored, [false, false, true, true, true]);
+
+        // Version 1 again is written again, and pushes version 3 out.
+        assert_eq!(build(&store, 1), digests[0]);
+        assert!(store.get(&digests[2]).is_none());
+
+        // Within one run nothing it used is deleted.
+        let run = BlobStore::open(&root).unwrap();
+        let used: Vec<String> = (6..=10).map(|v| build(&run, v)).collect();
+        assert!(used.iter().all(|d| run.get(d).is_some()));
     }
 
     #[test]
