@@ -886,6 +886,54 @@ fn new_layers_are_streamed_and_identical_ones_cancelled() {
     assert!(second.stderr.contains("Unchanged"), "{}", second.describe());
 }
 
+/// Streamed uploads authenticate like the others: over HTTPS with Basic
+/// credentials, and with bearer tokens (the session's POST gets the
+/// token, the PATCH and the PUT reuse it).
+#[test]
+fn large_layers_stream_over_https_and_with_tokens() {
+    tools::require_default_rust_targets();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let pkg = large_bin_package(tmp.path(), "krust-streamed-auth");
+    let tls = tls_mode();
+    let token = token_mode();
+    for (registry, password, extra_env, target) in [
+        (
+            &tls.registry,
+            &tls.password,
+            Some(tls.registry.ca_cert()),
+            "tls",
+        ),
+        (&token.registry, &token.password, None, "token"),
+    ] {
+        let host = registry.host();
+        let name = unique_name("streamed-auth");
+        let config = docker_config(&auths(&host, USER, password));
+        let mut build = build_on_scratch(&pkg)
+            .arg("-vv")
+            .env("KRUST_REPO", format!("{host}/{name}"))
+            .env("DOCKER_CONFIG", config.path())
+            // A target dir of its own: a layer new to the cache each time.
+            .env("CARGO_TARGET_DIR", tmp.path().join(target));
+        if let Some(ca) = extra_env {
+            build = build.env("SSL_CERT_FILE", ca);
+        }
+        let run = build.run();
+        let pushed = run.single_ref();
+        assert_digest_served(&pushed, &format!("{USER}:{password}"));
+        assert_no_secret(&run, &[password]);
+        // The HTTPS registry's access log cannot be read in step: the
+        // requests are taken from -vv.
+        assert!(
+            run.stderr
+                .lines()
+                .any(|l| l.contains("PATCH /v2/") && l.contains("-> 202")),
+            "no streamed PATCH on {host}: {}",
+            run.describe()
+        );
+        assert!(run.stderr.contains("as it was made"), "{}", run.describe());
+    }
+}
+
 /// A streamed upload the registry fails (here, the PATCH answered 500) is
 /// not retried mid-stream: the layer is uploaded from the store once made.
 #[test]
@@ -902,6 +950,7 @@ fn failed_stream_falls_back_to_an_upload() {
     let run = build_on_scratch(&pkg)
         .arg("-vv")
         .env("KRUST_REPO", format!("{}/{name}", proxy.host()))
+        .env("CARGO_TARGET_DIR", tmp.path().join("target"))
         .run();
     let pushed = run.single_ref();
     let index = fetch_direct(registry, &pushed);
