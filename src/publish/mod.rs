@@ -62,6 +62,9 @@ impl BlobFeed {
 /// The uploading end of a streamed upload, for [`RegistrySink::finish_stream`].
 pub struct StreamedUpload {
     name: ImageName,
+    /// The session as opened, to cancel it while the PATCH still runs.
+    opened: StreamedSession,
+    /// The PATCH; its answer names the session to commit.
     session: tokio::task::JoinHandle<Result<StreamedSession>>,
 }
 
@@ -126,6 +129,7 @@ impl RegistrySink {
         let (chunks, receiver) = tokio::sync::mpsc::channel(STREAM_CHUNKS_IN_FLIGHT);
         let client = self.client.clone();
         let what = what.to_string();
+        let opened = session.clone();
         let session = tokio::spawn(async move {
             client
                 .stream_blob(&registry, &repository, session, receiver, &what)
@@ -135,6 +139,7 @@ impl RegistrySink {
             BlobFeed { chunks, open: true },
             StreamedUpload {
                 name: name.clone(),
+                opened,
                 session,
             },
         ))
@@ -167,62 +172,75 @@ impl RegistrySink {
     /// already, in which case the session is cancelled. Never fails: a blob
     /// not committed here is simply sent by [`Self::publish`].
     async fn end_stream(&self, upload: StreamedUpload, blob: Option<&Blob>) {
-        let StreamedUpload { name, session } = upload;
+        let StreamedUpload {
+            name,
+            opened,
+            session,
+        } = upload;
+        let (registry, repository) = (name.registry(), name.repository());
         let Some(blob) = blob else {
-            if let Ok(Ok(session)) = session.await {
-                self.client
-                    .cancel_streamed_blob(name.registry(), name.repository(), session)
-                    .await;
-            }
+            session.abort();
+            let _ = session.await;
+            self.client
+                .cancel_streamed_blob(registry, repository, opened)
+                .await;
             return;
         };
-        // The digest is known as soon as the blob is made: the HEAD runs
-        // while the registry still takes the last bytes.
-        let target = name.with_digest(&blob.digest);
-        let (session, exists) =
-            tokio::join!(session, self.client.blob_exists(&target, &blob.digest));
-        let session = match session {
-            Ok(Ok(session)) => session,
-            Ok(Err(err)) => {
-                progress::verbose(format!("{err:#}; the blob is sent again once made"));
-                return;
-            }
-            Err(_) => return,
-        };
         let key = (
-            name.registry().to_string(),
-            name.repository().to_string(),
+            registry.to_string(),
+            repository.to_string(),
             blob.digest.clone(),
         );
         let cell = self.done.lock().await.entry(key).or_default().clone();
         let mut session = Some(session);
-        let committed = cell
+        let ended = cell
             .get_or_try_init(|| async {
                 let Some(session) = session.take() else {
-                    anyhow::bail!("the streamed session was already used");
+                    anyhow::bail!("the streamed upload was already ended");
                 };
-                if exists? {
-                    progress::verbose(format!("{} exists in {name}", blob.digest));
+                // The digest is known as soon as the blob is made: the HEAD
+                // runs while the registry may still be taking bytes, and a
+                // blob it holds already stops the upload there.
+                let target = name.with_digest(&blob.digest);
+                if self.client.blob_exists(&target, &blob.digest).await? {
+                    session.abort();
+                    let _ = session.await;
                     self.client
-                        .cancel_streamed_blob(name.registry(), name.repository(), session)
+                        .cancel_streamed_blob(registry, repository, opened.clone())
                         .await;
+                    progress::verbose(format!("{} exists in {name}", blob.digest));
                 } else {
+                    let sent = session
+                        .await
+                        .context("the streamed upload stopped")
+                        .and_then(|sent| sent);
+                    let sent = match sent {
+                        Ok(sent) => sent,
+                        Err(err) => {
+                            self.client
+                                .cancel_streamed_blob(registry, repository, opened.clone())
+                                .await;
+                            return Err(err);
+                        }
+                    };
                     self.client
-                        .commit_streamed_blob(&target, session, &blob.digest)
+                        .commit_streamed_blob(&target, sent, &blob.digest)
                         .await?;
                     progress::verbose(format!("uploaded {} to {name} as it was made", blob.digest));
                 }
-                *self.holder(&name, &blob.digest).await.lock().await =
-                    Some(name.repository().to_string());
+                *self.holder(&name, &blob.digest).await.lock().await = Some(repository.to_string());
                 Ok(())
             })
             .await;
-        if let Err(err) = committed {
+        if let Err(err) = ended {
             progress::verbose(format!("{err:#}; the blob is sent again"));
         }
         if let Some(session) = session {
+            // Another transfer of the same blob came first.
+            session.abort();
+            let _ = session.await;
             self.client
-                .cancel_streamed_blob(name.registry(), name.repository(), session)
+                .cancel_streamed_blob(registry, repository, opened)
                 .await;
         }
     }

@@ -238,8 +238,9 @@ async fn open_session(
     Ok((session, min_chunk))
 }
 
-/// An upload session holding every byte of a streamed blob, waiting for
-/// its digest: [`commit_streamed`] or [`cancel_streamed`] it.
+/// An upload session for a streamed blob: [`commit_streamed`] it once
+/// every byte is in, or [`cancel_streamed`] it (at any time).
+#[derive(Clone)]
 pub struct StreamedSession {
     url: Url,
 }
