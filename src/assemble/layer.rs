@@ -143,8 +143,11 @@ pub struct LayerInputs {
 impl LayerInputs {
     pub fn new(mut entries: Vec<Entry>, media_type: &str, mtime: u64) -> Result<LayerInputs> {
         entries.sort_by(|a, b| a.path().cmp(b.path()));
-        let (key, content_size) = cache_key(&entries, media_type, mtime)?;
-        let slot = slot_key(&entries, media_type);
+        let Keys {
+            cache: key,
+            slot,
+            content_size,
+        } = keys(&entries, media_type, mtime)?;
         Ok(LayerInputs {
             entries,
             media_type: media_type.to_string(),
@@ -226,39 +229,33 @@ impl LayerInputs {
     }
 }
 
-/// sha256 over a layer's media type and entries (kind, path, mode, source
-/// path), not their content: successive builds of the same binary share it.
-fn slot_key(entries: &[Entry], media_type: &str) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(format!("krust-layer-slot/{media_type}\n").as_bytes());
-    for entry in entries {
-        let line = match entry {
-            Entry::Dir { path, mode } => format!("dir {path} {mode:o}\n"),
-            Entry::File { path, mode, source } => {
-                format!("file {path} {mode:o} {}\n", source.display())
-            }
-            Entry::Symlink { path, target } => format!("link {path} {}\n", target.display()),
-        };
-        hasher.update(line.as_bytes());
-    }
-    hex::encode(hasher.finalize())
+/// The two keys of a layer's inputs, in one pass over its entries.
+struct Keys {
+    /// sha256 over every input: format, compression settings, media type,
+    /// mtime, and each entry's kind, path, mode and content.
+    cache: String,
+    /// sha256 over the media type and each entry's kind, path, mode and
+    /// source path, not their content: successive builds of the same
+    /// binary share it.
+    slot: String,
+    /// Total size of the files' content.
+    content_size: u64,
 }
 
-/// sha256 over every input of a layer: format, compression settings, media
-/// type, mtime, and each entry's kind, path, mode and content; with the
-/// total size of the files' content.
-fn cache_key(entries: &[Entry], media_type: &str, mtime: u64) -> Result<(String, u64)> {
+fn keys(entries: &[Entry], media_type: &str, mtime: u64) -> Result<Keys> {
     let mut content_size = 0;
-    let mut hasher = Sha256::new();
-    hasher.update(
+    let mut cache = Sha256::new();
+    let mut slot = Sha256::new();
+    cache.update(
         format!(
             "krust-layer/{LAYER_FORMAT}/libdeflate-{GZIP_LEVEL}-{BLOCK_SIZE}/zstd-{ZSTD_LEVEL}-{ZSTD_JOB_SIZE}/{media_type}/{mtime}\n"
         )
             .as_bytes(),
     );
+    slot.update(format!("krust-layer-slot/{media_type}\n").as_bytes());
     for entry in entries {
-        match entry {
-            Entry::Dir { path, mode } => hasher.update(format!("dir {path} {mode:o}\n").as_bytes()),
+        let (line, content) = match entry {
+            Entry::Dir { path, mode } => (format!("dir {path} {mode:o}"), String::new()),
             Entry::File { path, mode, source } => {
                 // The file's identity as cargo judges freshness (size, mtime,
                 // inode), not its hash: hashing a 50 MiB binary would cost
@@ -268,25 +265,30 @@ fn cache_key(entries: &[Entry], media_type: &str, mtime: u64) -> Result<(String,
                 let meta = std::fs::metadata(source)
                     .with_context(|| format!("cannot read {}", source.display()))?;
                 content_size += meta.len();
-                hasher.update(
+                (
+                    format!("file {path} {mode:o} {}", source.display()),
                     format!(
-                        "file {path} {mode:o} {} {} {}.{} {}:{}\n",
-                        source.display(),
+                        " {} {}.{} {}:{}",
                         meta.len(),
                         meta.mtime(),
                         meta.mtime_nsec(),
                         meta.dev(),
                         meta.ino()
-                    )
-                    .as_bytes(),
-                );
+                    ),
+                )
             }
             Entry::Symlink { path, target } => {
-                hasher.update(format!("link {path} {}\n", target.display()).as_bytes())
+                (format!("link {path} {}", target.display()), String::new())
             }
-        }
+        };
+        slot.update(format!("{line}\n").as_bytes());
+        cache.update(format!("{line}{content}\n").as_bytes());
     }
-    Ok((hex::encode(hasher.finalize()), content_size))
+    Ok(Keys {
+        cache: hex::encode(cache.finalize()),
+        slot: hex::encode(slot.finalize()),
+        content_size,
+    })
 }
 
 /// Writes the entries (sorted by path) as a gzip layer of the given media

@@ -75,6 +75,14 @@ type BlobKey = (String, String, String);
 /// A blob in a registry, whatever the repository: (registry, digest).
 type RegistryBlob = (String, String);
 
+fn blob_key(name: &ImageName, digest: &str) -> BlobKey {
+    (
+        name.registry().to_string(),
+        name.repository().to_string(),
+        digest.to_string(),
+    )
+}
+
 /// Pushes images to their registries.
 pub struct RegistrySink {
     client: Arc<RegistryClient>,
@@ -151,17 +159,13 @@ impl RegistrySink {
     /// waits for it before it pushes that blob.
     pub async fn finish_stream(self: &Arc<Self>, upload: StreamedUpload, blob: Option<&Blob>) {
         let Some(blob) = blob else {
-            self.end_stream(upload, None).await;
+            self.stop_stream(upload).await;
             return;
         };
-        let key = (
-            upload.name.registry().to_string(),
-            upload.name.repository().to_string(),
-            blob.digest.clone(),
-        );
+        let key = blob_key(&upload.name, &blob.digest);
         let sink = Arc::clone(self);
         let blob = blob.clone();
-        let ending = tokio::spawn(async move { sink.end_stream(upload, Some(&blob)).await });
+        let ending = tokio::spawn(async move { sink.end_stream(upload, &blob).await });
         self.streams
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -169,33 +173,15 @@ impl RegistrySink {
     }
 
     /// Commits a streamed session unless the repository holds the blob
-    /// already, in which case the session is cancelled. Never fails: a blob
+    /// already, in which case the upload is stopped. Never fails: a blob
     /// not committed here is simply sent by [`Self::publish`].
-    async fn end_stream(&self, upload: StreamedUpload, blob: Option<&Blob>) {
-        let StreamedUpload {
-            name,
-            opened,
-            session,
-        } = upload;
-        let (registry, repository) = (name.registry(), name.repository());
-        let Some(blob) = blob else {
-            session.abort();
-            let _ = session.await;
-            self.client
-                .cancel_streamed_blob(registry, repository, opened)
-                .await;
-            return;
-        };
-        let key = (
-            registry.to_string(),
-            repository.to_string(),
-            blob.digest.clone(),
-        );
-        let cell = self.done.lock().await.entry(key).or_default().clone();
-        let mut session = Some(session);
+    async fn end_stream(&self, upload: StreamedUpload, blob: &Blob) {
+        let name = upload.name.clone();
+        let cell = self.done_cell(blob_key(&name, &blob.digest)).await;
+        let mut upload = Some(upload);
         let ended = cell
             .get_or_try_init(|| async {
-                let Some(session) = session.take() else {
+                let Some(upload) = upload.take() else {
                     anyhow::bail!("the streamed upload was already ended");
                 };
                 // The digest is known as soon as the blob is made: the HEAD
@@ -203,46 +189,57 @@ impl RegistrySink {
                 // blob it holds already stops the upload there.
                 let target = name.with_digest(&blob.digest);
                 if self.client.blob_exists(&target, &blob.digest).await? {
-                    session.abort();
-                    let _ = session.await;
-                    self.client
-                        .cancel_streamed_blob(registry, repository, opened.clone())
-                        .await;
+                    self.stop_stream(upload).await;
                     progress::verbose(format!("{} exists in {name}", blob.digest));
                 } else {
-                    let sent = session
-                        .await
-                        .context("the streamed upload stopped")
-                        .and_then(|sent| sent);
-                    let sent = match sent {
-                        Ok(sent) => sent,
-                        Err(err) => {
+                    let StreamedUpload {
+                        opened, session, ..
+                    } = upload;
+                    let sent = match session.await.context("the streamed upload stopped") {
+                        Ok(Ok(sent)) => sent,
+                        Ok(Err(err)) | Err(err) => {
                             self.client
-                                .cancel_streamed_blob(registry, repository, opened.clone())
+                                .cancel_streamed_blob(name.registry(), name.repository(), opened)
                                 .await;
                             return Err(err);
                         }
                     };
                     self.client
-                        .commit_streamed_blob(&target, sent, &blob.digest)
+                        .commit_streamed_blob(
+                            name.registry(),
+                            name.repository(),
+                            sent,
+                            &blob.digest,
+                        )
                         .await?;
                     progress::verbose(format!("uploaded {} to {name} as it was made", blob.digest));
                 }
-                *self.holder(&name, &blob.digest).await.lock().await = Some(repository.to_string());
+                *self.holder(&name, &blob.digest).await.lock().await =
+                    Some(name.repository().to_string());
                 Ok(())
             })
             .await;
         if let Err(err) = ended {
             progress::verbose(format!("{err:#}; the blob is sent again"));
         }
-        if let Some(session) = session {
+        if let Some(upload) = upload {
             // Another transfer of the same blob came first.
-            session.abort();
-            let _ = session.await;
-            self.client
-                .cancel_streamed_blob(registry, repository, opened)
-                .await;
+            self.stop_stream(upload).await;
         }
+    }
+
+    /// Drops a streamed upload where it is and deletes its session.
+    async fn stop_stream(&self, upload: StreamedUpload) {
+        let StreamedUpload {
+            name,
+            opened,
+            session,
+        } = upload;
+        session.abort();
+        let _ = session.await;
+        self.client
+            .cancel_streamed_blob(name.registry(), name.repository(), opened)
+            .await;
     }
 
     /// Pushes one index with everything it references, then its tags.
@@ -323,17 +320,17 @@ impl RegistrySink {
 
     /// Makes sure the repository holds the blob, transferring it at most once.
     async fn ensure_blob(&self, name: &ImageName, blob: &Blob) -> Result<()> {
-        let key = (
-            name.registry().to_string(),
-            name.repository().to_string(),
-            blob.digest.clone(),
-        );
         // A streamed upload leaves its outcome in the cell: committed, or
         // left to the transfer below.
         self.wait_for_stream(name, &blob.digest).await;
-        let cell = self.done.lock().await.entry(key).or_default().clone();
+        let cell = self.done_cell(blob_key(name, &blob.digest)).await;
         cell.get_or_try_init(|| self.transfer(name, blob)).await?;
         Ok(())
+    }
+
+    /// The cell of a blob in a repository, set once it is there.
+    async fn done_cell(&self, key: BlobKey) -> Arc<OnceCell<()>> {
+        self.done.lock().await.entry(key).or_default().clone()
     }
 
     async fn transfer(&self, name: &ImageName, blob: &Blob) -> Result<()> {
@@ -360,16 +357,11 @@ impl RegistrySink {
     /// Waits until a streamed upload of `digest` to `name` has ended, if
     /// there is one.
     async fn wait_for_stream(&self, name: &ImageName, digest: &str) {
-        let key = (
-            name.registry().to_string(),
-            name.repository().to_string(),
-            digest.to_string(),
-        );
         let streaming = self
             .streams
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&key);
+            .remove(&blob_key(name, digest));
         if let Some(streaming) = streaming {
             let _ = streaming.await;
         }

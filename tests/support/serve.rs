@@ -170,44 +170,45 @@ pub fn read_body(stream: &mut TcpStream, head: &Head) -> std::io::Result<Vec<u8>
 /// Decodes a chunked body (`SIZE\r\nDATA\r\n`… up to a zero size and the
 /// blank line after any trailers), starting with the bytes already read.
 fn read_chunked(stream: &mut TcpStream, mut raw: Vec<u8>) -> std::io::Result<Vec<u8>> {
-    let invalid =
-        |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
+    let cut_short =
+        || std::io::Error::new(std::io::ErrorKind::InvalidData, "chunked body cut short");
+    // Reads more of the body into `raw`; false at the end of the stream.
+    let mut more = |raw: &mut Vec<u8>| -> std::io::Result<bool> {
+        let mut chunk = [0u8; 64 * 1024];
+        let n = stream.read(&mut chunk)?;
+        raw.extend_from_slice(&chunk[..n]);
+        Ok(n > 0)
+    };
+    let line_end = |raw: &[u8], at: usize| {
+        raw[at..]
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .map(|end| at + end)
+    };
     let mut body = Vec::new();
     let mut at = 0;
-    let mut chunk = [0u8; 64 * 1024];
     loop {
-        // Enough bytes for the next size line, and then for its data.
-        let line_end = loop {
-            if let Some(end) = raw[at..].windows(2).position(|w| w == b"\r\n") {
-                break at + end;
+        let size_end = loop {
+            if let Some(end) = line_end(&raw, at) {
+                break end;
             }
-            let n = stream.read(&mut chunk)?;
-            if n == 0 {
-                return Err(invalid("chunked body cut short"));
+            if !more(&mut raw)? {
+                return Err(cut_short());
             }
-            raw.extend_from_slice(&chunk[..n]);
         };
-        let size_text = String::from_utf8_lossy(&raw[at..line_end]).into_owned();
+        let size_text = String::from_utf8_lossy(&raw[at..size_end]).into_owned();
         let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-            .map_err(|_| invalid("bad chunk size"))?;
-        at = line_end + 2;
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "bad chunk size"))?;
+        at = size_end + 2;
         if size == 0 {
             // Trailers (none expected) end with a blank line.
-            while !raw[at..].windows(2).any(|w| w == b"\r\n") {
-                let n = stream.read(&mut chunk)?;
-                if n == 0 {
-                    break;
-                }
-                raw.extend_from_slice(&chunk[..n]);
-            }
+            while line_end(&raw, at).is_none() && more(&mut raw)? {}
             return Ok(body);
         }
         while raw.len() < at + size + 2 {
-            let n = stream.read(&mut chunk)?;
-            if n == 0 {
-                return Err(invalid("chunked body cut short"));
+            if !more(&mut raw)? {
+                return Err(cut_short());
             }
-            raw.extend_from_slice(&chunk[..n]);
         }
         body.extend_from_slice(&raw[at..at + size]);
         at += size + 2;

@@ -231,19 +231,14 @@ impl RegistryClient {
 
     pub async fn commit_streamed_blob(
         &self,
-        repository: &Reference,
+        registry: &str,
+        repository: &str,
         session: StreamedSession,
         digest: &str,
     ) -> Result<()> {
-        upload::commit_streamed(
-            &self.transport,
-            repository.resolve_registry(),
-            repository.repository(),
-            session,
-            digest,
-        )
-        .await
-        .with_context(|| format!("cannot commit blob {digest} to {}", repo_of(repository)))
+        upload::commit_streamed(&self.transport, registry, repository, session, digest)
+            .await
+            .with_context(|| format!("cannot commit blob {digest} to {registry}/{repository}"))
     }
 
     pub async fn cancel_streamed_blob(

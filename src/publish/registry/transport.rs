@@ -13,7 +13,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, HeaderMap, HeaderValue, LOCATION};
 use reqwest::{Method, Response, StatusCode, Url};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
@@ -507,23 +507,20 @@ async fn attach(
                 .body(reqwest::Body::wrap_stream(stream))
         }
         Body::Stream { chunks, transfer } => {
-            let Some(receiver) = chunks.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            let Some(mut receiver) = chunks.lock().unwrap_or_else(|e| e.into_inner()).take() else {
                 return Err(RegistryError::new(
                     registry,
                     ErrorKind::Local("a streamed body cannot be sent twice".into()),
                 ));
             };
             let transfer = transfer.clone();
-            let stream = futures_util::stream::unfold(receiver, move |mut receiver| {
-                let transfer = transfer.clone();
-                async move {
-                    let chunk = receiver.recv().await?;
+            let stream = futures_util::stream::poll_fn(move |cx| receiver.poll_recv(cx))
+                .map(Ok::<Bytes, std::io::Error>)
+                .inspect_ok(move |chunk| {
                     if let Some(transfer) = &transfer {
                         transfer.advance(chunk.len() as u64);
                     }
-                    Some((Ok::<Bytes, std::io::Error>(chunk), receiver))
-                }
-            });
+                });
             builder.body(reqwest::Body::wrap_stream(stream))
         }
     })
