@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser};
 
+use cargo_krust::compile::speculative::Speculation;
 use cargo_krust::cli::{ApplyArgs, BuildArgs, BuildOptions, Cli, Command, normalize_args};
 use cargo_krust::resolve::{self, kubectl};
 use cargo_krust::{pipeline, plan, progress};
@@ -52,8 +53,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
 fn build(args: BuildArgs) -> Result<()> {
     let options = &args.options;
     progress::init(options.quiet, options.verbose, options.color);
+    // The last build of this invocation starts beside `cargo metadata`.
+    let speculation = match plan::manifest_path(args.directory.as_deref(), options) {
+        Ok(manifest_path) => Speculation::start(&manifest_path, options.target_dir.as_deref()),
+        Err(_) => Speculation::none(),
+    };
     let plan = plan::plan(args.directory.as_deref(), options, &args.cargo_args)?;
-    let indexes = pipeline::run_blocking(&plan)?;
+    let indexes = pipeline::run_blocking(&plan, speculation)?;
     let references: Vec<String> = indexes.iter().map(|i| i.reference()).collect();
     write_image_refs(options.image_refs.as_deref(), &references)?;
     let mut stdout = std::io::stdout().lock();

@@ -16,6 +16,7 @@ use crate::assemble::layer::{self, LayerBlob, LayerInputs};
 use crate::assemble::{self, ImageIndex, PlatformBase, PlatformInput};
 use crate::base::{BaseImage, BasePlatformImage};
 use crate::compile::tools::Machine;
+use crate::compile::speculative::Speculation;
 use crate::compile::{self, Unit, batch};
 use crate::image_name::ImageName;
 use crate::plan::{BaseSpec, ImageJob, Plan, Workspace};
@@ -26,26 +27,30 @@ use crate::publish::{OciLayout, RegistrySink};
 use crate::store::BlobStore;
 
 /// [`run`] on a runtime of its own, for callers outside async code.
-pub fn run_blocking(plan: &Plan) -> Result<Vec<ImageIndex>> {
+pub fn run_blocking(plan: &Plan, speculation: Speculation) -> Result<Vec<ImageIndex>> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let result = runtime.block_on(run(plan));
+    let result = runtime.block_on(run(plan, speculation));
     // Work nobody waits for any more (CA roots loaded for an HTTPS attempt
     // that lost) must not delay the exit.
     runtime.shutdown_background();
     result
 }
 
-/// Runs the whole pipeline for a plan.
-pub async fn run(plan: &Plan) -> Result<Vec<ImageIndex>> {
+/// Runs the whole pipeline for a plan; `speculation` may hold its cargo
+/// build, started before the plan was made.
+pub async fn run(plan: &Plan, mut speculation: Speculation) -> Result<Vec<ImageIndex>> {
     let store = BlobStore::open(&plan.target_dir.join("krust"))?;
     let client = Arc::new(registry_client(plan)?);
 
+    progress::trace("planned");
     let bases = fetch_bases(plan, &client, &store).await?;
+    progress::trace("base images resolved");
     let platforms = job_platforms(plan, &bases)?;
-    let executables = compile_all(plan, &platforms).await?;
+    let executables = compile_all(plan, &platforms, &mut speculation).await?;
+    progress::trace("compiled");
 
     let jobs = plan.jobs.max(1);
     let sink = plan
@@ -178,6 +183,7 @@ fn job_platforms(plan: &Plan, bases: &HashMap<String, BaseImage>) -> Result<Vec<
 async fn compile_all(
     plan: &Plan,
     platforms: &[Vec<Platform>],
+    speculation: &mut Speculation,
 ) -> Result<HashMap<(Unit, Platform), PathBuf>> {
     let mut wanted: BTreeMap<&Workspace, Vec<batch::Wanted>> = BTreeMap::new();
     let mut package_features: HashMap<&Workspace, HashMap<String, Vec<String>>> = HashMap::new();
@@ -232,12 +238,20 @@ async fn compile_all(
         for batch in &mut batches {
             batch.build.jobserver = jobserver.as_ref();
         }
+        // Only a lone build is started early (and remembered): several
+        // share a jobserver made in this run.
+        let lone_command = match batches.as_slice() {
+            [batch] if !batch.installed_target => Some(compile::command(&batch.build)?),
+            _ => None,
+        };
+        let mut early = speculation.take(lone_command.as_ref());
         let builds = progress::Builds::new(batches.len());
         let results: Vec<Result<HashMap<Unit, PathBuf>>> = std::thread::scope(|scope| {
             let handles: Vec<_> = batches
                 .iter()
                 .map(|batch| {
                     let builds = &builds;
+                    let early = early.take();
                     scope.spawn(move || {
                         let bins: BTreeSet<&str> =
                             batch.build.units.iter().map(|u| u.bin.as_str()).collect();
@@ -251,7 +265,8 @@ async fn compile_all(
                                 batch.build.strategy
                             ),
                         );
-                        let built = compile::build(&batch.build, &|l| line.cargo_line(l));
+                        let built =
+                            compile::build(&batch.build, early, &|l| line.cargo_line(l));
                         line.finish(built.is_ok());
                         built
                     })
@@ -271,6 +286,9 @@ async fn compile_all(
             for (unit, path) in built? {
                 executables.insert((unit, batch.platform.clone()), path);
             }
+        }
+        if let Some(command) = &lone_command {
+            speculation.remember(&plan.target_dir, command);
         }
         Ok(executables)
     })
@@ -405,16 +423,24 @@ async fn layer_of(
         _ => None,
     };
     let Some((sink, (mut feed, streamed))) = stream else {
-        return tokio::task::block_in_place(|| inputs.write(store, None));
+        return tokio::task::block_in_place(|| {
+            let layer = inputs.write(store, None)?;
+            inputs.evict_older_layers(store, &layer);
+            Ok(layer)
+        });
     };
+    progress::trace(format!("writing the {what} while it is uploaded"));
     let layer = tokio::task::block_in_place(|| {
         inputs.write(store, Some(&mut |bytes: &[u8]| feed.send(bytes)))
     });
     // The end of the upload's body.
     drop(feed);
+    progress::trace(format!("{what} written"));
     sink.finish_stream(streamed, layer.as_ref().ok().map(|layer| &layer.blob))
         .await;
-    layer
+    let layer = layer?;
+    tokio::task::block_in_place(|| inputs.evict_older_layers(store, &layer));
+    Ok(layer)
 }
 
 /// RFC 3339 form of the image timestamp.

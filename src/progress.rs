@@ -24,6 +24,10 @@ struct Reporter {
 
 static REPORTER: OnceLock<Reporter> = OnceLock::new();
 
+/// When reporting began (about when the process started): `-vv` lines say
+/// how long after it they happened, to show where a run spends its time.
+static STARTED: OnceLock<Instant> = OnceLock::new();
+
 fn reporter() -> &'static Reporter {
     REPORTER.get_or_init(|| Reporter {
         quiet: false,
@@ -34,6 +38,7 @@ fn reporter() -> &'static Reporter {
 
 /// Sets verbosity and colour once, at start-up.
 pub fn init(quiet: bool, verbose: u8, color: ColorChoice) {
+    STARTED.get_or_init(Instant::now);
     match color {
         ColorChoice::Always => console::set_colors_enabled_stderr(true),
         ColorChoice::Never => console::set_colors_enabled_stderr(false),
@@ -154,12 +159,15 @@ pub fn verbose(message: impl AsRef<str>) {
     }
 }
 
-/// Finer detail shown with `-vv` (each registry request, for instance).
+/// Finer detail shown with `-vv` (each registry request, for instance),
+/// with the milliseconds since start-up.
 pub fn trace(message: impl AsRef<str>) {
     if is_verbose(2) {
+        let elapsed = STARTED.get_or_init(Instant::now).elapsed();
         print_line(format!(
-            "{} {}",
+            "{} {:>5} ms {}",
             style(format!("{:>12}", "Trace")).dim(),
+            elapsed.as_millis(),
             message.as_ref()
         ));
     }

@@ -39,6 +39,14 @@ impl BlobStore {
         Ok(store)
     }
 
+    /// The store at `root` if there is one, creating nothing.
+    pub fn existing(root: &Path) -> Option<BlobStore> {
+        root.is_dir().then(|| BlobStore {
+            root: root.to_path_buf(),
+            pinned: Arc::default(),
+        })
+    }
+
     fn blob_dir(&self) -> PathBuf {
         self.root.join("blobs").join("sha256")
     }

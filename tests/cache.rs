@@ -322,3 +322,72 @@ fn unchanged_rebuild_writes_nothing_to_the_registry() {
         "{writes:?}"
     );
 }
+
+/// The second run of an invocation starts the last run's cargo build before
+/// planning, and uses it when it is the planned build; when the plan's
+/// build differs (here RUSTFLAGS changed, so its rustflags did), the early
+/// build is waited for, its output is not shown, and the planned one runs.
+#[test]
+fn last_build_starts_early_and_is_used_only_when_planned() {
+    tools::require_default_rust_targets();
+    let target = tempfile::tempdir().expect("tempdir");
+    let build = |rustflags: Option<&str>| {
+        let run = build_on_scratch(&hello_krust())
+            .args(["--no-push", "-vv"])
+            .env("CARGO_TARGET_DIR", target.path());
+        match rustflags {
+            Some(flags) => run.env("RUSTFLAGS", flags),
+            None => run.env_remove("RUSTFLAGS"),
+        }
+        .run()
+    };
+    let started_early = "started the last run's cargo build early";
+
+    let first = build(None);
+    first.expect_success();
+    assert!(!first.stderr.contains(started_early), "{}", first.describe());
+
+    let second = build(None);
+    assert_eq!(second.single_ref(), first.single_ref());
+    for expected in [
+        started_early,
+        "(started before planning)",
+        // cargo's own lines of the build used are shown.
+        "Fresh hello-krust",
+    ] {
+        assert!(
+            second.stderr.contains(expected),
+            "{expected:?}: {}",
+            second.describe()
+        );
+    }
+
+    let third = build(Some("-Cdebug-assertions=yes"));
+    third.expect_success();
+    for expected in [
+        started_early,
+        "waiting for the cargo build started from the last run's command",
+        "Compiling hello-krust",
+        "-Cdebug-assertions=yes",
+    ] {
+        assert!(
+            third.stderr.contains(expected),
+            "{expected:?}: {}",
+            third.describe()
+        );
+    }
+    assert!(
+        !third.stderr.contains("Fresh hello-krust"),
+        "the early build's output is not shown: {}",
+        third.describe()
+    );
+
+    // The planned build is remembered in its place.
+    let fourth = build(Some("-Cdebug-assertions=yes"));
+    assert_eq!(fourth.single_ref(), third.single_ref());
+    assert!(
+        fourth.stderr.contains("(started before planning)"),
+        "{}",
+        fourth.describe()
+    );
+}

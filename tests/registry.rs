@@ -874,7 +874,7 @@ fn new_layers_are_streamed_and_identical_ones_cancelled() {
         second
             .stderr
             .lines()
-            .any(|l| l.contains("Trace PATCH /v2/") && l.contains(&name)),
+            .any(|l| l.contains("Trace") && l.contains(" PATCH /v2/") && l.contains(&name)),
         "the new file was streamed: {}",
         second.describe()
     );

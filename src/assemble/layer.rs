@@ -121,7 +121,11 @@ pub fn cached_layer(
     let inputs = LayerInputs::new(entries, media_type, mtime)?;
     match inputs.cached(store) {
         Some(layer) => Ok(layer),
-        None => inputs.write(store, None),
+        None => {
+            let layer = inputs.write(store, None)?;
+            inputs.evict_older_layers(store, &layer);
+            Ok(layer)
+        }
     }
 }
 
@@ -191,7 +195,8 @@ impl LayerInputs {
 
     /// Writes the layer into the store and records it in the cache.
     /// `observer`, when given, sees the compressed bytes as they are
-    /// written (for an upload that runs meanwhile).
+    /// written (for an upload that runs meanwhile). The slot's older layers
+    /// stay until [`LayerInputs::evict_older_layers`].
     pub fn write(&self, store: &BlobStore, observer: Option<Observer<'_>>) -> Result<LayerBlob> {
         let layer = write_layer(store, &self.entries, &self.media_type, self.mtime, observer)?;
         let record = json!({
@@ -201,16 +206,17 @@ impl LayerInputs {
         });
         store.write_record("layers", &self.key, record.to_string().as_bytes())?;
         store.pin(&layer.blob.digest);
-        self.evict_older_layers(store, &layer.blob.digest);
-        super::gzip::prune_members(&store.cache_dir("gzip-members"));
         Ok(layer)
     }
 
-    /// Records `newest` as the slot's latest layer and deletes the blobs of
-    /// the slot's layers beyond [`LAYERS_KEPT_PER_SLOT`] (their records then
-    /// simply miss), unless this run uses them (another slot's layer may be
-    /// the same blob).
-    fn evict_older_layers(&self, store: &BlobStore, newest: &str) {
+    /// Records `newest`, just written, as the slot's latest layer and
+    /// deletes the blobs of the slot's layers beyond
+    /// [`LAYERS_KEPT_PER_SLOT`] (their records then simply miss), unless
+    /// this run uses them (another slot's layer may be the same blob); and
+    /// prunes the gzip member cache. Deleting a 20 MB file takes
+    /// milliseconds, which an upload should not wait for.
+    pub fn evict_older_layers(&self, store: &BlobStore, newest: &LayerBlob) {
+        let newest = newest.blob.digest.as_str();
         let mut kept: Vec<String> = store
             .read_record("layer-slots", &self.slot)
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
@@ -226,6 +232,7 @@ impl LayerInputs {
             // A lost slot record only means older layers stay.
             let _ = store.write_record("layer-slots", &self.slot, &record);
         }
+        super::gzip::prune_members(&store.cache_dir("gzip-members"));
     }
 }
 

@@ -43,6 +43,9 @@ pub struct Shared<'a> {
 pub struct Batch<'a> {
     pub platform: Platform,
     pub build: TripleBuild<'a>,
+    /// The triple's standard library was installed while preparing: a
+    /// build started before then saw another toolchain.
+    pub installed_target: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -112,6 +115,7 @@ pub fn prepare<'a>(
     let mut out = Vec::new();
     for (key, units) in batches {
         let triple = key.platform.rust_target().unwrap_or_default();
+        let mut installed_target = false;
         let build_std = if key.build_std {
             if nightly.is_none() {
                 nightly = Some(toolchain::build_std_toolchain(cwd)?);
@@ -119,7 +123,7 @@ pub fn prepare<'a>(
             Some(nightly.clone().unwrap_or_default())
         } else {
             if ensured.insert(triple) {
-                toolchain::ensure_target(triple, cwd, &records)?;
+                installed_target = toolchain::ensure_target(triple, cwd, &records)?;
             }
             None
         };
@@ -137,6 +141,7 @@ pub fn prepare<'a>(
                 jobserver: None,
             },
             platform: key.platform,
+            installed_target,
         });
     }
     Ok(out)

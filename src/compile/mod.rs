@@ -12,6 +12,7 @@ pub mod cargo_config;
 pub mod linker;
 pub mod native;
 pub mod rustflags;
+pub mod speculative;
 pub mod strategy;
 pub mod toolchain;
 pub mod tools;
@@ -19,7 +20,7 @@ pub mod tools;
 use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 use cargo_metadata::{Message, TargetKind};
@@ -83,28 +84,40 @@ pub fn triple_target_dir(target_dir: &Path, triple: &str) -> PathBuf {
     target_dir.join("krust").join("build").join(triple)
 }
 
-/// Builds every unit for the triple; returns the executable of each. Each
-/// line cargo writes on stderr goes to `stderr_line` as it comes.
-pub fn build(
-    request: &TripleBuild,
-    stderr_line: &(dyn Fn(&str) + Sync),
-) -> Result<HashMap<Unit, PathBuf>> {
+/// The `cargo build` command for the triple.
+pub fn command(request: &TripleBuild) -> Result<Command> {
     let cwd = request
         .manifest_path
         .parent()
         .context("manifest path has no directory")?;
-    let mut command = cargo_command(request, cwd);
-    crate::progress::verbose(format!("running {command:?}"));
+    Ok(cargo_command(request, cwd))
+}
 
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| match request.strategy {
-            Strategy::Zig => "cannot run cargo-zigbuild: is it installed and on PATH?",
-            _ => "cannot run cargo: is it installed and on PATH?",
-        })?;
+/// Builds every unit for the triple; returns the executable of each. Each
+/// line cargo writes on stderr goes to `stderr_line` as it comes. `early`
+/// is the process of [`command`] if it was started already
+/// ([`speculative`]), with its output unread.
+pub fn build(
+    request: &TripleBuild,
+    early: Option<Child>,
+    stderr_line: &(dyn Fn(&str) + Sync),
+) -> Result<HashMap<Unit, PathBuf>> {
+    let mut child = match early {
+        Some(child) => child,
+        None => {
+            let mut command = command(request)?;
+            crate::progress::verbose(format!("running {command:?}"));
+            command
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .with_context(|| match request.strategy {
+                    Strategy::Zig => "cannot run cargo-zigbuild: is it installed and on PATH?",
+                    _ => "cannot run cargo: is it installed and on PATH?",
+                })?
+        }
+    };
     let stdout = child
         .stdout
         .take()

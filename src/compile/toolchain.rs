@@ -85,8 +85,8 @@ fn sysroot(dir: &Path) -> Result<PathBuf> {
 }
 
 /// Ensures the target's standard library is present, installing it with
-/// rustup when possible.
-pub fn ensure_target(triple: &str, dir: &Path, records: &BlobStore) -> Result<()> {
+/// rustup when possible; true when it was installed now.
+pub fn ensure_target(triple: &str, dir: &Path, records: &BlobStore) -> Result<bool> {
     let installed = |root: &Path| root.join("lib/rustlib").join(triple).join("lib").is_dir();
     let fingerprint = selection_fingerprint(dir);
     if let Some(root) = records
@@ -94,12 +94,12 @@ pub fn ensure_target(triple: &str, dir: &Path, records: &BlobStore) -> Result<()
         .map(|bytes| PathBuf::from(String::from_utf8_lossy(&bytes).into_owned()))
         && installed(&root)
     {
-        return Ok(());
+        return Ok(false);
     }
     let root = sysroot(dir)?;
     if installed(&root) {
         records.write_record("sysroot", &fingerprint, root.as_os_str().as_encoded_bytes())?;
-        return Ok(());
+        return Ok(false);
     }
     let has_rustup = Command::new("rustup")
         .arg("--version")
@@ -131,7 +131,7 @@ pub fn ensure_target(triple: &str, dir: &Path, records: &BlobStore) -> Result<()
                 .trim_start_matches("error: ")
         );
     }
-    Ok(())
+    Ok(true)
 }
 
 /// The toolchain that builds std from source for `dir`: `None` when the

@@ -18,6 +18,7 @@ use crate::cli::BuildOptions;
 use crate::image_name::{ImageName, parse_reference, validate_tag};
 use crate::oci::LayerCompression;
 use crate::platform::Platform;
+use crate::progress;
 pub use settings::{LinkerChoice, Origin, PackageSettings, Settings, layered};
 
 /// The built-in default base image (SPEC §4).
@@ -128,8 +129,10 @@ pub fn plan(
     options: &BuildOptions,
     cargo_args: &[String],
 ) -> Result<Plan> {
-    let manifest_path = locate_manifest(directory, options.manifest_path.as_deref())?;
+    let manifest_path = manifest_path(directory, options)?;
+    progress::trace("running cargo metadata");
     let metadata = read_metadata(&manifest_path)?;
+    progress::trace("cargo metadata read");
 
     let workspace = Workspace {
         manifest_path: manifest_path.clone(),
@@ -322,6 +325,12 @@ fn source_date_epoch() -> Result<u64> {
         }),
         _ => Ok(0),
     }
+}
+
+/// The absolute path of the manifest a build starts from: `--manifest-path`,
+/// else `Cargo.toml` in DIRECTORY or the current directory.
+pub fn manifest_path(directory: Option<&Path>, options: &BuildOptions) -> Result<PathBuf> {
+    locate_manifest(directory, options.manifest_path.as_deref())
 }
 
 fn locate_manifest(directory: Option<&Path>, manifest_path: Option<&Path>) -> Result<PathBuf> {

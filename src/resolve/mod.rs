@@ -18,6 +18,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::cli::{BuildOptions, ResolveArgs};
 use crate::compile::BuildFailed;
+use crate::compile::speculative::Speculation;
 use crate::pipeline;
 use crate::plan::Plan;
 use crate::plan::packages::PackagePlanner;
@@ -69,7 +70,7 @@ pub fn resolve(args: &ResolveArgs) -> Result<Resolved> {
     } else {
         let plan = planner.finish(&[])?;
         let indexes =
-            pipeline::run_blocking(&plan).map_err(|err| name_failed(err, &plan, &origins))?;
+            pipeline::run_blocking(&plan, Speculation::none()).map_err(|err| name_failed(err, &plan, &origins))?;
         indexes.iter().map(|index| index.reference()).collect()
     };
     for (origin, reference) in origins.iter().zip(&references) {
