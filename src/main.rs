@@ -10,8 +10,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser};
 
-use cargo_krust::compile::speculative::Speculation;
 use cargo_krust::cli::{ApplyArgs, BuildArgs, BuildOptions, Cli, Command, normalize_args};
+use cargo_krust::compile::speculative::Speculation;
 use cargo_krust::resolve::{self, kubectl};
 use cargo_krust::{pipeline, plan, progress};
 

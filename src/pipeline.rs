@@ -15,8 +15,8 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use crate::assemble::layer::{self, LayerBlob, LayerInputs};
 use crate::assemble::{self, ImageIndex, PlatformBase, PlatformInput};
 use crate::base::{BaseImage, BasePlatformImage};
-use crate::compile::tools::Machine;
 use crate::compile::speculative::Speculation;
+use crate::compile::tools::Machine;
 use crate::compile::{self, Unit, batch};
 use crate::image_name::ImageName;
 use crate::plan::{BaseSpec, ImageJob, Plan, Workspace};
@@ -265,8 +265,7 @@ async fn compile_all(
                                 batch.build.strategy
                             ),
                         );
-                        let built =
-                            compile::build(&batch.build, early, &|l| line.cargo_line(l));
+                        let built = compile::build(&batch.build, early, &|l| line.cargo_line(l));
                         line.finish(built.is_ok());
                         built
                     })

@@ -345,7 +345,11 @@ fn last_build_starts_early_and_is_used_only_when_planned() {
 
     let first = build(None);
     first.expect_success();
-    assert!(!first.stderr.contains(started_early), "{}", first.describe());
+    assert!(
+        !first.stderr.contains(started_early),
+        "{}",
+        first.describe()
+    );
 
     let second = build(None);
     assert_eq!(second.single_ref(), first.single_ref());

@@ -114,7 +114,10 @@ impl Speculation {
                     .stderr(Stdio::piped())
                     .spawn()
                     .ok()?;
-                progress::trace(format!("started the last run's cargo build early: {:?}", recorded.command()));
+                progress::trace(format!(
+                    "started the last run's cargo build early: {:?}",
+                    recorded.command()
+                ));
                 Some(Started {
                     recorded,
                     child: Some(child),
@@ -177,8 +180,18 @@ impl Drop for Started {
                 }
             })
         };
-        let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
-        let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+        let stdout = drain(
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        );
+        let stderr = drain(
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        );
         let _ = child.wait();
         let _ = stdout.join();
         let _ = stderr.join();
@@ -189,7 +202,11 @@ impl Drop for Started {
 /// working directory and the manifest.
 fn invocation_key(manifest_path: &Path) -> String {
     let mut hasher = Sha256::new();
-    hasher.update(concat!("krust-early-build/1/", env!("CARGO_PKG_VERSION"), "\n"));
+    hasher.update(concat!(
+        "krust-early-build/1/",
+        env!("CARGO_PKG_VERSION"),
+        "\n"
+    ));
     let cwd = std::env::current_dir().unwrap_or_default();
     for part in [cwd.as_os_str(), manifest_path.as_os_str()] {
         hasher.update(part.as_encoded_bytes());

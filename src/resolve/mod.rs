@@ -69,8 +69,8 @@ pub fn resolve(args: &ResolveArgs) -> Result<Resolved> {
         Vec::new()
     } else {
         let plan = planner.finish(&[])?;
-        let indexes =
-            pipeline::run_blocking(&plan, Speculation::none()).map_err(|err| name_failed(err, &plan, &origins))?;
+        let indexes = pipeline::run_blocking(&plan, Speculation::none())
+            .map_err(|err| name_failed(err, &plan, &origins))?;
         indexes.iter().map(|index| index.reference()).collect()
     };
     for (origin, reference) in origins.iter().zip(&references) {
