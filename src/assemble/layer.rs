@@ -11,7 +11,7 @@
 //! re-tarred nor re-compressed.
 
 use std::fs::File;
-use std::io::{self, BufReader, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -313,8 +313,10 @@ fn write_layer(
         .try_clone()
         .context("cannot reopen layer file")?;
 
+    // No buffering: both compressors write their output in large pieces
+    // (a gzip member, a zstd job).
     let compressed = HashingWriter::new(Tee {
-        inner: io::BufWriter::with_capacity(1 << 20, file),
+        inner: file,
         observer,
     });
     let compressor = Compressor::new(
@@ -335,18 +337,17 @@ fn write_layer(
     let size = compressed.count;
     // No fsync: like cargo's own outputs, the cache is rebuilt if lost, and
     // a registry verifies every digest it receives.
-    compressed
-        .inner
-        .inner
-        .into_inner()
-        .map_err(|e| e.into_error())
-        .context("cannot write layer file")?;
+    drop(compressed);
 
     let path = store.commit(temp, &digest)?;
     Ok(LayerBlob::stored(media_type, digest, size, path, diff_id))
 }
 
-fn append<W: Write>(tar: &mut tar::Builder<W>, entry: &Entry, mtime: u64) -> Result<()> {
+fn append<W: Write>(
+    tar: &mut tar::Builder<Compressor<W>>,
+    entry: &Entry,
+    mtime: u64,
+) -> Result<()> {
     let mut header = tar::Header::new_gnu();
     header.set_uid(0);
     header.set_gid(0);
@@ -368,7 +369,25 @@ fn append<W: Write>(tar: &mut tar::Builder<W>, entry: &Entry, mtime: u64) -> Res
             header.set_entry_type(tar::EntryType::Regular);
             header.set_mode(*mode);
             header.set_size(size);
-            tar.append_data(&mut header, path, BufReader::with_capacity(1 << 20, file))
+            if header.set_path(path).is_err() {
+                // A name too long for the header: tar adds the GNU entry
+                // that carries it.
+                tar.append_data(&mut header, path, BufReader::with_capacity(1 << 20, file))
+            } else {
+                // What `append_data` writes (header, content, zero padding
+                // to 512 bytes), with the content read straight into the
+                // compressor's blocks.
+                header.set_cksum();
+                let mut file = file;
+                let stream = tar.get_mut();
+                stream
+                    .write_all(header.as_bytes())
+                    .and_then(|()| stream.copy_from(&mut file, size))
+                    .and_then(|()| {
+                        let padding = (512 - size % 512) % 512;
+                        stream.write_all(&[0; 512][..padding as usize])
+                    })
+            }
         }
         Entry::Symlink { path, target } => {
             header.set_entry_type(tar::EntryType::Symlink);
@@ -478,6 +497,23 @@ impl<W: Write> Compressor<W> {
                 Compressor::Zstd(HashingWriter::new(encoder))
             }
         })
+    }
+
+    /// Compresses `len` bytes of `file`.
+    fn copy_from(&mut self, file: &mut File, len: u64) -> io::Result<()> {
+        match self {
+            Compressor::Gzip(gzip) => gzip.copy_from(file, len),
+            Compressor::Zstd(zstd) => {
+                let copied = io::copy(&mut Read::take(file, len), zstd)?;
+                if copied < len {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the file got shorter while it was read",
+                    ));
+                }
+                Ok(())
+            }
+        }
     }
 
     /// The inner writer, with the digest of the uncompressed input.
