@@ -370,7 +370,7 @@ fn last_build_starts_early_and_is_used_only_when_planned() {
     third.expect_success();
     for expected in [
         started_early,
-        "waiting for the cargo build started from the last run's command",
+        "for the cargo build started from the last run's command",
         "Compiling hello-krust",
         "-Cdebug-assertions=yes",
     ] {

@@ -130,8 +130,9 @@ impl Speculation {
     }
 
     /// The early build's process if it runs exactly `planned`, the one
-    /// build of the plan. Otherwise the early build (if any) is waited for,
-    /// and `None` says to start the planned builds anew.
+    /// build of the plan. Otherwise the early build (if any) is waited for
+    /// (a status line says so while it runs), and `None` says to start the
+    /// planned builds anew.
     pub fn take(&mut self, planned: Option<&Command>) -> Option<Child> {
         let mut started = self.started.take()?;
         match planned {
@@ -140,9 +141,17 @@ impl Speculation {
                 started.child.take()
             }
             _ => {
-                progress::verbose(
-                    "waiting for the cargo build started from the last run's command, which this plan does not make",
-                );
+                let what = "for the cargo build started from the last run's command, which this plan does not make";
+                let running = started
+                    .child
+                    .as_mut()
+                    .is_some_and(|child| matches!(child.try_wait(), Ok(None)));
+                // Silence would look like a hang while it compiles.
+                if running {
+                    progress::status("Waiting", what);
+                } else {
+                    progress::verbose(format!("not using the cargo build started {what}"));
+                }
                 None
             }
         }
