@@ -15,7 +15,9 @@
 //!
 //! The stream also hashes its input (sha256, a layer's diff_id) on a thread
 //! of its own: done on the writing thread, that hash alone would take as long
-//! as everything else the writer does.
+//! as everything else the writer does. Block and member buffers are used
+//! again rather than allocated per block, and file content can be read
+//! straight into the blocks ([`ParallelGzip::copy_from`]).
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};

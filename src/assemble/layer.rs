@@ -211,7 +211,7 @@ impl LayerInputs {
 
     /// Records `newest`, just written, as the slot's latest layer and
     /// deletes the blobs of the slot's layers beyond
-    /// [`LAYERS_KEPT_PER_SLOT`] (their records then simply miss), unless
+    /// `LAYERS_KEPT_PER_SLOT` (their records then simply miss), unless
     /// this run uses them (another slot's layer may be the same blob); and
     /// prunes the gzip member cache. Deleting a 20 MB file takes
     /// milliseconds, which an upload should not wait for.
