@@ -370,7 +370,7 @@ fn last_build_starts_early_and_is_used_only_when_planned() {
     third.expect_success();
     for expected in [
         started_early,
-        "for the cargo build started from the last run's command",
+        "the cargo build started from the last run's command",
         "Compiling hello-krust",
         "-Cdebug-assertions=yes",
     ] {

@@ -141,16 +141,19 @@ impl Speculation {
                 started.child.take()
             }
             _ => {
-                let what = "for the cargo build started from the last run's command, which this plan does not make";
+                let early = "the cargo build started from the last run's command";
                 let running = started
                     .child
                     .as_mut()
                     .is_some_and(|child| matches!(child.try_wait(), Ok(None)));
                 // Silence would look like a hang while it compiles.
                 if running {
-                    progress::status("Waiting", what);
+                    progress::status(
+                        "Waiting",
+                        format!("for {early}, which this plan does not make"),
+                    );
                 } else {
-                    progress::verbose(format!("not using the cargo build started {what}"));
+                    progress::verbose(format!("{early} is not this plan's; it is not used"));
                 }
                 None
             }
