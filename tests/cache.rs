@@ -327,23 +327,26 @@ fn unchanged_rebuild_writes_nothing_to_the_registry() {
 /// planning, and uses it when it is the planned build; when the plan's
 /// build differs (here RUSTFLAGS changed, so its rustflags did), the early
 /// build is waited for, its output is not shown, and the planned one runs.
+/// A plan that fails still waits for the early build to end.
 #[test]
 fn last_build_starts_early_and_is_used_only_when_planned() {
     tools::require_default_rust_targets();
-    let target = tempfile::tempdir().expect("tempdir");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pkg = dir.path().join("hello-krust");
+    copy_tree(&hello_krust(), &pkg);
+    let target = dir.path().join("target");
     let build = |rustflags: Option<&str>| {
-        let run = build_on_scratch(&hello_krust())
+        let run = build_on_scratch(&pkg)
             .args(["--no-push", "-vv"])
-            .env("CARGO_TARGET_DIR", target.path());
+            .env("CARGO_TARGET_DIR", &target);
         match rustflags {
             Some(flags) => run.env("RUSTFLAGS", flags),
             None => run.env_remove("RUSTFLAGS"),
         }
-        .run()
     };
     let started_early = "started the last run's cargo build early";
 
-    let first = build(None);
+    let first = build(None).run();
     first.expect_success();
     assert!(
         !first.stderr.contains(started_early),
@@ -351,7 +354,7 @@ fn last_build_starts_early_and_is_used_only_when_planned() {
         first.describe()
     );
 
-    let second = build(None);
+    let second = build(None).run();
     assert_eq!(second.single_ref(), first.single_ref());
     for expected in [
         started_early,
@@ -366,7 +369,7 @@ fn last_build_starts_early_and_is_used_only_when_planned() {
         );
     }
 
-    let third = build(Some("-Cdebug-assertions=yes"));
+    let third = build(Some("-Cdebug-assertions=yes")).run();
     third.expect_success();
     for expected in [
         started_early,
@@ -387,11 +390,36 @@ fn last_build_starts_early_and_is_used_only_when_planned() {
     );
 
     // The planned build is remembered in its place.
-    let fourth = build(Some("-Cdebug-assertions=yes"));
+    let fourth = build(Some("-Cdebug-assertions=yes")).run();
     assert_eq!(fourth.single_ref(), third.single_ref());
     assert!(
         fourth.stderr.contains("(started before planning)"),
         "{}",
         fourth.describe()
     );
+
+    // A source change makes the early build compile; the plan fails (a bad
+    // repository) long before it ends, and cargo-krust waits for it.
+    let main_rs = pkg.join("src/main.rs");
+    let source = std::fs::read_to_string(&main_rs).expect("main.rs");
+    std::fs::write(&main_rs, format!("{source}\n// changed\n")).expect("write main.rs");
+    let failed = build(Some("-Cdebug-assertions=yes"))
+        .env("KRUST_REPO", "Not A Repo!")
+        .run();
+    failed.expect_clean_error(&["Not A Repo!"]);
+    for expected in [started_early, "Waiting for the cargo build"] {
+        assert!(
+            failed.stderr.contains(expected),
+            "{expected:?}: {}",
+            failed.describe()
+        );
+    }
+    let target_dir = target.to_string_lossy().into_owned();
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|entry| std::fs::read(entry.ok()?.path().join("cmdline")).ok())
+        .map(|cmdline| String::from_utf8_lossy(&cmdline).replace('\0', " "))
+        .filter(|cmdline| cmdline.contains(&target_dir))
+        .collect();
+    assert!(left.is_empty(), "processes left behind: {left:?}");
 }

@@ -28,6 +28,9 @@ use crate::store::BlobStore;
 /// Record kind of remembered build commands.
 const RECORDS: &str = "early-build";
 
+/// The early build, as messages name it.
+const EARLY: &str = "the cargo build started from the last run's command";
+
 /// A command, as compared and remembered: only UTF-8 commands are.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Recorded {
@@ -131,7 +134,7 @@ impl Speculation {
 
     /// The early build's process if it runs exactly `planned`, the one
     /// build of the plan. Otherwise the early build (if any) is waited for
-    /// (a status line says so while it runs), and `None` says to start the
+    /// (a status line says so while it runs) and `None` says to start the
     /// planned builds anew.
     pub fn take(&mut self, planned: Option<&Command>) -> Option<Child> {
         let mut started = self.started.take()?;
@@ -141,20 +144,7 @@ impl Speculation {
                 started.child.take()
             }
             _ => {
-                let early = "the cargo build started from the last run's command";
-                let running = started
-                    .child
-                    .as_mut()
-                    .is_some_and(|child| matches!(child.try_wait(), Ok(None)));
-                // Silence would look like a hang while it compiles.
-                if running {
-                    progress::status(
-                        "Waiting",
-                        format!("for {early}, which this plan does not make"),
-                    );
-                } else {
-                    progress::verbose(format!("{early} is not this plan's; it is not used"));
-                }
+                progress::verbose(format!("{EARLY} is not this plan's; it is not used"));
                 None
             }
         }
@@ -179,12 +169,16 @@ impl Speculation {
 }
 
 impl Drop for Started {
-    /// An early build nobody took runs to its end, its output read and
-    /// dropped (a full pipe would stop it).
+    /// An early build nobody took (the plan differs, or failed) runs to its
+    /// end, its output read and dropped (a full pipe would stop it).
     fn drop(&mut self) {
         let Some(mut child) = self.child.take() else {
             return;
         };
+        if matches!(child.try_wait(), Ok(None)) {
+            // Silence would look like a hang while it compiles.
+            progress::status("Waiting", format!("for {EARLY} to end"));
+        }
         let drain = |pipe: Option<Box<dyn Read + Send>>| {
             std::thread::spawn(move || {
                 if let Some(mut pipe) = pipe {
