@@ -1,7 +1,8 @@
 //! The build pipeline, wiring the stages in their one direction:
 //! plan → base (fetch) → compile → assemble → publish. It owns concurrency
-//! (bases fetched together, a large new layer uploaded while it is written,
-//! pushes of several images in parallel) and returns the assembled indexes
+//! (bases fetched together, the cargo build started before planning taken
+//! over, a large new layer uploaded while it is written, pushes of several
+//! images in parallel) and returns the assembled indexes
 //! in plan order; it never prints to stdout.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};

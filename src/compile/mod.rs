@@ -4,8 +4,9 @@
 //! stderr handed line by line to the caller, and the executables taken from
 //! cargo's JSON messages. `native` finds C code in the build graph,
 //! `strategy` picks the linker and C compiler, `tools` probes for them,
-//! `linker` reads the user's own linker settings and `toolchain` installs
-//! Rust targets or finds the nightly that builds std.
+//! `linker` reads the user's own linker settings, `toolchain` installs
+//! Rust targets or finds the nightly that builds std, and `speculative`
+//! starts the last run's build before the plan is made.
 
 pub mod batch;
 pub mod cargo_config;
