@@ -190,7 +190,6 @@ impl RegistryClient {
         .with_context(|| format!("cannot upload blob {digest} to {}", repo_of(repository)))
     }
 
-    /// Uploads a small blob held in memory.
     /// Opens an upload session for [`Self::stream_blob`].
     pub async fn open_streamed_blob(
         &self,
@@ -250,6 +249,7 @@ impl RegistryClient {
         upload::cancel_streamed(&self.transport, registry, repository, session).await;
     }
 
+    /// Uploads a small blob held in memory.
     pub async fn push_blob_bytes(
         &self,
         repository: &Reference,
