@@ -94,6 +94,16 @@ pub fn command(request: &TripleBuild) -> Result<Command> {
     Ok(cargo_command(request, cwd))
 }
 
+/// Starts a [`command`] as [`build`] reads it: no input, stdout (JSON
+/// messages) and stderr piped.
+pub fn spawn(command: &mut Command) -> std::io::Result<Child> {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+}
+
 /// Builds every unit for the triple; returns the executable of each. Each
 /// line cargo writes on stderr goes to `stderr_line` as it comes. `early`
 /// is the process of [`command`] if it was started already
@@ -108,15 +118,10 @@ pub fn build(
         None => {
             let mut command = command(request)?;
             crate::progress::verbose(format!("running {command:?}"));
-            command
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .with_context(|| match request.strategy {
-                    Strategy::Zig => "cannot run cargo-zigbuild: is it installed and on PATH?",
-                    _ => "cannot run cargo: is it installed and on PATH?",
-                })?
+            spawn(&mut command).with_context(|| match request.strategy {
+                Strategy::Zig => "cannot run cargo-zigbuild: is it installed and on PATH?",
+                _ => "cannot run cargo: is it installed and on PATH?",
+            })?
         }
     };
     let stdout = child

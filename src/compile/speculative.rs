@@ -9,15 +9,15 @@
 //! The early build is used only when the planned command is the same:
 //! program, arguments, working directory and every variable set for it
 //! (both inherit this process's environment), so it is the very process the
-//! plan would start. Otherwise it is waited for, unseen, before the planned
-//! build starts: killing cargo would leave its rustc processes writing into
-//! the target directory beside the next build's. It is the build the last
+//! plan would start. Otherwise it is waited for, its output dropped, before
+//! the planned build starts: killing cargo would leave its rustc processes
+//! writing into the target directory beside the next build's. It is the build the last
 //! run made, so after a settings change it is mostly fresh and short.
 
 use std::ffi::{OsStr, OsString};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -110,16 +110,10 @@ impl Speculation {
             .find_map(|store| store.read_record(RECORDS, &key))
             .and_then(|bytes| serde_json::from_slice::<Recorded>(&bytes).ok())
             .and_then(|recorded| {
-                let child = recorded
-                    .command()
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .ok()?;
+                let mut command = recorded.command();
+                let child = super::spawn(&mut command).ok()?;
                 progress::trace(format!(
-                    "started the last run's cargo build early: {:?}",
-                    recorded.command()
+                    "started the last run's cargo build early: {command:?}"
                 ));
                 Some(Started {
                     recorded,
