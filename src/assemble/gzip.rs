@@ -183,16 +183,10 @@ impl<W: Write> ParallelGzip<W> {
         let mut left = len;
         while left > 0 {
             let room = (BLOCK_SIZE - self.block.len()) as u64;
-            let want = room.min(left);
-            let start = self.block.len();
-            let read = reader.take(want).read_to_end(&mut self.block)?;
+            let read = reader.take(room.min(left)).read_to_end(&mut self.block)?;
             if read == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!("the file ended {left} bytes early (it changed while read)"),
-                ));
+                return Err(ended_early(left));
             }
-            debug_assert_eq!(self.block.len(), start + read);
             left -= read as u64;
             if self.block.len() == BLOCK_SIZE {
                 self.submit()?;
@@ -254,6 +248,14 @@ impl<W: Write> Write for ParallelGzip<W> {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// A file that had `left` bytes fewer than its size said when it was read.
+pub fn ended_early(left: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        format!("the file ended {left} bytes early (it changed while read)"),
+    )
 }
 
 fn worker(

@@ -110,25 +110,6 @@ pub fn binary_entries(bin: &str, executable: &Path) -> Vec<Entry> {
     ]
 }
 
-/// The layer for these entries: from the cache when the same inputs were
-/// layered before (and the blob is still stored), else written and recorded.
-pub fn cached_layer(
-    store: &BlobStore,
-    entries: Vec<Entry>,
-    media_type: &str,
-    mtime: u64,
-) -> Result<LayerBlob> {
-    let inputs = LayerInputs::new(entries, media_type, mtime)?;
-    match inputs.cached(store) {
-        Some(layer) => Ok(layer),
-        None => {
-            let layer = inputs.write(store, None)?;
-            inputs.evict_older_layers(store, &layer);
-            Ok(layer)
-        }
-    }
-}
-
 /// Sees a layer's compressed bytes as they are written.
 pub type Observer<'o> = &'o mut dyn FnMut(&[u8]);
 
@@ -506,10 +487,7 @@ impl<W: Write> Compressor<W> {
             Compressor::Zstd(zstd) => {
                 let copied = io::copy(&mut Read::take(file, len), zstd)?;
                 if copied < len {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the file got shorter while it was read",
-                    ));
+                    return Err(super::gzip::ended_early(len - copied));
                 }
                 Ok(())
             }
@@ -602,6 +580,25 @@ impl<W: Write> Write for HashingWriter<W> {
 mod tests {
     use super::*;
     use std::io::Read;
+
+    /// The layer for these entries: from the cache when the same inputs were
+    /// layered before (and the blob is still stored), else written and recorded.
+    fn cached_layer(
+        store: &BlobStore,
+        entries: Vec<Entry>,
+        media_type: &str,
+        mtime: u64,
+    ) -> Result<LayerBlob> {
+        let inputs = LayerInputs::new(entries, media_type, mtime)?;
+        match inputs.cached(store) {
+            Some(layer) => Ok(layer),
+            None => {
+                let layer = inputs.write(store, None)?;
+                inputs.evict_older_layers(store, &layer);
+                Ok(layer)
+            }
+        }
+    }
 
     fn layer_of(bytes: &[u8], mtime: u64) -> (LayerBlob, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
