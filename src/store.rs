@@ -28,10 +28,7 @@ pub struct BlobStore {
 impl BlobStore {
     /// Opens (creating if needed) the store at `root`.
     pub fn open(root: &Path) -> Result<BlobStore> {
-        let store = BlobStore {
-            root: root.to_path_buf(),
-            pinned: Arc::default(),
-        };
+        let store = BlobStore::at(root);
         for dir in [store.blob_dir(), store.tmp_dir()] {
             fs::create_dir_all(&dir)
                 .with_context(|| format!("cannot create cache directory {}", dir.display()))?;
@@ -41,10 +38,14 @@ impl BlobStore {
 
     /// The store at `root` if there is one, creating nothing.
     pub fn existing(root: &Path) -> Option<BlobStore> {
-        root.is_dir().then(|| BlobStore {
+        root.is_dir().then(|| BlobStore::at(root))
+    }
+
+    fn at(root: &Path) -> BlobStore {
+        BlobStore {
             root: root.to_path_buf(),
             pinned: Arc::default(),
-        })
+        }
     }
 
     fn blob_dir(&self) -> PathBuf {
