@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::{plan, progress};
+
 /// Build and publish container images of Rust binaries, without Docker.
 ///
 /// Each bin target is cross-compiled into a static musl binary for every
@@ -270,12 +272,46 @@ pub enum ColorChoice {
     Never,
 }
 
-impl ColorChoice {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ColorChoice::Auto => "auto",
-            ColorChoice::Always => "always",
-            ColorChoice::Never => "never",
+impl From<ColorChoice> for progress::Color {
+    fn from(choice: ColorChoice) -> progress::Color {
+        match choice {
+            ColorChoice::Auto => progress::Color::Auto,
+            ColorChoice::Always => progress::Color::Always,
+            ColorChoice::Never => progress::Color::Never,
+        }
+    }
+}
+
+impl BuildOptions {
+    /// The options as the planner takes them.
+    pub fn plan_options(&self) -> plan::Options {
+        plan::Options {
+            manifest_path: self.manifest_path.clone(),
+            packages: self.packages.clone(),
+            workspace: self.workspace,
+            exclude: self.exclude.clone(),
+            bins: self.bins.clone(),
+            repo: self.repo.clone(),
+            image: self.image.clone(),
+            tags: self.tags.clone(),
+            platforms: self.platforms.clone(),
+            base_image: self.base_image.clone(),
+            no_push: self.no_push,
+            oci_layout_path: self.oci_layout_path.clone(),
+            insecure_registry: self.insecure_registry.clone(),
+            profile: self.profile.clone(),
+            features: self.features.clone(),
+            all_features: self.all_features,
+            no_default_features: self.no_default_features,
+            locked: self.locked,
+            frozen: self.frozen,
+            offline: self.offline,
+            build_std: self.build_std,
+            target_dir: self.target_dir.clone(),
+            jobs: self.jobs,
+            quiet: self.quiet,
+            verbose: self.verbose,
+            color: self.color.into(),
         }
     }
 }

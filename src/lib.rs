@@ -18,5 +18,6 @@ pub mod plan;
 pub mod platform;
 pub mod progress;
 pub mod publish;
+pub mod registry;
 pub mod resolve;
 pub mod store;

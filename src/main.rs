@@ -10,8 +10,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser};
 
-use cargo_krust::cli::{ApplyArgs, BuildArgs, BuildOptions, Cli, Command, normalize_args};
-use cargo_krust::compile::speculative::Speculation;
+use cargo_krust::cli::{ApplyArgs, BuildArgs, Cli, Command, ResolveArgs, normalize_args};
 use cargo_krust::resolve::{self, kubectl};
 use cargo_krust::{pipeline, plan, progress};
 
@@ -30,7 +29,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Build(args) => build(*args)?,
         Command::Resolve(args) => {
-            let resolved = resolve_with(&args.options, || resolve::resolve(&args))?;
+            let resolved = resolve_with(&args)?;
             let mut stdout = std::io::stdout().lock();
             stdout
                 .write_all(resolved.text.as_bytes())
@@ -51,17 +50,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn build(args: BuildArgs) -> Result<()> {
-    let options = &args.options;
+    let options = args.options.plan_options();
     progress::init(options.quiet, options.verbose, options.color);
-    // The last build of this invocation starts beside `cargo metadata`.
-    let speculation = match plan::manifest_path(args.directory.as_deref(), options) {
-        Ok(manifest_path) => Speculation::start(&manifest_path, options.target_dir.as_deref()),
-        Err(_) => Speculation::none(),
-    };
-    let plan = plan::plan(args.directory.as_deref(), options, &args.cargo_args)?;
-    let indexes = pipeline::run_blocking(&plan, speculation)?;
+    let plan = plan::plan(args.directory.as_deref(), &options, &args.cargo_args)?;
+    let indexes = pipeline::run_blocking(&plan)?;
     let references: Vec<String> = indexes.iter().map(|i| i.reference()).collect();
-    write_image_refs(options.image_refs.as_deref(), &references)?;
+    write_image_refs(args.options.image_refs.as_deref(), &references)?;
     let mut stdout = std::io::stdout().lock();
     for reference in &references {
         writeln!(stdout, "{reference}").context("cannot write to stdout")?;
@@ -70,23 +64,20 @@ fn build(args: BuildArgs) -> Result<()> {
 }
 
 /// Runs a resolve with logging set up, and writes `--image-refs`.
-fn resolve_with(
-    options: &BuildOptions,
-    resolve: impl FnOnce() -> Result<resolve::Resolved>,
-) -> Result<resolve::Resolved> {
+fn resolve_with(args: &ResolveArgs) -> Result<resolve::Resolved> {
+    let options = args.options.plan_options();
     progress::init(options.quiet, options.verbose, options.color);
-    let resolved = resolve()?;
-    write_image_refs(options.image_refs.as_deref(), &resolved.references)?;
+    let resolved = resolve::resolve(&args.files, args.recursive, &options)?;
+    write_image_refs(args.options.image_refs.as_deref(), &resolved.references)?;
     Ok(resolved)
 }
 
 /// `apply`/`create`: kubectl runs only once everything is resolved.
 fn kubectl_with(verb: &str, args: ApplyArgs) -> Result<ExitCode> {
-    let resolved = resolve_with(&args.resolve.options, || resolve::resolve(&args.resolve))?;
+    let resolved = resolve_with(&args.resolve)?;
     let code = kubectl::pipe(&args.kubectl, verb, &args.kubectl_args, &resolved.text)?;
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
-
 fn write_image_refs(path: Option<&Path>, references: &[String]) -> Result<()> {
     let Some(path) = path else {
         return Ok(());

@@ -1,8 +1,8 @@
 //! The build pipeline, wiring the stages in their one direction:
 //! plan → base (fetch) → compile → assemble → publish. It owns concurrency
-//! (bases fetched together, the cargo build started before planning taken
-//! over, a large new layer uploaded while it is written, pushes of several
-//! images in parallel) and returns the assembled indexes
+//! (bases fetched together, the builds of several triples at once, a large
+//! new layer uploaded while it is written, pushes of several images in
+//! parallel) and returns the assembled indexes
 //! in plan order; it never prints to stdout.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -16,33 +16,31 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use crate::assemble::layer::{self, LayerBlob, LayerInputs};
 use crate::assemble::{self, ImageIndex, PlatformBase, PlatformInput};
 use crate::base::{BaseImage, BasePlatformImage};
-use crate::compile::speculative::Speculation;
 use crate::compile::tools::Machine;
 use crate::compile::{self, Unit, batch};
 use crate::image_name::ImageName;
 use crate::plan::{BaseSpec, ImageJob, Plan, Workspace};
 use crate::platform::Platform;
 use crate::progress;
-use crate::publish::registry::RegistryClient;
 use crate::publish::{OciLayout, RegistrySink};
+use crate::registry::RegistryClient;
 use crate::store::BlobStore;
 
 /// [`run`] on a runtime of its own, for callers outside async code.
-pub fn run_blocking(plan: &Plan, speculation: Speculation) -> Result<Vec<ImageIndex>> {
+pub fn run_blocking(plan: &Plan) -> Result<Vec<ImageIndex>> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let result = runtime.block_on(run(plan, speculation));
+    let result = runtime.block_on(run(plan));
     // Work nobody waits for any more (CA roots loaded for an HTTPS attempt
     // that lost) must not delay the exit.
     runtime.shutdown_background();
     result
 }
 
-/// Runs the whole pipeline for a plan; `speculation` may hold its cargo
-/// build, started before the plan was made.
-pub async fn run(plan: &Plan, mut speculation: Speculation) -> Result<Vec<ImageIndex>> {
+/// Runs the whole pipeline for a plan.
+pub async fn run(plan: &Plan) -> Result<Vec<ImageIndex>> {
     let store = BlobStore::open(&plan.target_dir.join("krust"))?;
     let client = Arc::new(registry_client(plan)?);
 
@@ -50,7 +48,7 @@ pub async fn run(plan: &Plan, mut speculation: Speculation) -> Result<Vec<ImageI
     let bases = fetch_bases(plan, &client, &store).await?;
     progress::trace("base images resolved");
     let platforms = job_platforms(plan, &bases)?;
-    let executables = compile_all(plan, &platforms, &mut speculation).await?;
+    let executables = compile_all(plan, &platforms).await?;
     progress::trace("compiled");
 
     let jobs = plan.jobs.max(1);
@@ -184,7 +182,6 @@ fn job_platforms(plan: &Plan, bases: &HashMap<String, BaseImage>) -> Result<Vec<
 async fn compile_all(
     plan: &Plan,
     platforms: &[Vec<Platform>],
-    speculation: &mut Speculation,
 ) -> Result<HashMap<(Unit, Platform), PathBuf>> {
     let mut wanted: BTreeMap<&Workspace, Vec<batch::Wanted>> = BTreeMap::new();
     let mut package_features: HashMap<&Workspace, HashMap<String, Vec<String>>> = HashMap::new();
@@ -239,20 +236,12 @@ async fn compile_all(
         for batch in &mut batches {
             batch.build.jobserver = jobserver.as_ref();
         }
-        // Only a lone build is started early (and remembered): several
-        // share a jobserver made in this run.
-        let lone_command = match batches.as_slice() {
-            [batch] if !batch.installed_target => Some(compile::command(&batch.build)?),
-            _ => None,
-        };
-        let mut early = speculation.take(lone_command.as_ref());
         let builds = progress::Builds::new(batches.len());
         let results: Vec<Result<HashMap<Unit, PathBuf>>> = std::thread::scope(|scope| {
             let handles: Vec<_> = batches
                 .iter()
                 .map(|batch| {
                     let builds = &builds;
-                    let early = early.take();
                     scope.spawn(move || {
                         let bins: BTreeSet<&str> =
                             batch.build.units.iter().map(|u| u.bin.as_str()).collect();
@@ -266,7 +255,7 @@ async fn compile_all(
                                 batch.build.strategy
                             ),
                         );
-                        let built = compile::build(&batch.build, early, &|l| line.cargo_line(l));
+                        let built = compile::build(&batch.build, &|l| line.cargo_line(l));
                         line.finish(built.is_ok());
                         built
                     })
@@ -286,9 +275,6 @@ async fn compile_all(
             for (unit, path) in built? {
                 executables.insert((unit, batch.platform.clone()), path);
             }
-        }
-        if let Some(command) = &lone_command {
-            speculation.remember(&plan.target_dir, command);
         }
         Ok(executables)
     })

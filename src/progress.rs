@@ -11,7 +11,26 @@ use std::time::{Duration, Instant};
 use console::style;
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::cli::ColorChoice;
+/// Whether stderr is coloured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Color {
+    /// When stderr is a terminal.
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+impl Color {
+    /// The word cargo's `--color` takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Color::Auto => "auto",
+            Color::Always => "always",
+            Color::Never => "never",
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 struct Reporter {
@@ -37,12 +56,12 @@ fn reporter() -> &'static Reporter {
 }
 
 /// Sets verbosity and colour once, at start-up.
-pub fn init(quiet: bool, verbose: u8, color: ColorChoice) {
+pub fn init(quiet: bool, verbose: u8, color: Color) {
     STARTED.get_or_init(Instant::now);
     match color {
-        ColorChoice::Always => console::set_colors_enabled_stderr(true),
-        ColorChoice::Never => console::set_colors_enabled_stderr(false),
-        ColorChoice::Auto => {}
+        Color::Always => console::set_colors_enabled_stderr(true),
+        Color::Never => console::set_colors_enabled_stderr(false),
+        Color::Auto => {}
     }
     let bars = (!quiet && console::Term::stderr().is_term())
         .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));

@@ -16,7 +16,7 @@ use crate::oci::{
     MEDIA_TYPE_OCI_MANIFEST,
 };
 use crate::platform::Platform;
-use crate::publish::registry::{RegistryClient, verify_digest};
+use crate::registry::{RegistryClient, verify_digest};
 use crate::store::BlobStore;
 
 /// A resolved base image.

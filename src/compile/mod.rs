@@ -5,15 +5,13 @@
 //! cargo's JSON messages. `native` finds C code in the build graph,
 //! `strategy` picks the linker and C compiler, `tools` probes for them,
 //! `linker` reads the user's own linker settings, `toolchain` installs
-//! Rust targets or finds the nightly that builds std, and `speculative`
-//! starts the last run's build before the plan is made.
+//! Rust targets or finds the nightly that builds std.
 
 pub mod batch;
 pub mod cargo_config;
 pub mod linker;
 pub mod native;
 pub mod rustflags;
-pub mod speculative;
 pub mod strategy;
 pub mod toolchain;
 pub mod tools;
@@ -105,25 +103,17 @@ pub fn spawn(command: &mut Command) -> std::io::Result<Child> {
 }
 
 /// Builds every unit for the triple; returns the executable of each. Each
-/// line cargo writes on stderr goes to `stderr_line` as it comes. `early`
-/// is the process of [`command`] if it was started already
-/// ([`speculative`]), with its output unread.
+/// line cargo writes on stderr goes to `stderr_line` as it comes.
 pub fn build(
     request: &TripleBuild,
-    early: Option<Child>,
     stderr_line: &(dyn Fn(&str) + Sync),
 ) -> Result<HashMap<Unit, PathBuf>> {
-    let mut child = match early {
-        Some(child) => child,
-        None => {
-            let mut command = command(request)?;
-            crate::progress::verbose(format!("running {command:?}"));
-            spawn(&mut command).with_context(|| match request.strategy {
-                Strategy::Zig => "cannot run cargo-zigbuild: is it installed and on PATH?",
-                _ => "cannot run cargo: is it installed and on PATH?",
-            })?
-        }
-    };
+    let mut command = command(request)?;
+    crate::progress::verbose(format!("running {command:?}"));
+    let mut child = spawn(&mut command).with_context(|| match request.strategy {
+        Strategy::Zig => "cannot run cargo-zigbuild: is it installed and on PATH?",
+        _ => "cannot run cargo: is it installed and on PATH?",
+    })?;
     let stdout = child
         .stdout
         .take()

@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use cargo_metadata::{Metadata, MetadataCommand, Package};
 
-use crate::cli::BuildOptions;
 use crate::image_name::{ImageName, parse_reference, validate_tag};
 use crate::oci::LayerCompression;
 use crate::platform::Platform;
@@ -27,6 +26,41 @@ pub const DEFAULT_BASE_IMAGE: &str = "cgr.dev/chainguard/static:latest";
 /// Repository prefix used for the printed reference when nothing is pushed
 /// and no repository is configured (as ko's `ko.local`).
 pub const LOCAL_REPO: &str = "krust.local";
+
+/// What the user asked for on the command line (filled in by the CLI
+/// layer; the environment and the Cargo.toml files are read here).
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub manifest_path: Option<PathBuf>,
+    /// `-p` specs.
+    pub packages: Vec<String>,
+    pub workspace: bool,
+    pub exclude: Vec<String>,
+    /// `--bin` names.
+    pub bins: Vec<String>,
+    pub repo: Option<String>,
+    /// `-i`: the full name (optionally `:tag`) of the one image.
+    pub image: Option<String>,
+    pub tags: Vec<String>,
+    pub platforms: Vec<String>,
+    pub base_image: Option<String>,
+    pub no_push: bool,
+    pub oci_layout_path: Option<PathBuf>,
+    pub insecure_registry: Vec<String>,
+    pub profile: Option<String>,
+    pub features: Vec<String>,
+    pub all_features: bool,
+    pub no_default_features: bool,
+    pub locked: bool,
+    pub frozen: bool,
+    pub offline: bool,
+    pub build_std: bool,
+    pub target_dir: Option<PathBuf>,
+    pub jobs: Option<u16>,
+    pub quiet: bool,
+    pub verbose: u8,
+    pub color: progress::Color,
+}
 
 /// Everything the later stages need, decided up front.
 #[derive(Debug, Clone)]
@@ -124,11 +158,7 @@ pub struct CargoOptions {
 }
 
 /// Plans a build from a directory (or `--manifest-path`) and the flags.
-pub fn plan(
-    directory: Option<&Path>,
-    options: &BuildOptions,
-    cargo_args: &[String],
-) -> Result<Plan> {
+pub fn plan(directory: Option<&Path>, options: &Options, cargo_args: &[String]) -> Result<Plan> {
     let manifest_path = manifest_path(directory, options)?;
     progress::trace("running cargo metadata");
     let metadata = read_metadata(&manifest_path)?;
@@ -236,7 +266,7 @@ struct CommonLayers {
 }
 
 impl CommonLayers {
-    fn load(metadata: &Metadata, options: &BuildOptions) -> Result<CommonLayers> {
+    fn load(metadata: &Metadata, options: &Options) -> Result<CommonLayers> {
         let workspace = match metadata.workspace_metadata.get("krust") {
             Some(table) => {
                 let file = metadata
@@ -284,7 +314,7 @@ impl CommonLayers {
 }
 
 /// The target dir of a workspace: `--target-dir`, else cargo's.
-fn target_dir(metadata: &Metadata, options: &BuildOptions) -> Result<PathBuf> {
+fn target_dir(metadata: &Metadata, options: &Options) -> Result<PathBuf> {
     match &options.target_dir {
         Some(dir) => absolute(dir),
         None => Ok(metadata.target_directory.clone().into_std_path_buf()),
@@ -295,7 +325,7 @@ fn target_dir(metadata: &Metadata, options: &BuildOptions) -> Result<PathBuf> {
 fn finish(
     images: Vec<ImageJob>,
     target_dir: PathBuf,
-    options: &BuildOptions,
+    options: &Options,
     cargo_args: &[String],
 ) -> Result<Plan> {
     Ok(Plan {
@@ -329,7 +359,7 @@ fn source_date_epoch() -> Result<u64> {
 
 /// The absolute path of the manifest a build starts from: `--manifest-path`,
 /// else `Cargo.toml` in DIRECTORY or the current directory.
-pub fn manifest_path(directory: Option<&Path>, options: &BuildOptions) -> Result<PathBuf> {
+pub fn manifest_path(directory: Option<&Path>, options: &Options) -> Result<PathBuf> {
     locate_manifest(directory, options.manifest_path.as_deref())
 }
 
@@ -390,7 +420,7 @@ pub fn metadata_error(err: cargo_metadata::Error, what: &str) -> anyhow::Error {
 }
 
 /// The command-line layer: `--base-image`, `--platform`, `--tag`.
-fn cli_settings(options: &BuildOptions) -> Result<Settings> {
+fn cli_settings(options: &Options) -> Result<Settings> {
     let settings = Settings {
         base_image: options.base_image.clone(),
         platforms: (!options.platforms.is_empty()).then(|| options.platforms.clone()),
@@ -415,7 +445,7 @@ fn image_job(
     package: &Package,
     bin: &str,
     settings: Settings,
-    options: &BuildOptions,
+    options: &Options,
     workspace: &Workspace,
 ) -> Result<ImageJob> {
     let manifest = package.manifest_path.as_std_path();
@@ -537,7 +567,7 @@ fn cargo_labels(package: &Package) -> BTreeMap<String, String> {
     labels
 }
 
-fn cargo_options(options: &BuildOptions, cargo_args: &[String]) -> CargoOptions {
+fn cargo_options(options: &Options, cargo_args: &[String]) -> CargoOptions {
     CargoOptions {
         profile: options.profile.clone().unwrap_or_else(|| "release".into()),
         features: options.features.clone(),

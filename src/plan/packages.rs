@@ -10,12 +10,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use cargo_metadata::{Metadata, Package};
 
+use super::Options;
 use super::select::{self, EnabledFeatures};
 use super::{
     CommonLayers, ImageJob, PackageSettings, Plan, Workspace, finish, image_job, read_metadata,
     target_dir,
 };
-use crate::cli::BuildOptions;
 
 /// One package, and optionally one of its bins, named by its directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,7 +29,7 @@ pub struct PackageRequest {
 /// Collects the jobs of several [`PackageRequest`]s into one [`Plan`],
 /// running `cargo metadata` once per workspace.
 pub struct PackagePlanner<'o> {
-    options: &'o BuildOptions,
+    options: &'o Options,
     workspaces: Vec<LoadedWorkspace>,
     /// (canonical package manifest, bin) → index in `images`.
     seen: HashMap<(PathBuf, String), usize>,
@@ -43,7 +43,7 @@ struct LoadedWorkspace {
 }
 
 impl<'o> PackagePlanner<'o> {
-    pub fn new(options: &'o BuildOptions) -> PackagePlanner<'o> {
+    pub fn new(options: &'o Options) -> PackagePlanner<'o> {
         PackagePlanner {
             options,
             workspaces: Vec::new(),

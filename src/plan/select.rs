@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use cargo_metadata::{Metadata, Package, Target, TargetKind};
 
-use crate::cli::BuildOptions;
+use super::Options;
 
 /// The workspace members in declaration order.
 pub fn members(metadata: &Metadata) -> Vec<&Package> {
@@ -26,7 +26,7 @@ pub fn members(metadata: &Metadata) -> Vec<&Package> {
 pub fn packages<'m>(
     metadata: &'m Metadata,
     manifest_path: &Path,
-    options: &BuildOptions,
+    options: &Options,
     skipped: impl Fn(&Package) -> Result<bool>,
 ) -> Result<Vec<&'m Package>> {
     let members = members(metadata);
@@ -152,11 +152,7 @@ pub struct EnabledFeatures {
 }
 
 impl EnabledFeatures {
-    pub fn new(
-        package: &Package,
-        options: &BuildOptions,
-        configured: &[String],
-    ) -> EnabledFeatures {
+    pub fn new(package: &Package, options: &Options, configured: &[String]) -> EnabledFeatures {
         let mut queue: Vec<String> = configured.to_vec();
         for flag in &options.features {
             for feature in flag.split([',', ' ']).filter(|f| !f.is_empty()) {

@@ -16,7 +16,7 @@ use crate::oci::{ANNOTATION_REF_NAME, Blob, MEDIA_TYPE_OCI_INDEX, canonical_json
 use crate::store::BlobStore;
 
 use super::download;
-use super::registry::RegistryClient;
+use crate::registry::RegistryClient;
 
 pub struct OciLayout {
     dir: PathBuf,

@@ -14,7 +14,6 @@
 //! the blob the usual way, from the store, when the image is published.
 
 pub mod layout;
-pub mod registry;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -31,8 +30,8 @@ use crate::assemble::ImageIndex;
 use crate::image_name::ImageName;
 use crate::oci::{Blob, BlobSource};
 use crate::progress;
+use crate::registry::{RegistryClient, StreamedSession};
 use crate::store::BlobStore;
-use registry::{RegistryClient, StreamedSession};
 
 /// Compressed chunks (a gzip member each, up to about 1 MiB) waiting to be
 /// sent while a layer is written: enough to keep the connection busy.

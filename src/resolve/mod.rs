@@ -14,14 +14,14 @@ pub mod reference;
 pub mod rewrite;
 pub mod scan;
 
+use std::path::PathBuf;
+
 use anyhow::{Context, Result, bail};
 
-use crate::cli::{BuildOptions, ResolveArgs};
 use crate::compile::BuildFailed;
-use crate::compile::speculative::Speculation;
 use crate::pipeline;
-use crate::plan::Plan;
 use crate::plan::packages::PackagePlanner;
+use crate::plan::{Options, Plan};
 use crate::progress;
 use reference::KrustRef;
 use scan::Found;
@@ -37,11 +37,11 @@ pub struct Resolved {
 
 /// Reads the inputs, builds every distinct reference once, and rewrites the
 /// text. Nothing is returned unless every image was built and published.
-pub fn resolve(args: &ResolveArgs) -> Result<Resolved> {
-    reject_selection(&args.options)?;
-    let sources = input::read_sources(&args.files, args.recursive, std::io::stdin().lock())?;
+pub fn resolve(files: &[PathBuf], recursive: bool, options: &Options) -> Result<Resolved> {
+    reject_selection(options)?;
+    let sources = input::read_sources(files, recursive, std::io::stdin().lock())?;
 
-    let mut planner = PackagePlanner::new(&args.options);
+    let mut planner = PackagePlanner::new(options);
     // The first reference that asked for each job, to name it in errors.
     let mut origins: Vec<String> = Vec::new();
     let mut hits: Vec<Vec<(Found, usize)>> = Vec::new();
@@ -69,8 +69,8 @@ pub fn resolve(args: &ResolveArgs) -> Result<Resolved> {
         Vec::new()
     } else {
         let plan = planner.finish(&[])?;
-        let indexes = pipeline::run_blocking(&plan, Speculation::none())
-            .map_err(|err| name_failed(err, &plan, &origins))?;
+        let indexes =
+            pipeline::run_blocking(&plan).map_err(|err| name_failed(err, &plan, &origins))?;
         indexes.iter().map(|index| index.reference()).collect()
     };
     for (origin, reference) in origins.iter().zip(&references) {
@@ -98,7 +98,7 @@ pub fn resolve(args: &ResolveArgs) -> Result<Resolved> {
 }
 
 /// `build`'s package selection has no meaning here: the references select.
-fn reject_selection(options: &BuildOptions) -> Result<()> {
+fn reject_selection(options: &Options) -> Result<()> {
     let given = [
         ("--manifest-path", options.manifest_path.is_some()),
         ("--package", !options.packages.is_empty()),

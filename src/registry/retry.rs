@@ -106,7 +106,7 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::publish::registry::errors::status_for_test;
+    use crate::registry::errors::status_for_test;
     use std::sync::atomic::{AtomicU32, Ordering};
 
     #[test]
