@@ -262,6 +262,63 @@ pub fn validate_tag(tag: &str) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// Strings built from the grammar's own pieces and from anything else
+    /// (multi-byte characters, control bytes, huge runs) never panic a
+    /// parser of user input: references, names, tags, platforms.
+    #[test]
+    fn arbitrary_input_never_panics() {
+        const PIECES: &[&str] = &[
+            "a",
+            "Z",
+            "0",
+            ".",
+            "-",
+            "_",
+            "__",
+            "/",
+            ":",
+            "@",
+            "sha256:",
+            "[",
+            "]",
+            "::1",
+            "localhost",
+            "docker.io",
+            "5000",
+            "é",
+            "日",
+            "\0",
+            "\n",
+            " ",
+            "%",
+            "latest",
+            "linux",
+            "amd64",
+            "arm",
+            "v7",
+            "all",
+            ",",
+        ];
+        let mut rng = fastrand::Rng::with_seed(14);
+        for round in 0..3000 {
+            let text: String = match round % 3 {
+                0 => (0..rng.usize(0..12))
+                    .map(|_| PIECES[rng.usize(0..PIECES.len())])
+                    .collect(),
+                1 => (0..rng.usize(0..40)).map(|_| rng.char(..)).collect(),
+                _ => PIECES[rng.usize(0..PIECES.len())].repeat(rng.usize(0..300)),
+            };
+            let _ = parse_reference(&text);
+            let _ = ImageName::parse(&text);
+            let _ = ImageName::join(&text, &text);
+            let _ = validate_tag(&text);
+            let _ = crate::platform::Platform::parse_list(&[text.as_str()]);
+            if let Ok(name) = ImageName::parse(&text) {
+                let _ = (name.short_name(), name.with_tag("t"), name.to_string());
+            }
+        }
+    }
+
     #[test]
     fn joins_prefix_and_lowercases_name() {
         let name = ImageName::join("127.0.0.1:5000/x", "Hello_Krust").unwrap();

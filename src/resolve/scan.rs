@@ -305,6 +305,84 @@ mod tests {
         assert!(err.contains("line 1, column 4"), "{err}");
     }
 
+    /// Mutations of real manifests (bytes dropped, repeated, swapped for
+    /// YAML's punctuation, lines shuffled) never panic the scanner, and
+    /// every range it returns lies on character boundaries of the text.
+    #[test]
+    fn mutated_yaml_never_panics() {
+        let seeds = [
+            include_str!("../../tests/fixtures/resolve/golden/in/10-deployment.yaml"),
+            include_str!("../../tests/fixtures/resolve/golden/in/20-crlf.yaml"),
+            include_str!("../../tests/fixtures/resolve/golden/in/30-pod.json"),
+            include_str!("../../tests/fixtures/resolve/golden/in/40-config.yml"),
+            "a: &x 'krust://one'\nb: *x\n---\n- \"krust://t\\\"wo\"\n- !!str krust://3 # c\n",
+            "\u{feff}é: [krust://日本, {k: 'krust://ü''x'}]\n",
+        ];
+        const PIECES: &[&str] = &[
+            "'",
+            "\"",
+            "\\",
+            "#",
+            "&a ",
+            "!t ",
+            "*a",
+            ":",
+            " ",
+            "\n",
+            "\r\n",
+            "\t",
+            "-",
+            "[",
+            "]",
+            "{",
+            "}",
+            ",",
+            "?",
+            "|",
+            ">",
+            "---",
+            "...",
+            "krust://",
+            "é",
+            "日",
+            "\u{feff}",
+            "%YAML 1.2\n",
+        ];
+        let mut rng = fastrand::Rng::with_seed(14);
+        let mut cases = 0;
+        for seed in seeds {
+            for _ in 0..400 {
+                let mut chars: Vec<String> = seed.chars().map(String::from).collect();
+                for _ in 0..rng.usize(1..6) {
+                    let at = rng.usize(0..=chars.len());
+                    match rng.u8(0..4) {
+                        0 if at < chars.len() => {
+                            chars.remove(at);
+                        }
+                        1 => chars.insert(at, PIECES[rng.usize(0..PIECES.len())].to_string()),
+                        2 if at < chars.len() => {
+                            let copy = chars[at..chars.len().min(at + rng.usize(1..40))].concat();
+                            chars.insert(at, copy);
+                        }
+                        _ => chars.truncate(at),
+                    }
+                }
+                let text = chars.concat();
+                cases += 1;
+                if let Ok(found) = find(&text, P) {
+                    for hit in found {
+                        assert!(
+                            text.get(hit.range.clone()).is_some(),
+                            "{text:?}: range {:?} is not on character boundaries",
+                            hit.range
+                        );
+                    }
+                }
+            }
+        }
+        assert_eq!(cases, seeds.len() * 400);
+    }
+
     #[test]
     fn block_scalars_are_refused() {
         let err = find("x: 1\nimage: |\n  krust://./a\n", P)
