@@ -62,6 +62,7 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
+#[command(mut_arg("manifest_path", |a| a.conflicts_with("directory")))]
 pub struct BuildArgs {
     /// Package or workspace directory [default: current directory].
     pub directory: Option<PathBuf>,
@@ -255,7 +256,7 @@ pub struct BuildOptions {
     #[arg(short = 'v', long, action = clap::ArgAction::Count, conflicts_with = "quiet", help_heading = "Output")]
     pub verbose: u8,
 
-    /// Print nothing on stderr but errors.
+    /// Print nothing on stderr but errors (and rustc's warnings, as `cargo build -q`).
     #[arg(short = 'q', long, help_heading = "Output")]
     pub quiet: bool,
 

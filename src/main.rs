@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser};
+use clap_complete::Shell;
 
 use cargo_krust::cli::{ApplyArgs, BuildArgs, Cli, Command, ResolveArgs, normalize_args};
 use cargo_krust::resolve::{self, kubectl};
@@ -28,25 +29,42 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Build(args) => build(*args)?,
-        Command::Resolve(args) => {
-            let resolved = resolve_with(&args)?;
-            let mut stdout = std::io::stdout().lock();
-            stdout
-                .write_all(resolved.text.as_bytes())
-                .and_then(|()| stdout.flush())
-                .context("cannot write to stdout")?;
-        }
+        Command::Resolve(args) => write_stdout(resolve_with(&args)?.text.as_bytes())?,
         Command::Apply(args) => return kubectl_with("apply", *args),
         Command::Create(args) => return kubectl_with("create", *args),
         Command::Version => {
-            println!("cargo-krust {}", env!("CARGO_PKG_VERSION"));
+            write_stdout(format!("cargo-krust {}\n", env!("CARGO_PKG_VERSION")).as_bytes())?
         }
-        Command::Completions { shell } => {
-            let mut command = Cli::command();
-            clap_complete::generate(shell, &mut command, "cargo-krust", &mut std::io::stdout());
-        }
+        Command::Completions { shell } => write_stdout(&completion_script(shell))?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes to stdout: a closed pipe or a full disk is an error, not a panic.
+fn write_stdout(bytes: &[u8]) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(bytes)
+        .and_then(|()| stdout.flush())
+        .context("cannot write to stdout")
+}
+
+/// The completion script for `shell`, for the command `cargo-krust` (which
+/// cargo's own completion hands `cargo krust …` to).
+fn completion_script(shell: Shell) -> Vec<u8> {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "cargo-krust", &mut script);
+    if shell != Shell::Bash {
+        return script;
+    }
+    // clap_complete's bash script names a subcommand's state
+    // `cargo__subcmd__krust__subcmd__build` where it is matched but
+    // `cargo__krust__subcmd__build` where it is set, so nothing after the
+    // subcommand completes for a bin name with a hyphen
+    // (clap-rs/clap#6421, in clap_complete 4.6.12 still).
+    String::from_utf8_lossy(&script)
+        .replace("cargo__subcmd__krust__subcmd__", "cargo__krust__subcmd__")
+        .into_bytes()
 }
 
 fn build(args: BuildArgs) -> Result<()> {
@@ -56,11 +74,7 @@ fn build(args: BuildArgs) -> Result<()> {
     let indexes = pipeline::run_blocking(&plan)?;
     let references: Vec<String> = indexes.iter().map(|i| i.reference()).collect();
     write_image_refs(args.options.image_refs.as_deref(), &references)?;
-    let mut stdout = std::io::stdout().lock();
-    for reference in &references {
-        writeln!(stdout, "{reference}").context("cannot write to stdout")?;
-    }
-    Ok(())
+    write_stdout(lines(&references).as_bytes())
 }
 
 /// Runs a resolve with logging set up, and writes `--image-refs`.
@@ -82,7 +96,11 @@ fn write_image_refs(path: Option<&Path>, references: &[String]) -> Result<()> {
     let Some(path) = path else {
         return Ok(());
     };
-    let text: String = references.iter().map(|r| format!("{r}\n")).collect();
-    std::fs::write(path, text)
+    std::fs::write(path, lines(references))
         .with_context(|| format!("cannot write image references to {}", path.display()))
+}
+
+/// The references one per line, as printed and as written to `--image-refs`.
+fn lines(references: &[String]) -> String {
+    references.iter().map(|r| format!("{r}\n")).collect()
 }

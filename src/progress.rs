@@ -63,6 +63,9 @@ pub fn init(quiet: bool, verbose: u8, color: Color) {
         Color::Never => console::set_colors_enabled_stderr(false),
         Color::Auto => {}
     }
+    // `console::style` follows stdout's setting, and all it styles here goes
+    // to stderr: without this, `--color` would be decided by where stdout goes.
+    console::set_colors_enabled(console::colors_enabled_stderr());
     let bars = (!quiet && console::Term::stderr().is_term())
         .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
     let _ = REPORTER.set(Reporter {

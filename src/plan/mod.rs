@@ -365,6 +365,11 @@ pub fn manifest_path(directory: Option<&Path>, options: &Options) -> Result<Path
 
 fn locate_manifest(directory: Option<&Path>, manifest_path: Option<&Path>) -> Result<PathBuf> {
     let path = match (manifest_path, directory) {
+        // Named as given: a directory or a typo is the culprit, not a guess.
+        (Some(manifest), _) if !manifest.is_file() => bail!(
+            "--manifest-path {} is not a file: pass the path of the package's Cargo.toml, or its directory as DIRECTORY",
+            manifest.display()
+        ),
         (Some(manifest), _) => manifest.to_path_buf(),
         (None, Some(dir)) => dir.join("Cargo.toml"),
         (None, None) => PathBuf::from("Cargo.toml"),

@@ -255,6 +255,12 @@ impl KrustRun {
 /// `cargo-krust build DIR` on `scratch` for linux/amd64 only: the cheapest
 /// real build, for tests about anything but the base or the platforms.
 pub fn build_on_scratch(dir: &Path) -> Krust {
+    build_on_scratch_without_dir().arg(dir)
+}
+
+/// [`build_on_scratch`] naming no directory (the current one, or
+/// `--manifest-path`).
+pub fn build_on_scratch_without_dir() -> Krust {
     krust([
         "build",
         "--base-image",
@@ -262,7 +268,6 @@ pub fn build_on_scratch(dir: &Path) -> Krust {
         "--platform",
         "linux/amd64",
     ])
-    .arg(dir)
 }
 
 /// The hello-krust example crate.
