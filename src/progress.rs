@@ -78,9 +78,18 @@ pub fn init(quiet: bool, verbose: u8, color: Color) {
 /// Prints a line above any bars, so they are redrawn below it intact.
 fn print_line(line: String) {
     match &reporter().bars {
-        Some(bars) => bars.suspend(|| eprintln!("{line}")),
-        None => eprintln!("{line}"),
+        Some(bars) => bars.suspend(|| write_stderr(&line)),
+        None => write_stderr(&line),
     }
+}
+
+/// Writes one line on stderr. A stderr that cannot be written (closed, a
+/// full disk) loses the line instead of panicking as `eprintln!` would:
+/// the exit status still tells what happened.
+fn write_stderr(line: &str) {
+    use std::io::Write;
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "{line}");
 }
 
 /// A byte transfer being shown: a bar on a terminal (removed when the

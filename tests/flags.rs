@@ -533,4 +533,34 @@ fn a_stdout_that_cannot_be_written_is_an_error_not_a_panic() {
         "linux/amd64",
         &pkg,
     ]);
+
+    // A stderr that cannot be written loses the progress lines, not the run:
+    // the references still reach stdout, and a failure still exits 1.
+    let to_full_stderr = |args: &[&str]| {
+        let mut command = Command::new("sh");
+        command
+            .args(["-c", r#"exec "$0" "$@" 2> /dev/full"#, exe])
+            .args(args)
+            .env("CARGO_TARGET_DIR", work.path().join("target"))
+            .env("RUST_BACKTRACE", "0");
+        output_with_timeout(&mut command, TOOL_TIMEOUT)
+            .unwrap_or_else(|e| panic!("cargo-krust {args:?} 2> /dev/full: {e}"))
+    };
+    let built = to_full_stderr(&[
+        "build",
+        "--no-push",
+        "--base-image",
+        "scratch",
+        "--platform",
+        "linux/amd64",
+        &pkg,
+    ]);
+    assert_eq!(built.status.code(), Some(0), "{built:?}");
+    assert!(
+        String::from_utf8_lossy(&built.stdout).starts_with("krust.local/krust-flags@sha256:"),
+        "{built:?}"
+    );
+    let failed = to_full_stderr(&["build", "--no-push", "--platform", "linux/mips", &pkg]);
+    assert_eq!(failed.status.code(), Some(1), "{failed:?}");
+    assert!(failed.stdout.is_empty(), "{failed:?}");
 }
