@@ -159,12 +159,16 @@ impl LayerInputs {
             field("diff_id")?,
             record.get("size").and_then(|v| v.as_u64())?,
         );
+        // Pinned before it is looked at: once pinned, no run evicts it. A
+        // store that cannot pin cannot write either; the write says why.
+        if !store.pin(&digest).ok()? {
+            return None;
+        }
         let path = store.get(&digest)?;
         if !std::fs::metadata(&path).is_ok_and(|m| m.len() == size) {
             return None;
         }
         crate::progress::verbose(format!("layer {digest} reused from the cache"));
-        store.pin(&digest);
         Some(LayerBlob::stored(
             &self.media_type,
             digest,
@@ -186,32 +190,40 @@ impl LayerInputs {
             "size": layer.blob.size,
         });
         store.write_record("layers", &self.key, record.to_string().as_bytes())?;
-        store.pin(&layer.blob.digest);
         Ok(layer)
     }
 
     /// Records `newest`, just written, as the slot's latest layer and
     /// deletes the blobs of the slot's layers beyond
-    /// `LAYERS_KEPT_PER_SLOT` (their records then simply miss), unless
-    /// this run uses them (another slot's layer may be the same blob); and
-    /// prunes the gzip member cache. Deleting a 20 MB file takes
-    /// milliseconds, which an upload should not wait for.
+    /// `LAYERS_KEPT_PER_SLOT` (their records then simply miss), unless a
+    /// live run, this one or another sharing the store, pinned them (another
+    /// slot's layer may be the same blob): those stay in the slot, to go
+    /// with a later eviction. Then prunes the gzip member cache. Deleting a
+    /// 20 MB file takes milliseconds, which an upload should not wait for.
+    /// Best effort: a layer that stays only costs space.
     pub fn evict_older_layers(&self, store: &BlobStore, newest: &LayerBlob) {
-        let newest = newest.blob.digest.as_str();
-        let mut kept: Vec<String> = store
-            .read_record("layer-slots", &self.slot)
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or_default();
-        kept.retain(|digest| digest != newest);
-        kept.insert(0, newest.to_string());
-        let evicted = kept.split_off(LAYERS_KEPT_PER_SLOT.min(kept.len()));
-        for digest in &evicted {
-            crate::progress::trace(format!("layer {digest} leaves the cache"));
-            store.remove(digest);
-        }
-        if let Ok(record) = serde_json::to_vec(&kept) {
-            // A lost slot record only means older layers stay.
-            let _ = store.write_record("layer-slots", &self.slot, &record);
+        if let Ok(eviction) = store.eviction() {
+            // Under the store lock, so that two runs do not both rewrite
+            // the slot record from what they read.
+            let newest = newest.blob.digest.as_str();
+            let mut kept: Vec<String> = store
+                .read_record("layer-slots", &self.slot)
+                .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+                .unwrap_or_default();
+            kept.retain(|digest| digest != newest);
+            kept.insert(0, newest.to_string());
+            let older = kept.split_off(LAYERS_KEPT_PER_SLOT.min(kept.len()));
+            for digest in older {
+                if eviction.remove(&digest) {
+                    crate::progress::trace(format!("layer {digest} leaves the cache"));
+                } else {
+                    kept.push(digest);
+                }
+            }
+            if let Ok(record) = serde_json::to_vec(&kept) {
+                // A lost slot record only means older layers stay.
+                let _ = store.write_record("layer-slots", &self.slot, &record);
+            }
         }
         super::gzip::prune_members(&store.cache_dir("gzip-members"));
     }
