@@ -477,3 +477,24 @@ fn layout_entries_are_named_by_repository_path() {
         ]
     );
 }
+
+/// An existing layout whose index.json is not an image index (here a JSON
+/// list) is refused with its name and the fix, before any blob is written,
+/// and left as it was (it used to panic).
+#[test]
+fn a_layout_with_a_damaged_index_json_is_named_and_left_alone() {
+    tools::require_default_rust_targets();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let layout = tmp.path().join("layout");
+    std::fs::create_dir(&layout).expect("layout dir");
+    std::fs::write(layout.join("index.json"), "[]").expect("write index.json");
+    let before = snapshot(tmp.path());
+
+    let run = build_on_scratch(&hello_krust())
+        .arg("--no-push")
+        .arg("--oci-layout-path")
+        .arg(&layout)
+        .run();
+    expect_failure(&run, &["index.json", "--oci-layout-path"]);
+    assert!(snapshot(tmp.path()) == before, "the layout is untouched");
+}

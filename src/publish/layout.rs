@@ -121,7 +121,11 @@ impl OciLayout {
         let hex = digest_hex(&blob.digest)
             .with_context(|| format!("malformed digest `{}`", blob.digest))?;
         let path = blobs_dir.join(hex);
-        if path.is_file() {
+        let existing = fs::symlink_metadata(&path).ok();
+        if existing
+            .as_ref()
+            .is_some_and(|m| m.is_file() && m.len() == blob.size)
+        {
             return Ok(());
         }
         let mut temp = fsutil::temp_file_in(blobs_dir)?;
@@ -138,7 +142,10 @@ impl OciLayout {
         temp.persist(&path)
             .map_err(|e| e.error)
             .with_context(|| format!("cannot write {}", path.display()))?;
-        added.file(path);
+        // A damaged blob replaced stays replaced: it was no use.
+        if existing.is_none() {
+            added.file(path);
+        }
         Ok(())
     }
 }
@@ -328,6 +335,23 @@ mod tests {
         added.create_dirs(&fresh).unwrap();
         added.keep();
         assert!(fresh.is_dir());
+    }
+
+    #[test]
+    fn a_cache_file_that_is_not_its_blob_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("blob");
+        fs::write(&source, b"layer").unwrap();
+        let blob = |bytes: &[u8]| Blob {
+            media_type: crate::oci::MEDIA_TYPE_OCI_LAYER_GZIP.into(),
+            digest: crate::oci::sha256_digest(bytes),
+            size: bytes.len() as u64,
+            source: crate::oci::BlobSource::File(source.clone()),
+        };
+        let mut to = tempfile::tempfile().unwrap();
+        copy_verified(&source, &blob(b"layer"), &mut to).unwrap();
+        let err = copy_verified(&source, &blob(b"other"), &mut to).unwrap_err();
+        assert!(err.to_string().contains("delete it"), "{err}");
     }
 
     #[test]
