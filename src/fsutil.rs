@@ -29,8 +29,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         _ => Path::new("."),
     };
     let mut temp = temp_file_in(dir)?;
-    temp.write_all(bytes)
-        .and_then(|()| temp.flush())
+    // Through the file itself: the temporary's own errors name its passing
+    // name, which means nothing to the user.
+    temp.as_file_mut()
+        .write_all(bytes)
         .with_context(|| format!("cannot write {}", path.display()))?;
     temp.persist(path)
         .map_err(|e| e.error)

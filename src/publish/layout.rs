@@ -131,6 +131,7 @@ impl OciLayout {
         let mut temp = fsutil::temp_file_in(blobs_dir)?;
         match blob.bytes() {
             Some(bytes) => temp
+                .as_file_mut()
                 .write_all(bytes)
                 .with_context(|| format!("cannot write {}", path.display()))?,
             None => {
