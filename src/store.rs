@@ -243,8 +243,12 @@ impl BlobStore {
 
     /// The store locked for eviction, with what every live run has pinned.
     pub fn eviction(&self) -> Result<Eviction<'_>> {
+        // This run's pins before the store lock, in the order `pin` takes
+        // them, so that two threads of one run cannot wait on each other.
+        let own = self.own_pins();
         let lock = self.lock_store()?;
-        let mut pinned = self.own_pins().digests.clone();
+        let mut pinned = own.digests.clone();
+        drop(own);
         self.read_live_pins(&mut pinned)?;
         Ok(Eviction {
             store: self,
