@@ -195,7 +195,8 @@ pub struct BuildOptions {
     #[arg(long, help_heading = "Output")]
     pub no_push: bool,
 
-    /// Also write the images into an OCI image layout at DIR.
+    /// Also write the images into an OCI image layout at DIR (entries named
+    /// REPOSITORY:TAG, e.g. team-a/api:latest; all or nothing).
     #[arg(long, value_name = "DIR", help_heading = "Output")]
     pub oci_layout_path: Option<PathBuf>,
 

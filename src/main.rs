@@ -13,7 +13,7 @@ use clap_complete::Shell;
 
 use cargo_krust::cli::{ApplyArgs, BuildArgs, Cli, Command, ResolveArgs, normalize_args};
 use cargo_krust::resolve::{self, kubectl};
-use cargo_krust::{pipeline, plan, progress};
+use cargo_krust::{fsutil, pipeline, plan, progress};
 
 fn main() -> ExitCode {
     let cli = Cli::parse_from(normalize_args(std::env::args_os()));
@@ -92,12 +92,15 @@ fn kubectl_with(verb: &str, args: ApplyArgs) -> Result<ExitCode> {
     let code = kubectl::pipe(&args.kubectl, verb, &args.kubectl_args, &resolved.text)?;
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
+
+/// `--image-refs FILE`: the printed references, one a line, written whole
+/// (an existing FILE keeps its content when the write fails).
 fn write_image_refs(path: Option<&Path>, references: &[String]) -> Result<()> {
     let Some(path) = path else {
         return Ok(());
     };
-    std::fs::write(path, lines(references))
-        .with_context(|| format!("cannot write image references to {}", path.display()))
+    fsutil::write_atomic(path, lines(references).as_bytes())
+        .context("cannot write the image references (--image-refs)")
 }
 
 /// The references one per line, as printed and as written to `--image-refs`.

@@ -86,10 +86,7 @@ pub async fn run(plan: &Plan) -> Result<Vec<ImageIndex>> {
             .await?;
     }
     if let Some(dir) = &plan.oci_layout {
-        let layout = OciLayout::new(dir);
-        for index in &indexes {
-            layout.write(index, &client, &store).await?;
-        }
+        OciLayout::new(dir).write(&indexes, &client, &store).await?;
         progress::status("Wrote", format!("OCI layout {}", dir.display()));
     }
     Ok(indexes)

@@ -3,36 +3,68 @@
 //! the layers cargo-krust writes and the base manifests, configs and layers it
 //! has fetched, plus small records under `records/<kind>/<key>` that map
 //! inputs to blobs (a binary's hash to its layer, a tag to its digest).
-//! Files appear in it only complete: they are written to a temporary file and
-//! renamed into place. Blobs a run uses are pinned: nothing deletes them
-//! while that run holds the store.
-
+//! Files appear in it only complete: they are written to a temporary file in
+//! `tmp/` and renamed into place; temporary files a killed run left behind
+//! are swept when a later run opens the store.
+//!
+//! Blobs a run uses are pinned, and pins are seen by every run sharing the
+//! store: each run that pins something holds a pin file
+//! `pins/<pid>-<random>.pin`, one digest a line, locked (an exclusive
+//! `flock`) for as long as it runs. Eviction takes the store-wide lock
+//! `lock`, skips every digest a live run pinned, and deletes the pin files
+//! whose lock it can take (their run is gone); pinning takes the same lock
+//! and checks the blob is still there under it.
 use std::collections::HashSet;
-use std::fs;
-use std::io::Write;
+use std::fs::{self, File, TryLockError};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use tempfile::NamedTempFile;
 
 use crate::oci::digest_hex;
 
+/// Temporary files untouched for this long belong to runs that were killed.
+/// A live run writes a temporary file from its creation to its rename with
+/// no pause longer than a network wait (a layer held back by a slow upload,
+/// a download waiting for bytes), and every write moves its mtime: six
+/// hours cannot catch one.
+const ABANDONED_AFTER: Duration = Duration::from_secs(6 * 60 * 60);
+
+/// How long a run waits for the store-wide lock. Runs hold it only to read
+/// the pin files and delete a few blobs, milliseconds; a lock held longer
+/// belongs to a stopped process.
+const LOCK_PATIENCE: Duration = Duration::from_secs(30);
+
 #[derive(Debug, Clone)]
 pub struct BlobStore {
     root: PathBuf,
+    pins: Arc<Mutex<Pins>>,
+}
+
+/// This run's pins.
+#[derive(Debug, Default)]
+struct Pins {
     /// Digests this run has used or written.
-    pinned: Arc<Mutex<HashSet<String>>>,
+    digests: HashSet<String>,
+    /// The pin file that shows them to other runs: created on the first pin,
+    /// locked while open, removed when the last handle of the store goes
+    /// (a killed run's is removed by the next eviction).
+    file: Option<NamedTempFile>,
 }
 
 impl BlobStore {
-    /// Opens (creating if needed) the store at `root`.
+    /// Opens (creating if needed) the store at `root`, sweeping old
+    /// temporary files.
     pub fn open(root: &Path) -> Result<BlobStore> {
         let store = BlobStore::at(root);
         for dir in [store.blob_dir(), store.tmp_dir()] {
             fs::create_dir_all(&dir)
                 .with_context(|| format!("cannot create cache directory {}", dir.display()))?;
         }
+        store.sweep_abandoned_temp_files();
         Ok(store)
     }
 
@@ -44,7 +76,7 @@ impl BlobStore {
     fn at(root: &Path) -> BlobStore {
         BlobStore {
             root: root.to_path_buf(),
-            pinned: Arc::default(),
+            pins: Arc::default(),
         }
     }
 
@@ -54,6 +86,37 @@ impl BlobStore {
 
     fn tmp_dir(&self) -> PathBuf {
         self.root.join("tmp")
+    }
+
+    fn pin_dir(&self) -> PathBuf {
+        self.root.join("pins")
+    }
+
+    /// Deletes what killed runs left in `tmp/` (see [`ABANDONED_AFTER`]).
+    /// Best effort: a leftover only costs space.
+    fn sweep_abandoned_temp_files(&self) {
+        let Ok(entries) = fs::read_dir(self.tmp_dir()) else {
+            return;
+        };
+        let now = SystemTime::now();
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else {
+                continue;
+            };
+            let abandoned = meta
+                .modified()
+                .ok()
+                .and_then(|modified| now.duration_since(modified).ok())
+                .is_some_and(|age| age > ABANDONED_AFTER);
+            if abandoned {
+                let path = entry.path();
+                let _ = if meta.is_dir() {
+                    fs::remove_dir_all(&path)
+                } else {
+                    fs::remove_file(&path)
+                };
+            }
+        }
     }
 
     /// Where the blob with this digest lives (whether or not it exists yet).
@@ -78,9 +141,13 @@ impl BlobStore {
             .with_context(|| format!("cannot create a file in {}", self.tmp_dir().display()))
     }
 
-    /// Moves a complete temporary file to its digest's place.
+    /// Moves a complete temporary file to its digest's place, pinned: this
+    /// run is about to use it.
     pub fn commit(&self, file: NamedTempFile, digest: &str) -> Result<PathBuf> {
         let path = self.path(digest)?;
+        // Pinned before it appears, so no other run's eviction can take it
+        // between its arrival and its use.
+        self.pin(digest)?;
         file.persist(&path)
             .with_context(|| format!("cannot store blob {}", path.display()))?;
         Ok(path)
@@ -101,25 +168,124 @@ impl BlobStore {
         self.commit(file, digest)
     }
 
-    /// Keeps a blob this run uses from [`Self::remove`].
-    pub fn pin(&self, digest: &str) {
-        self.pinned
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(digest.to_string());
+    fn own_pins(&self) -> MutexGuard<'_, Pins> {
+        self.pins.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Deletes a blob, if it is stored and this run has not pinned it. Best
-    /// effort: a blob that stays only costs space.
-    pub fn remove(&self, digest: &str) {
-        let pinned = self
-            .pinned
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(digest);
-        if !pinned && let Ok(path) = self.path(digest) {
-            let _ = fs::remove_file(path);
+    /// Keeps a blob from eviction, by this run or any other, for as long as
+    /// this store is open. Says whether the blob is stored, as seen under the
+    /// store lock: a blob found here stays.
+    pub fn pin(&self, digest: &str) -> Result<bool> {
+        let path = self.path(digest)?;
+        let mut pins = self.own_pins();
+        if pins.digests.contains(digest) {
+            return Ok(path.is_file());
         }
+        let _lock = self.lock_store()?;
+        if pins.file.is_none() {
+            pins.file = Some(self.new_pin_file()?);
+        }
+        if let Some(file) = pins.file.as_mut() {
+            writeln!(file, "{digest}")
+                .and_then(|()| file.flush())
+                .with_context(|| format!("cannot write {}", file.path().display()))?;
+        }
+        pins.digests.insert(digest.to_string());
+        Ok(path.is_file())
+    }
+
+    /// This run's pin file, locked. Created under the store lock, so no
+    /// eviction sees it before it is locked and takes it for a dead run's.
+    fn new_pin_file(&self) -> Result<NamedTempFile> {
+        let dir = self.pin_dir();
+        fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create cache directory {}", dir.display()))?;
+        let file = tempfile::Builder::new()
+            .prefix(&format!("{}-", std::process::id()))
+            .suffix(".pin")
+            .tempfile_in(&dir)
+            .with_context(|| format!("cannot create a pin file in {}", dir.display()))?;
+        file.as_file()
+            .try_lock()
+            .map_err(std::io::Error::from)
+            .with_context(|| format!("cannot lock {}", file.path().display()))?;
+        Ok(file)
+    }
+
+    /// Takes the store-wide lock (released when the file is dropped),
+    /// waiting at most [`LOCK_PATIENCE`].
+    fn lock_store(&self) -> Result<File> {
+        let path = self.root.join("lock");
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        let deadline = Instant::now() + LOCK_PATIENCE;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(file),
+                Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(TryLockError::WouldBlock) => bail!(
+                    "the cache lock {} has been held for over {} s by another process (a stopped cargo-krust?); end that process and run again",
+                    path.display(),
+                    LOCK_PATIENCE.as_secs()
+                ),
+                Err(TryLockError::Error(e)) => {
+                    return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+                }
+            }
+        }
+    }
+
+    /// The store locked for eviction, with what every live run has pinned.
+    pub fn eviction(&self) -> Result<Eviction<'_>> {
+        // This run's pins before the store lock, in the order `pin` takes
+        // them, so that two threads of one run cannot wait on each other.
+        let own = self.own_pins();
+        let lock = self.lock_store()?;
+        let mut pinned = own.digests.clone();
+        drop(own);
+        self.read_live_pins(&mut pinned)?;
+        Ok(Eviction {
+            store: self,
+            pinned,
+            _lock: lock,
+        })
+    }
+
+    /// Adds the digests in the pin files of live runs to `pinned`, and
+    /// deletes the pin files of runs that are gone (no one holds their
+    /// lock). Called under the store lock.
+    fn read_live_pins(&self, pinned: &mut HashSet<String>) -> Result<()> {
+        let dir = self.pin_dir();
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
+        };
+        for entry in entries {
+            let path = entry
+                .with_context(|| format!("cannot read {}", dir.display()))?
+                .path();
+            let mut file = match File::open(&path) {
+                Ok(file) => file,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+            };
+            if file.try_lock().is_ok() {
+                let _ = fs::remove_file(&path);
+                continue;
+            }
+            let mut text = String::new();
+            file.read_to_string(&mut text)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            pinned.extend(text.lines().map(String::from));
+        }
+        Ok(())
     }
 
     /// A directory of the store for a cache of its own kind (created on use).
@@ -144,5 +310,83 @@ impl BlobStore {
         file.persist(dir.join(key))
             .with_context(|| format!("cannot write record {kind}/{key}"))?;
         Ok(())
+    }
+}
+
+/// The store locked against other runs' pins and evictions (until dropped).
+pub struct Eviction<'s> {
+    store: &'s BlobStore,
+    /// What every live run, this one included, has pinned.
+    pinned: HashSet<String>,
+    _lock: File,
+}
+
+impl Eviction<'_> {
+    /// Deletes a blob unless a live run pinned it; false when it stays for
+    /// that reason. Best effort: a blob that stays only costs space.
+    pub fn remove(&self, digest: &str) -> bool {
+        if self.pinned.contains(digest) {
+            return false;
+        }
+        if let Ok(path) = self.store.path(digest) {
+            let _ = fs::remove_file(path);
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored_blob(store: &BlobStore, bytes: &[u8]) -> String {
+        let digest = crate::oci::sha256_digest(bytes);
+        store.write(&digest, bytes).unwrap();
+        digest
+    }
+
+    #[test]
+    fn another_store_handle_cannot_evict_what_a_live_one_pinned() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = BlobStore::open(dir.path()).unwrap();
+        let b = BlobStore::open(dir.path()).unwrap();
+        let pinned = stored_blob(&a, b"pinned by a");
+        let unpinned = stored_blob(&b, b"written by b");
+        drop(b);
+        let b = BlobStore::open(dir.path()).unwrap();
+
+        let eviction = b.eviction().unwrap();
+        assert!(!eviction.remove(&pinned), "a's pin holds");
+        assert!(eviction.remove(&unpinned));
+        drop(eviction);
+        assert!(b.get(&pinned).is_some());
+        assert!(b.get(&unpinned).is_none());
+        assert!(!a.pin(&unpinned).unwrap(), "a pin says the blob is gone");
+
+        // A pin file no one holds is a dead run's: it goes, and its pins.
+        let dead = dir.path().join("pins/dead.pin");
+        fs::write(&dead, format!("{pinned}\n")).unwrap();
+        drop(a);
+        let eviction = b.eviction().unwrap();
+        assert!(eviction.remove(&pinned));
+        assert!(!dead.exists());
+        assert_eq!(fs::read_dir(dir.path().join("pins")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn temporary_files_of_killed_runs_are_swept_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let old = store.temp_file().unwrap().keep().unwrap().1;
+        let fresh = store.temp_file().unwrap().keep().unwrap().1;
+        File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(SystemTime::now() - ABANDONED_AFTER - Duration::from_secs(60))
+            .unwrap();
+        BlobStore::open(dir.path()).unwrap();
+        assert!(!old.exists());
+        assert!(fresh.exists());
     }
 }

@@ -542,7 +542,8 @@ fn base_layers_are_mounted_not_uploaded() {
 
 /// `--oci-layout-path DIR` (with repeated `--platform`) also writes an OCI
 /// layout holding the pushed index: skopeo reads it, both platforms are there,
-/// and the entry is named `hello-krust:latest`.
+/// and the entry is named by the repository without the registry
+/// (`<path>/hello-krust:latest`).
 #[test]
 fn oci_layout_path_is_readable_by_skopeo() {
     tools::require_default_rust_targets();
@@ -550,7 +551,8 @@ fn oci_layout_path_is_readable_by_skopeo() {
     let bases = &shared.bases;
     let out = tempfile::tempdir().expect("tempdir");
     let layout = out.path().join("layout");
-    let repo = format!("{}/{}", shared.registry.host(), unique_name("layout"));
+    let path = unique_name("layout");
+    let repo = format!("{}/{path}", shared.registry.host());
     let pushed = krust(["build"])
         .arg(hello_krust())
         .args(["--base-image", &bases.multi_ref])
@@ -568,10 +570,11 @@ fn oci_layout_path_is_readable_by_skopeo() {
     let entries = index_json["manifests"]
         .as_array()
         .expect("index.json manifests");
+    let ref_name = format!("{path}/hello-krust:latest");
     let entry = entries
         .iter()
-        .find(|e| e["annotations"]["org.opencontainers.image.ref.name"] == "hello-krust:latest")
-        .unwrap_or_else(|| panic!("no entry named hello-krust:latest in {index_json}"));
+        .find(|e| e["annotations"]["org.opencontainers.image.ref.name"] == ref_name.as_str())
+        .unwrap_or_else(|| panic!("no entry named {ref_name} in {index_json}"));
     assert_eq!(
         entry["digest"],
         pushed.digest.as_str(),

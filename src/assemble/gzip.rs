@@ -313,10 +313,10 @@ fn cached_member(
     }
     buffer.clear();
     let member = compress(block, compressor, buffer)?;
-    // A cache that cannot be written only costs speed.
-    let temp = dir.join(format!(".{name}.{}", std::process::id()));
-    if std::fs::create_dir_all(dir).is_ok() && std::fs::write(&temp, &member).is_ok() {
-        let _ = std::fs::rename(&temp, &path);
+    // A cache that cannot be written only costs speed (and leaves no
+    // partial member behind).
+    if std::fs::create_dir_all(dir).is_ok() {
+        let _ = crate::fsutil::write_atomic(&path, &member);
     }
     Ok(member)
 }

@@ -6,9 +6,9 @@
 //! read once and never held whole in memory.
 //!
 //! Layers are cached: a record keyed by the hash of everything that goes into
-//! the layer (entry paths, modes, contents, mtime, media type, compression
-//! settings) points at the stored blob, so an unchanged binary is neither
-//! re-tarred nor re-compressed.
+//! the layer (entry paths, modes, the identity of each file's content, mtime,
+//! media type, compression settings) points at the stored blob, so an
+//! unchanged binary is neither re-tarred nor re-compressed.
 
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
@@ -159,12 +159,16 @@ impl LayerInputs {
             field("diff_id")?,
             record.get("size").and_then(|v| v.as_u64())?,
         );
+        // Pinned before it is looked at: once pinned, no run evicts it. A
+        // store that cannot pin cannot write either; the write says why.
+        if !store.pin(&digest).ok()? {
+            return None;
+        }
         let path = store.get(&digest)?;
         if !std::fs::metadata(&path).is_ok_and(|m| m.len() == size) {
             return None;
         }
         crate::progress::verbose(format!("layer {digest} reused from the cache"));
-        store.pin(&digest);
         Some(LayerBlob::stored(
             &self.media_type,
             digest,
@@ -186,32 +190,40 @@ impl LayerInputs {
             "size": layer.blob.size,
         });
         store.write_record("layers", &self.key, record.to_string().as_bytes())?;
-        store.pin(&layer.blob.digest);
         Ok(layer)
     }
 
     /// Records `newest`, just written, as the slot's latest layer and
     /// deletes the blobs of the slot's layers beyond
-    /// `LAYERS_KEPT_PER_SLOT` (their records then simply miss), unless
-    /// this run uses them (another slot's layer may be the same blob); and
-    /// prunes the gzip member cache. Deleting a 20 MB file takes
-    /// milliseconds, which an upload should not wait for.
+    /// `LAYERS_KEPT_PER_SLOT` (their records then simply miss), unless a
+    /// live run, this one or another sharing the store, pinned them (another
+    /// slot's layer may be the same blob): those stay in the slot, to go
+    /// with a later eviction. Then prunes the gzip member cache. Deleting a
+    /// 20 MB file takes milliseconds, which an upload should not wait for.
+    /// Best effort: a layer that stays only costs space.
     pub fn evict_older_layers(&self, store: &BlobStore, newest: &LayerBlob) {
-        let newest = newest.blob.digest.as_str();
-        let mut kept: Vec<String> = store
-            .read_record("layer-slots", &self.slot)
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or_default();
-        kept.retain(|digest| digest != newest);
-        kept.insert(0, newest.to_string());
-        let evicted = kept.split_off(LAYERS_KEPT_PER_SLOT.min(kept.len()));
-        for digest in &evicted {
-            crate::progress::trace(format!("layer {digest} leaves the cache"));
-            store.remove(digest);
-        }
-        if let Ok(record) = serde_json::to_vec(&kept) {
-            // A lost slot record only means older layers stay.
-            let _ = store.write_record("layer-slots", &self.slot, &record);
+        if let Ok(eviction) = store.eviction() {
+            // Under the store lock, so that two runs do not both rewrite
+            // the slot record from what they read.
+            let newest = newest.blob.digest.as_str();
+            let mut kept: Vec<String> = store
+                .read_record("layer-slots", &self.slot)
+                .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+                .unwrap_or_default();
+            kept.retain(|digest| digest != newest);
+            kept.insert(0, newest.to_string());
+            let older = kept.split_off(LAYERS_KEPT_PER_SLOT.min(kept.len()));
+            for digest in older {
+                if eviction.remove(&digest) {
+                    crate::progress::trace(format!("layer {digest} leaves the cache"));
+                } else {
+                    kept.push(digest);
+                }
+            }
+            if let Ok(record) = serde_json::to_vec(&kept) {
+                // A lost slot record only means older layers stay.
+                let _ = store.write_record("layer-slots", &self.slot, &record);
+            }
         }
         super::gzip::prune_members(&store.cache_dir("gzip-members"));
     }
@@ -220,7 +232,8 @@ impl LayerInputs {
 /// The two keys of a layer's inputs, in one pass over its entries.
 struct Keys {
     /// sha256 over every input: format, compression settings, media type,
-    /// mtime, and each entry's kind, path, mode and content.
+    /// mtime, and each entry's kind, path, mode and the identity of its
+    /// content (size, mtime, ctime, device and inode).
     cache: String,
     /// sha256 over the media type and each entry's kind, path, mode and
     /// source path, not their content: successive builds of the same
@@ -245,10 +258,13 @@ fn keys(entries: &[Entry], media_type: &str, mtime: u64) -> Result<Keys> {
         let (line, content) = match entry {
             Entry::Dir { path, mode } => (format!("dir {path} {mode:o}"), String::new()),
             Entry::File { path, mode, source } => {
-                // The file's identity as cargo judges freshness (size, mtime,
-                // inode), not its hash: hashing a 50 MiB binary would cost
-                // more than the rest of a no-op rebuild. A rebuilt binary is
-                // a new file with a new mtime.
+                // The file's identity (size, mtime, ctime, inode), not its
+                // hash: hashing a 50 MiB binary would cost more than the rest
+                // of a no-op rebuild. The ctime is what catches a file
+                // rewritten in place with its mtime put back (`cp -p`,
+                // `rsync -a`): no one can set it, every write moves it. A
+                // ctime that moved with the same bytes (a chmod, cargo
+                // linking the binary again) costs a re-read, the same layer.
                 use std::os::unix::fs::MetadataExt;
                 let meta = std::fs::metadata(source)
                     .with_context(|| format!("cannot read {}", source.display()))?;
@@ -256,10 +272,12 @@ fn keys(entries: &[Entry], media_type: &str, mtime: u64) -> Result<Keys> {
                 (
                     format!("file {path} {mode:o} {}", source.display()),
                     format!(
-                        " {} {}.{} {}:{}",
+                        " {} {}.{} {}.{} {}:{}",
                         meta.len(),
                         meta.mtime(),
                         meta.mtime_nsec(),
+                        meta.ctime(),
+                        meta.ctime_nsec(),
                         meta.dev(),
                         meta.ino()
                     ),
@@ -706,6 +724,37 @@ mod tests {
         assert_ne!(layer(&store).blob.digest, first.blob.digest);
         rewrite(b"v1", 2_000);
         assert_eq!(layer(&store).blob.digest, first.blob.digest);
+    }
+
+    #[test]
+    fn a_file_rewritten_in_place_with_its_mtime_put_back_is_a_new_layer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(&dir.path().join("store")).unwrap();
+        let exe = dir.path().join("exe");
+        std::fs::write(&exe, b"v1").unwrap();
+        const MEDIA_TYPE: &str = crate::oci::MEDIA_TYPE_OCI_LAYER_GZIP;
+        let entries = || binary_entries("hello", &exe);
+        let inputs = || LayerInputs::new(entries(), MEDIA_TYPE, 0).unwrap();
+        let layer = || cached_layer(&store, entries(), MEDIA_TYPE, 0).unwrap();
+        let first = layer();
+        // The ctime comes from a clock that ticks every few milliseconds.
+        let tick = || std::thread::sleep(std::time::Duration::from_millis(20));
+
+        tick();
+        let mtime = std::fs::metadata(&exe).unwrap().modified().unwrap();
+        let mut file = std::fs::File::options().write(true).open(&exe).unwrap();
+        file.write_all(b"v2").unwrap();
+        file.set_modified(mtime).unwrap();
+        drop(file);
+        let second = layer();
+        assert_ne!(second.blob.digest, first.blob.digest, "not the stale layer");
+
+        // A new ctime alone: a cache miss, the same layer.
+        tick();
+        let mode = std::fs::metadata(&exe).unwrap().permissions();
+        std::fs::set_permissions(&exe, mode).unwrap();
+        assert!(inputs().cached(&store).is_none(), "read again");
+        assert_eq!(layer().blob.digest, second.blob.digest);
     }
 
     #[test]

@@ -1,0 +1,70 @@
+//! Files that appear whole or not at all: written to a temporary file in the
+//! destination's directory (so on the same file system) and renamed over the
+//! destination. Shared by the blob store's caches, the OCI layout and
+//! `--image-refs`.
+
+use std::fs::Permissions;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use tempfile::NamedTempFile;
+
+/// A temporary file in `dir`, removed on drop unless persisted. It gets the
+/// permissions of an ordinary new file (0666 less the umask), not tempfile's
+/// private 0600: what is persisted from it is an output others may read.
+pub fn temp_file_in(dir: &Path) -> Result<NamedTempFile> {
+    tempfile::Builder::new()
+        .permissions(Permissions::from_mode(0o666))
+        .tempfile_in(dir)
+        // tempfile's own message names the temporary's passing name.
+        .map_err(|err| anyhow::anyhow!("cannot create a file in {}: {}", dir.display(), err.kind()))
+}
+
+/// Writes `bytes` to `path` whole: readers see the old file or the new one,
+/// and on failure the temporary file is gone and `path` is as it was.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let mut temp = temp_file_in(dir).with_context(|| format!("cannot write {}", path.display()))?;
+    // Through the file itself: the temporary's own errors name its passing
+    // name, which means nothing to the user.
+    temp.as_file_mut()
+        .write_all(bytes)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    temp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_whole_and_leaves_nothing_on_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("refs.txt");
+        write_atomic(&path, b"one\n").unwrap();
+        write_atomic(&path, b"two\n").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"two\n");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_ne!(mode & 0o044, 0, "readable by others under a usual umask");
+
+        // A directory in the way: the rename fails, the temporary goes.
+        let blocked = dir.path().join("blocked");
+        std::fs::create_dir_all(blocked.join("inside")).unwrap();
+        let err = write_atomic(&blocked, b"x").unwrap_err();
+        assert!(format!("{err:#}").contains("blocked"), "{err:#}");
+        let mut names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["blocked", "refs.txt"]);
+    }
+}
