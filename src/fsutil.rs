@@ -19,7 +19,13 @@ pub fn temp_file_in(dir: &Path) -> Result<NamedTempFile> {
         .permissions(Permissions::from_mode(0o666))
         .tempfile_in(dir)
         // tempfile's own message names the temporary's passing name.
-        .map_err(|err| anyhow::anyhow!("cannot create a file in {}: {}", dir.display(), err.kind()))
+        .map_err(|err| {
+            let cause = err.raw_os_error().map_or_else(
+                || err.kind().to_string(),
+                |code| std::io::Error::from_raw_os_error(code).to_string(),
+            );
+            anyhow::anyhow!("cannot create a file in {}: {cause}", dir.display())
+        })
 }
 
 /// Writes `bytes` to `path` whole: readers see the old file or the new one,
