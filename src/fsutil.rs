@@ -20,10 +20,12 @@ pub fn temp_file_in(dir: &Path) -> Result<NamedTempFile> {
         .tempfile_in(dir)
         // tempfile's own message names the temporary's passing name.
         .map_err(|err| {
-            let cause = err.raw_os_error().map_or_else(
-                || err.kind().to_string(),
-                |code| std::io::Error::from_raw_os_error(code).to_string(),
-            );
+            // tempfile's message names the temporary's passing name; a
+            // missing directory is the common cause, in the OS's words.
+            let cause = match std::fs::metadata(dir) {
+                Err(missing) => missing.to_string(),
+                Ok(_) => err.kind().to_string(),
+            };
             anyhow::anyhow!("cannot create a file in {}: {cause}", dir.display())
         })
 }
