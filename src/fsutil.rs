@@ -6,7 +6,7 @@
 use std::fs::Permissions;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use tempfile::NamedTempFile;
@@ -33,20 +33,45 @@ pub fn temp_file_in(dir: &Path) -> Result<NamedTempFile> {
 /// Writes `bytes` to `path` whole: readers see the old file or the new one,
 /// and on failure the temporary file is gone and `path` is as it was.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let mut temp = temp_file_in(dir).with_context(|| format!("cannot write {}", path.display()))?;
-    // Through the file itself: the temporary's own errors name its passing
-    // name, which means nothing to the user.
-    temp.as_file_mut()
-        .write_all(bytes)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    temp.persist(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+    PendingFile::create(path)?.commit(bytes)
+}
+
+/// A file to be written whole later, its temporary made now: a destination
+/// that cannot be written is found before the work whose result it holds.
+/// Dropped uncommitted, it leaves nothing behind.
+pub struct PendingFile {
+    path: PathBuf,
+    temp: NamedTempFile,
+}
+
+impl PendingFile {
+    pub fn create(path: &Path) -> Result<PendingFile> {
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        let temp = temp_file_in(dir).with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(PendingFile {
+            path: path.to_path_buf(),
+            temp,
+        })
+    }
+
+    /// Writes `bytes` and renames the temporary over the destination.
+    pub fn commit(mut self, bytes: &[u8]) -> Result<()> {
+        let path = &self.path;
+        // Through the file itself: the temporary's own errors name its
+        // passing name, which means nothing to the user.
+        self.temp
+            .as_file_mut()
+            .write_all(bytes)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        self.temp
+            .persist(path)
+            .map_err(|e| e.error)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -12,8 +12,9 @@ use clap::{CommandFactory, Parser};
 use clap_complete::Shell;
 
 use cargo_krust::cli::{ApplyArgs, BuildArgs, Cli, Command, ResolveArgs, normalize_args};
+use cargo_krust::fsutil::PendingFile;
 use cargo_krust::resolve::{self, kubectl};
-use cargo_krust::{fsutil, pipeline, plan, progress};
+use cargo_krust::{pipeline, plan, progress};
 
 fn main() -> ExitCode {
     let cli = Cli::parse_from(normalize_args(std::env::args_os()));
@@ -70,10 +71,11 @@ fn completion_script(shell: Shell) -> Vec<u8> {
 fn build(args: BuildArgs) -> Result<()> {
     let options = args.options.plan_options();
     progress::init(options.quiet, options.verbose, options.color);
+    let refs_file = image_refs_file(args.options.image_refs.as_deref())?;
     let plan = plan::plan(args.directory.as_deref(), &options, &args.cargo_args)?;
     let indexes = pipeline::run_blocking(&plan)?;
     let references: Vec<String> = indexes.iter().map(|i| i.reference()).collect();
-    write_image_refs(args.options.image_refs.as_deref(), &references)?;
+    write_image_refs(refs_file, &references)?;
     write_stdout(lines(&references).as_bytes())
 }
 
@@ -81,8 +83,9 @@ fn build(args: BuildArgs) -> Result<()> {
 fn resolve_with(args: &ResolveArgs) -> Result<resolve::Resolved> {
     let options = args.options.plan_options();
     progress::init(options.quiet, options.verbose, options.color);
+    let refs_file = image_refs_file(args.options.image_refs.as_deref())?;
     let resolved = resolve::resolve(&args.files, args.recursive, &options)?;
-    write_image_refs(args.options.image_refs.as_deref(), &resolved.references)?;
+    write_image_refs(refs_file, &resolved.references)?;
     Ok(resolved)
 }
 
@@ -93,14 +96,22 @@ fn kubectl_with(verb: &str, args: ApplyArgs) -> Result<ExitCode> {
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
 
-/// `--image-refs FILE`: the printed references, one a line, written whole
-/// (an existing FILE keeps its content when the write fails).
-fn write_image_refs(path: Option<&Path>, references: &[String]) -> Result<()> {
-    let Some(path) = path else {
-        return Ok(());
-    };
-    fsutil::write_atomic(path, lines(references).as_bytes())
+/// `--image-refs FILE`, checked writable before anything is built or pushed.
+fn image_refs_file(path: Option<&Path>) -> Result<Option<PendingFile>> {
+    path.map(PendingFile::create)
+        .transpose()
         .context("cannot write the image references (--image-refs)")
+}
+
+/// The printed references, one a line, written whole (an existing FILE keeps
+/// its content when the write fails).
+fn write_image_refs(file: Option<PendingFile>, references: &[String]) -> Result<()> {
+    match file {
+        Some(file) => file
+            .commit(lines(references).as_bytes())
+            .context("cannot write the image references (--image-refs)"),
+        None => Ok(()),
+    }
 }
 
 /// The references one per line, as printed and as written to `--image-refs`.
