@@ -347,13 +347,39 @@ fn finish(
     })
 }
 
+/// The last second an RFC 3339 timestamp (a four-digit year) can name,
+/// 9999-12-31T23:59:59Z: image configs carry `created` in that form.
+const MAX_SOURCE_DATE_EPOCH: u64 = 253_402_300_799;
+
 /// `SOURCE_DATE_EPOCH` (reproducible-builds.org), 0 when unset.
 fn source_date_epoch() -> Result<u64> {
-    match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(value) if !value.trim().is_empty() => value.trim().parse().with_context(|| {
-            format!("SOURCE_DATE_EPOCH=`{value}` is not a number of seconds since 1970")
-        }),
-        _ => Ok(0),
+    parse_source_date_epoch(std::env::var_os("SOURCE_DATE_EPOCH").as_deref())
+}
+
+fn parse_source_date_epoch(value: Option<&std::ffi::OsStr>) -> Result<u64> {
+    let allowed = format!(
+        "use a whole number of seconds from 0 to {MAX_SOURCE_DATE_EPOCH} (9999-12-31T23:59:59Z)"
+    );
+    let Some(value) = value else {
+        return Ok(0);
+    };
+    let Some(text) = value.to_str() else {
+        bail!(
+            "SOURCE_DATE_EPOCH={} is not a number of seconds since 1970: {allowed}",
+            value.to_string_lossy()
+        );
+    };
+    if text.trim().is_empty() {
+        return Ok(0);
+    }
+    match text.trim().parse::<u64>() {
+        Ok(epoch) if epoch <= MAX_SOURCE_DATE_EPOCH => Ok(epoch),
+        Ok(_) => bail!(
+            "SOURCE_DATE_EPOCH=`{text}` is past 9999-12-31T23:59:59Z, the last time an image's `created` field can hold: {allowed}"
+        ),
+        Err(_) => {
+            bail!("SOURCE_DATE_EPOCH=`{text}` is not a number of seconds since 1970: {allowed}")
+        }
     }
 }
 
@@ -581,5 +607,39 @@ fn cargo_options(options: &Options, cargo_args: &[String]) -> CargoOptions {
         verbose: options.verbose,
         color: options.color.as_str(),
         extra_args: cargo_args.to_vec(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn source_date_epoch_is_bounded_by_what_rfc3339_can_name() {
+        let parse = |text: &str| parse_source_date_epoch(Some(OsStr::new(text)));
+        assert_eq!(parse_source_date_epoch(None).unwrap(), 0);
+        assert_eq!(parse(" ").unwrap(), 0);
+        assert_eq!(parse(" 1700000000\n").unwrap(), 1_700_000_000);
+        assert_eq!(parse("253402300799").unwrap(), MAX_SOURCE_DATE_EPOCH);
+        // The largest accepted value is one the image timestamps can be written for.
+        let last = std::time::UNIX_EPOCH + std::time::Duration::from_secs(MAX_SOURCE_DATE_EPOCH);
+        assert_eq!(
+            humantime::format_rfc3339(last).to_string(),
+            "9999-12-31T23:59:59Z"
+        );
+        for (bad, words) in [
+            ("253402300800", "past 9999-12-31T23:59:59Z"),
+            ("18446744073709551615", "past 9999-12-31T23:59:59Z"),
+            ("-1", "not a number"),
+            ("1e9", "not a number"),
+        ] {
+            let err = format!("{:#}", parse(bad).unwrap_err());
+            assert!(err.contains(words), "{bad}: {err}");
+            assert!(
+                err.contains("SOURCE_DATE_EPOCH") && err.contains("from 0 to 253402300799"),
+                "{bad}: {err}"
+            );
+        }
     }
 }

@@ -1,0 +1,95 @@
+//! Build inputs that must never give a wrong image (issue 14), with the real
+//! binary and a real registry:
+//!
+//! - `SOURCE_DATE_EPOCH`: past 9999-12-31T23:59:59Z it is refused, naming
+//!   the variable and the range; the largest accepted value dates the config
+//!   and the layer entries (read back with GNU tar).
+
+mod support;
+
+use std::process::Command;
+
+use support::image::fetch_index;
+use support::krust::{KrustRun, build_on_scratch, hello_krust, krust};
+use support::{shared, tools, unique_name};
+
+/// A clean failure (see `expect_clean_error`) with an exit code of 1 to 99:
+/// never a panic's 101.
+fn expect_user_error(run: &KrustRun, words: &[&str]) -> String {
+    let line = run.expect_clean_error(words);
+    let code = run.status.code().unwrap_or_default();
+    assert!(
+        (1..=99).contains(&code),
+        "exit code {code}:\n{}",
+        run.describe()
+    );
+    line
+}
+
+#[test]
+fn source_date_epoch_past_year_9999_is_refused() {
+    let run = build_on_scratch(&hello_krust())
+        .arg("--no-push")
+        .env("SOURCE_DATE_EPOCH", "253402300800")
+        .run();
+    expect_user_error(
+        &run,
+        &[
+            "SOURCE_DATE_EPOCH",
+            "253402300800",
+            "9999-12-31T23:59:59Z",
+            "from 0 to 253402300799",
+        ],
+    );
+}
+
+/// 253402300799 is past what tar's octal mtime field holds (8^11 seconds):
+/// the entries still carry it (GNU's base-256 form), as GNU tar reads them.
+#[test]
+fn largest_source_date_epoch_dates_config_and_layer_entries() {
+    tools::require_default_rust_targets();
+    let gnu_tar = tools::require("tar", "tar");
+    let shared = shared();
+    let repo = format!("{}/{}", shared.registry.host(), unique_name("epoch"));
+    let pushed = krust([
+        "build",
+        "--base-image",
+        "scratch",
+        "--platform",
+        "linux/amd64",
+    ])
+    .arg(hello_krust())
+    .env("KRUST_REPO", &repo)
+    .env("SOURCE_DATE_EPOCH", "253402300799")
+    .run()
+    .single_ref();
+    let index = fetch_index(&shared.registry, &pushed);
+    let image = index.image("amd64");
+    assert_eq!(image.config["created"], "9999-12-31T23:59:59Z");
+    let layer = image.layers.last().expect("the binary layer");
+    let entries = support::image::tar_entries(&layer.tar);
+    assert!(!entries.is_empty());
+    for entry in &entries {
+        assert_eq!(entry.mtime, 253_402_300_799, "{}", entry.path);
+    }
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let file = tmp.path().join("layer.tar");
+    std::fs::write(&file, &layer.tar).expect("write layer.tar");
+    let listing = Command::new(gnu_tar)
+        .args(["--list", "--verbose", "--full-time", "--file"])
+        .arg(&file)
+        .env("TZ", "UTC")
+        .output()
+        .expect("run tar");
+    let text = String::from_utf8_lossy(&listing.stdout);
+    assert!(
+        listing.status.success(),
+        "tar: {}",
+        String::from_utf8_lossy(&listing.stderr)
+    );
+    assert_eq!(text.lines().count(), entries.len(), "{text}");
+    for line in text.lines() {
+        assert!(line.contains(" 9999-12-31 23:59:59 "), "{text}");
+    }
+}
