@@ -20,7 +20,7 @@ use crate::compile::tools::Machine;
 use crate::compile::{self, Unit, batch};
 use crate::image_name::ImageName;
 use crate::plan::{BaseSpec, ImageJob, Plan, Workspace};
-use crate::platform::Platform;
+use crate::platform::{self, Listed, Platform};
 use crate::progress;
 use crate::publish::{OciLayout, RegistrySink};
 use crate::registry::RegistryClient;
@@ -140,8 +140,9 @@ async fn fetch_bases(
         .collect())
 }
 
-/// The platforms of each job: as requested (and present in the base), or
-/// every buildable platform of the base.
+/// The platforms of each job: as requested (and present in the base, `all`
+/// standing for the base's buildable platforms), or every buildable
+/// platform of the base.
 fn job_platforms(plan: &Plan, bases: &HashMap<String, BaseImage>) -> Result<Vec<Vec<Platform>>> {
     plan.images
         .iter()
@@ -150,24 +151,30 @@ fn job_platforms(plan: &Plan, bases: &HashMap<String, BaseImage>) -> Result<Vec<
                 BaseSpec::Image(reference) => Some(&bases[reference]),
                 BaseSpec::Scratch => None,
             };
+            let buildable_on_base = |base: &BaseImage| {
+                let platforms = base.platforms();
+                if platforms.is_empty() {
+                    bail!(
+                        "base image {} has no platform cargo-krust can build for; pick one with --platform",
+                        base.configured
+                    );
+                }
+                Ok(platforms)
+            };
             let platforms = match (&job.platforms, base) {
                 (Some(requested), Some(base)) => {
-                    for platform in requested {
+                    for platform in platform::named(requested) {
                         base.entry(platform)?;
                     }
-                    requested.clone()
+                    let available = if requested.contains(&Listed::All) {
+                        buildable_on_base(base)?
+                    } else {
+                        Vec::new()
+                    };
+                    platform::expand(requested, &available)
                 }
-                (Some(requested), None) => requested.clone(),
-                (None, Some(base)) => {
-                    let platforms = base.platforms();
-                    if platforms.is_empty() {
-                        bail!(
-                            "base image {} has no platform cargo-krust can build for; pick one with --platform",
-                            base.configured
-                        );
-                    }
-                    platforms
-                }
+                (Some(requested), None) => platform::expand(requested, &Platform::all()),
+                (None, Some(base)) => buildable_on_base(base)?,
                 (None, None) => vec![Platform::host()],
             };
             Ok(platforms)

@@ -1,6 +1,9 @@
 //! Build inputs that must never give a wrong image (issue 14), with the real
 //! binary and a real registry:
 //!
+//! - `--platform all` (and `KRUST_PLATFORMS=all`, `platforms = ["all"]`) is
+//!   the base image's platforms, as ko's; with a platform the base lacks it
+//!   is an error naming it;
 //! - `SOURCE_DATE_EPOCH`: past 9999-12-31T23:59:59Z it is refused, naming
 //!   the variable and the range; the largest accepted value dates the config
 //!   and the layer entries (read back with GNU tar).
@@ -11,7 +14,7 @@ use std::process::Command;
 
 use support::image::fetch_index;
 use support::krust::{KrustRun, build_on_scratch, hello_krust, krust};
-use support::{shared, tools, unique_name};
+use support::{copy_tree, shared, tools, unique_name};
 
 /// A clean failure (see `expect_clean_error`) with an exit code of 1 to 99:
 /// never a panic's 101.
@@ -92,4 +95,54 @@ fn largest_source_date_epoch_dates_config_and_layer_entries() {
     for line in text.lines() {
         assert!(line.contains(" 9999-12-31 23:59:59 "), "{text}");
     }
+}
+
+/// Appends `text` to the Cargo.toml of `package`.
+fn append_to_manifest(package: &std::path::Path, text: &str) {
+    let manifest = package.join("Cargo.toml");
+    let mut content = std::fs::read_to_string(&manifest).expect("read Cargo.toml");
+    content.push_str(text);
+    std::fs::write(&manifest, content).expect("write Cargo.toml");
+}
+
+#[test]
+fn platform_all_means_the_base_images_platforms() {
+    tools::require_default_rust_targets();
+    let shared = shared();
+    let repo = format!("{}/{}", shared.registry.host(), unique_name("all"));
+    let build = |package: &std::path::Path| {
+        krust(["build", "--base-image"])
+            .arg(&shared.bases.multi_ref)
+            .arg(package)
+            .env("KRUST_REPO", &repo)
+    };
+    let pushed = build(&hello_krust())
+        .args(["--platform", "all"])
+        .run()
+        .single_ref();
+    let index = fetch_index(&shared.registry, &pushed);
+    assert_eq!(index.platforms(), ["linux/amd64", "linux/arm64/v8"]);
+
+    // The environment and the configuration key mean the same: the same image.
+    let from_env = build(&hello_krust())
+        .arg("--no-push")
+        .env("KRUST_PLATFORMS", "all")
+        .run()
+        .single_ref();
+    assert_eq!(from_env, pushed);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let package = tmp.path().join("hello-krust");
+    copy_tree(&hello_krust(), &package);
+    append_to_manifest(
+        &package,
+        "\n[package.metadata.krust]\nplatforms = [\"all\"]\n",
+    );
+    let from_key = build(&package).arg("--no-push").run().single_ref();
+    assert_eq!(from_key.digest, pushed.digest);
+
+    // `all` plus a platform the base does not have: that platform is named.
+    let run = build(&hello_krust())
+        .args(["--no-push", "--platform", "all,linux/386"])
+        .run();
+    expect_user_error(&run, &["base image", "has no linux/386 image"]);
 }

@@ -16,7 +16,7 @@ use cargo_metadata::{Metadata, MetadataCommand, Package};
 
 use crate::image_name::{ImageName, parse_reference, validate_tag};
 use crate::oci::LayerCompression;
-use crate::platform::Platform;
+use crate::platform::{Listed, Platform};
 use crate::progress;
 pub use settings::{LinkerChoice, Origin, PackageSettings, Settings, layered};
 
@@ -97,9 +97,9 @@ pub struct ImageJob {
     pub name: ImageName,
     pub tags: Vec<String>,
     pub base: BaseSpec,
-    /// Platforms asked for by the user or configuration; `None` means "the
-    /// platforms of the base image".
-    pub platforms: Option<Vec<Platform>>,
+    /// Platforms asked for by the user or configuration, `all` still
+    /// unexpanded; `None` means "the platforms of the base image".
+    pub platforms: Option<Vec<Listed>>,
     /// Cargo features configured for this package (`features` key).
     pub features: Vec<String>,
     /// The `linker` key: overrides cargo-krust's linker choice.
