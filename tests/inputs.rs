@@ -4,12 +4,15 @@
 //! - `--platform all` (and `KRUST_PLATFORMS=all`, `platforms = ["all"]`) is
 //!   the base image's platforms, as ko's; with a platform the base lacks it
 //!   is an error naming it;
+//! - two bins (or two `krust://` references) named into one repository are
+//!   refused before anything is built, naming both and the fix;
 //! - `SOURCE_DATE_EPOCH`: past 9999-12-31T23:59:59Z it is refused, naming
 //!   the variable and the range; the largest accepted value dates the config
 //!   and the layer entries (read back with GNU tar).
 
 mod support;
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use support::image::fetch_index;
@@ -98,7 +101,7 @@ fn largest_source_date_epoch_dates_config_and_layer_entries() {
 }
 
 /// Appends `text` to the Cargo.toml of `package`.
-fn append_to_manifest(package: &std::path::Path, text: &str) {
+fn append_to_manifest(package: &Path, text: &str) {
     let manifest = package.join("Cargo.toml");
     let mut content = std::fs::read_to_string(&manifest).expect("read Cargo.toml");
     content.push_str(text);
@@ -110,7 +113,7 @@ fn platform_all_means_the_base_images_platforms() {
     tools::require_default_rust_targets();
     let shared = shared();
     let repo = format!("{}/{}", shared.registry.host(), unique_name("all"));
-    let build = |package: &std::path::Path| {
+    let build = |package: &Path| {
         krust(["build", "--base-image"])
             .arg(&shared.bases.multi_ref)
             .arg(package)
@@ -145,4 +148,78 @@ fn platform_all_means_the_base_images_platforms() {
         .args(["--no-push", "--platform", "all,linux/386"])
         .run();
     expect_user_error(&run, &["base image", "has no linux/386 image"]);
+}
+
+/// A package `name` in `parent` whose bins are `(bin, main.rs)` pairs
+/// (`src/bin/<bin>.rs`), with `extra` appended to its Cargo.toml.
+fn package_with_bins(parent: &Path, name: &str, bins: &[(&str, &str)], extra: &str) -> PathBuf {
+    let package = support::cargo_new_bin(parent, name);
+    std::fs::remove_file(package.join("src/main.rs")).expect("remove main.rs");
+    std::fs::create_dir_all(package.join("src/bin")).expect("mkdir src/bin");
+    for (bin, main) in bins {
+        std::fs::write(package.join(format!("src/bin/{bin}.rs")), main).expect("write a bin");
+    }
+    append_to_manifest(&package, extra);
+    package
+}
+
+const EMPTY_MAIN: &str = "fn main() {}\n";
+
+#[test]
+fn two_bins_named_into_one_repository_are_refused() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let package = package_with_bins(
+        tmp.path(),
+        "twins",
+        &[("one", EMPTY_MAIN), ("two", EMPTY_MAIN)],
+        "\n[package.metadata.krust.bin.two]\nname = \"One\"\n",
+    );
+    let run = build_on_scratch(&package)
+        .args(["--repo", "127.0.0.1:1/never-used"])
+        .run();
+    let line = expect_user_error(
+        &run,
+        &[
+            "bin `one` of package `twins`",
+            "bin `two` of package `twins`",
+            "127.0.0.1:1/never-used/one",
+            "name = ",
+            "[package.metadata.krust.bin.two]",
+        ],
+    );
+    assert!(
+        line.contains(&package.join("Cargo.toml").display().to_string()),
+        "{line}"
+    );
+    assert!(!run.stderr.contains("Compiling"), "{}", run.describe());
+}
+
+#[test]
+fn two_references_resolved_to_one_image_name_are_refused() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    for dir in ["a", "b"] {
+        std::fs::create_dir(tmp.path().join(dir)).expect("mkdir");
+        support::cargo_new_bin(&tmp.path().join(dir), "app");
+    }
+    let run = krust([
+        "resolve",
+        "--no-push",
+        "--base-image",
+        "scratch",
+        "--platform",
+        "linux/amd64",
+        "-f",
+        "-",
+    ])
+    .current_dir(tmp.path())
+    .stdin("a: krust://a/app\nb: krust://b/app\n")
+    .run();
+    let line = expect_user_error(
+        &run,
+        &["bin `app` of package `app`", "krust.local/app", "name = "],
+    );
+    for dir in ["a", "b"] {
+        let manifest = tmp.path().join(dir).join("app/Cargo.toml");
+        assert!(line.contains(&manifest.display().to_string()), "{line}");
+    }
 }

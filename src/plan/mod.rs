@@ -328,6 +328,7 @@ fn finish(
     options: &Options,
     cargo_args: &[String],
 ) -> Result<Plan> {
+    ensure_one_image_per_repository(&images)?;
     Ok(Plan {
         target_dir,
         images,
@@ -345,6 +346,35 @@ fn finish(
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(4, |n| n.get().max(4))),
         epoch: source_date_epoch()?,
     })
+}
+
+/// Two images pushed to one repository would take turns on its tags
+/// (`latest` naming whichever was pushed last): refused before anything is
+/// built, naming both bins and what to change.
+fn ensure_one_image_per_repository(images: &[ImageJob]) -> Result<()> {
+    let mut owners: BTreeMap<(&str, &str), &ImageJob> = BTreeMap::new();
+    for job in images {
+        let repository = (job.name.registry(), job.name.repository());
+        let Some(first) = owners.insert(repository, job) else {
+            continue;
+        };
+        let describe = |job: &ImageJob| {
+            format!(
+                "bin `{}` of package `{}` ({})",
+                job.bin,
+                job.package,
+                job.package_dir.join("Cargo.toml").display()
+            )
+        };
+        bail!(
+            "{} and {} would both be pushed to {}, each replacing the other's tags: give one of them another image name, e.g. `name = \"…\"` in [package.metadata.krust.bin.{}]",
+            describe(first),
+            describe(job),
+            job.name,
+            job.bin
+        );
+    }
+    Ok(())
 }
 
 /// The last second an RFC 3339 timestamp (a four-digit year) can name,
