@@ -136,7 +136,8 @@ pub struct ImageSettings {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DataDir {
     pub path: PathBuf,
-    /// Symlinks in the tree must resolve inside this directory.
+    /// The directory of the file that configured it: `path` must resolve
+    /// inside it.
     pub root: PathBuf,
 }
 
