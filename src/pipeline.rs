@@ -183,20 +183,17 @@ fn job_platforms(plan: &Plan, bases: &HashMap<String, BaseImage>) -> Result<Vec<
 }
 
 /// Every (bin, platform) compiled: one cargo invocation per (workspace,
-/// target triple), all of them at once (sharing one jobserver so that
-/// together they use the CPUs `-j` allows), after every toolchain check of
-/// every workspace has passed.
+/// target triple) — more when bins of a package want other features —
+/// every triple at once (sharing one jobserver so that together they use
+/// the CPUs `-j` allows) and the invocations of one triple one after the
+/// other (they share its target dir), after every toolchain check of every
+/// workspace has passed.
 async fn compile_all(
     plan: &Plan,
     platforms: &[Vec<Platform>],
 ) -> Result<HashMap<(Unit, Platform), PathBuf>> {
     let mut wanted: BTreeMap<&Workspace, Vec<batch::Wanted>> = BTreeMap::new();
-    let mut package_features: HashMap<&Workspace, HashMap<String, Vec<String>>> = HashMap::new();
     for (job, job_platforms) in plan.images.iter().zip(platforms) {
-        package_features
-            .entry(&job.workspace)
-            .or_default()
-            .insert(job.package.clone(), job.features.clone());
         for platform in job_platforms {
             wanted
                 .entry(&job.workspace)
@@ -206,6 +203,7 @@ async fn compile_all(
                     platform: platform.clone(),
                     linker: job.linker,
                     build_std: job.build_std,
+                    features: job.features.clone(),
                 });
         }
     }
@@ -214,7 +212,6 @@ async fn compile_all(
     } else {
         "never"
     };
-    let no_features = HashMap::new();
     tokio::task::block_in_place(|| {
         let machine = Machine::default();
         let mut batches = Vec::new();
@@ -223,68 +220,84 @@ async fn compile_all(
                 manifest_path: &workspace.manifest_path,
                 target_dir: &workspace.target_dir,
                 cargo: &plan.cargo,
-                package_features: package_features.get(workspace).unwrap_or(&no_features),
                 color,
             };
             batches.extend(batch::prepare(&shared, wanted, &machine)?);
+        }
+        // Cargo locks a target dir: its invocations run in turn, on one thread.
+        let mut in_turn: BTreeMap<PathBuf, Vec<batch::Batch>> = BTreeMap::new();
+        for batch in batches {
+            in_turn
+                .entry(batch.build.target_dir.clone())
+                .or_default()
+                .push(batch);
         }
         let cpus = plan.cargo.jobs.map(usize::from).unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
         });
         // Each cargo also holds one implicit token of its own.
-        let jobserver = if batches.len() > 1 {
+        let jobserver = if in_turn.len() > 1 {
             Some(
-                jobserver::Client::new(cpus.saturating_sub(batches.len()))
+                jobserver::Client::new(cpus.saturating_sub(in_turn.len()))
                     .context("cannot create a jobserver for the parallel builds")?,
             )
         } else {
             None
         };
-        for batch in &mut batches {
+        for batch in in_turn.values_mut().flatten() {
             batch.build.jobserver = jobserver.as_ref();
         }
-        let builds = progress::Builds::new(batches.len());
-        let results: Vec<Result<HashMap<Unit, PathBuf>>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = batches
-                .iter()
-                .map(|batch| {
-                    let builds = &builds;
-                    scope.spawn(move || {
-                        let bins: BTreeSet<&str> =
-                            batch.build.units.iter().map(|u| u.bin.as_str()).collect();
-                        let line = builds.start(
-                            &batch.platform.to_string(),
-                            &format!(
-                                "{} for {} ({}, {})",
-                                bins.into_iter().collect::<Vec<_>>().join(", "),
-                                batch.platform,
-                                batch.build.triple,
-                                batch.build.strategy
-                            ),
-                        );
-                        let built = compile::build(&batch.build, &|l| line.cargo_line(l));
-                        line.finish(built.is_ok());
-                        built
+        let builds = progress::Builds::new(in_turn.len());
+        let results: Vec<Result<HashMap<(Unit, Platform), PathBuf>>> =
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = in_turn
+                    .values()
+                    .map(|batches| {
+                        let builds = &builds;
+                        scope.spawn(move || {
+                            let mut executables = HashMap::new();
+                            for batch in batches {
+                                for (unit, path) in build_batch(batch, builds)? {
+                                    executables.insert((unit, batch.platform.clone()), path);
+                                }
+                            }
+                            Ok(executables)
+                        })
                     })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|handle| {
-                    handle
-                        .join()
-                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a build thread panicked")))
-                })
-                .collect()
-        });
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|handle| {
+                        handle
+                            .join()
+                            .unwrap_or_else(|_| Err(anyhow::anyhow!("a build thread panicked")))
+                    })
+                    .collect()
+            });
         let mut executables = HashMap::new();
-        for (batch, built) in batches.iter().zip(results) {
-            for (unit, path) in built? {
-                executables.insert((unit, batch.platform.clone()), path);
-            }
+        for built in results {
+            executables.extend(built?);
         }
         Ok(executables)
     })
+}
+
+/// One cargo invocation, with its progress line.
+fn build_batch(batch: &batch::Batch, builds: &progress::Builds) -> Result<HashMap<Unit, PathBuf>> {
+    let bins: BTreeSet<&str> = batch.build.units.iter().map(|u| u.bin.as_str()).collect();
+    let line = builds.start(
+        &batch.platform.to_string(),
+        &format!(
+            "{} for {} ({}, {})",
+            bins.into_iter().collect::<Vec<_>>().join(", "),
+            batch.platform,
+            batch.build.triple,
+            batch.build.strategy
+        ),
+    );
+    let built = compile::build(&batch.build, &|l| line.cargo_line(l));
+    line.finish(built.is_ok());
+    built
 }
 
 /// The compile unit of a job (how compile results are keyed).

@@ -6,6 +6,9 @@
 //!   is an error naming it;
 //! - two bins (or two `krust://` references) named into one repository are
 //!   refused before anything is built, naming both and the fix;
+//! - per-bin `features`: bins of one package with different feature sets
+//!   each get exactly theirs (the images run and print them), and a bin's
+//!   own features satisfy its `required-features`;
 //! - `SOURCE_DATE_EPOCH`: past 9999-12-31T23:59:59Z it is refused, naming
 //!   the variable and the range; the largest accepted value dates the config
 //!   and the layer entries (read back with GNU tar).
@@ -15,7 +18,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::image::fetch_index;
+use support::image::{expect_ran, fetch_index, pull_and_unpack, run_chroot};
 use support::krust::{KrustRun, build_on_scratch, hello_krust, krust};
 use support::{copy_tree, shared, tools, unique_name};
 
@@ -57,18 +60,11 @@ fn largest_source_date_epoch_dates_config_and_layer_entries() {
     let gnu_tar = tools::require("tar", "tar");
     let shared = shared();
     let repo = format!("{}/{}", shared.registry.host(), unique_name("epoch"));
-    let pushed = krust([
-        "build",
-        "--base-image",
-        "scratch",
-        "--platform",
-        "linux/amd64",
-    ])
-    .arg(hello_krust())
-    .env("KRUST_REPO", &repo)
-    .env("SOURCE_DATE_EPOCH", "253402300799")
-    .run()
-    .single_ref();
+    let pushed = build_on_scratch(&hello_krust())
+        .env("KRUST_REPO", &repo)
+        .env("SOURCE_DATE_EPOCH", "253402300799")
+        .run()
+        .single_ref();
     let index = fetch_index(&shared.registry, &pushed);
     let image = index.image("amd64");
     assert_eq!(image.config["created"], "9999-12-31T23:59:59Z");
@@ -221,5 +217,61 @@ fn two_references_resolved_to_one_image_name_are_refused() {
     for dir in ["a", "b"] {
         let manifest = tmp.path().join(dir).join("app/Cargo.toml");
         assert!(line.contains(&manifest.display().to_string()), "{line}");
+    }
+}
+
+/// main.rs of the features package: which of its features are on.
+const FEATURES_MAIN: &str = r#"fn main() {
+    println!("red: {}, blue: {}", cfg!(feature = "red"), cfg!(feature = "blue"));
+}
+"#;
+
+#[test]
+fn per_bin_features_reach_their_own_bin_only() {
+    tools::require_default_rust_targets();
+    let shared = shared();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let bins = ["one", "two", "plain", "needs-red"];
+    let package = package_with_bins(
+        tmp.path(),
+        "colours",
+        &bins.map(|bin| (bin, FEATURES_MAIN)),
+        r#"
+[features]
+red = []
+blue = []
+
+[[bin]]
+name = "needs-red"
+path = "src/bin/needs-red.rs"
+required-features = ["red"]
+
+[package.metadata.krust.bin.one]
+features = ["red"]
+
+[package.metadata.krust.bin.two]
+features = ["blue"]
+
+[package.metadata.krust.bin.needs-red]
+features = ["red"]
+"#,
+    );
+    let repo = format!("{}/{}", shared.registry.host(), unique_name("features"));
+    let run = build_on_scratch(&package).env("KRUST_REPO", &repo).run();
+    let refs = run.refs();
+    assert_eq!(refs.len(), bins.len(), "{}", run.describe());
+    for (bin, expected) in [
+        ("one", "red: true, blue: false"),
+        ("two", "red: false, blue: true"),
+        ("plain", "red: false, blue: false"),
+        ("needs-red", "red: true, blue: false"),
+    ] {
+        let pushed = refs
+            .iter()
+            .find(|r| r.repo.ends_with(&format!("/{bin}")))
+            .unwrap_or_else(|| panic!("no image for {bin}:\n{}", run.describe()));
+        let unpacked = pull_and_unpack(&pushed.full, "amd64", None);
+        let out = expect_ran(&run_chroot(&unpacked.rootfs, &[format!("/app/{bin}")]), bin);
+        assert_eq!(out.trim_end(), expected, "{bin}");
     }
 }

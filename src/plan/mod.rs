@@ -100,7 +100,8 @@ pub struct ImageJob {
     /// Platforms asked for by the user or configuration, `all` still
     /// unexpanded; `None` means "the platforms of the base image".
     pub platforms: Option<Vec<Listed>>,
-    /// Cargo features configured for this package (`features` key).
+    /// Cargo features configured for this bin (`features` key of its bin
+    /// table, else of its package).
     pub features: Vec<String>,
     /// The `linker` key: overrides cargo-krust's linker choice.
     pub linker: Option<LinkerChoice>,
@@ -197,15 +198,15 @@ pub fn plan(directory: Option<&Path>, options: &Options, cargo_args: &[String]) 
     let mut images = Vec::new();
     for package in &packages {
         let package_table = settings_of(package);
-        let features = select::EnabledFeatures::new(
-            package,
-            options,
-            merged_package(package)
-                .features
-                .as_deref()
-                .unwrap_or_default(),
-        );
-        let bins = select::bins(package, &options.bins, &features, |bin| {
+        let features = |bin: &str| {
+            let configured = layers.for_bin(&package_table, bin).features;
+            select::EnabledFeatures::new(
+                package,
+                options,
+                configured.as_deref().unwrap_or_default(),
+            )
+        };
+        let bins = select::bins(package, &options.bins, features, |bin| {
             package_table.bins.get(bin).and_then(|b| b.skip) == Some(true)
         })?;
         for target in bins {
