@@ -9,6 +9,8 @@
 //! - per-bin `features`: bins of one package with different feature sets
 //!   each get exactly theirs (the images run and print them), and a bin's
 //!   own features satisfy its `required-features`;
+//! - a `target.'cfg(…)'` rustflags table that does not hold for the target
+//!   leaves the user's `build.rustflags` in force;
 //! - `SOURCE_DATE_EPOCH`: past 9999-12-31T23:59:59Z it is refused, naming
 //!   the variable and the range; the largest accepted value dates the config
 //!   and the layer entries (read back with GNU tar).
@@ -18,7 +20,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::image::{expect_ran, fetch_index, pull_and_unpack, run_chroot};
+use support::image::{PushedRef, expect_ran, fetch_index, pull_and_unpack, run_chroot};
 use support::krust::{KrustRun, build_on_scratch, hello_krust, krust};
 use support::{copy_tree, shared, tools, unique_name};
 
@@ -159,6 +161,12 @@ fn package_with_bins(parent: &Path, name: &str, bins: &[(&str, &str)], extra: &s
     package
 }
 
+/// What `/app/<bin>` of the pushed image's linux/amd64 image prints.
+fn run_amd64(pushed: &PushedRef, bin: &str) -> String {
+    let unpacked = pull_and_unpack(&pushed.full, "amd64", None);
+    expect_ran(&run_chroot(&unpacked.rootfs, &[format!("/app/{bin}")]), bin)
+}
+
 const EMPTY_MAIN: &str = "fn main() {}\n";
 
 #[test]
@@ -270,8 +278,45 @@ features = ["red"]
             .iter()
             .find(|r| r.repo.ends_with(&format!("/{bin}")))
             .unwrap_or_else(|| panic!("no image for {bin}:\n{}", run.describe()));
-        let unpacked = pull_and_unpack(&pushed.full, "amd64", None);
-        let out = expect_ran(&run_chroot(&unpacked.rootfs, &[format!("/app/{bin}")]), bin);
-        assert_eq!(out.trim_end(), expected, "{bin}");
+        assert_eq!(run_amd64(pushed, bin).trim_end(), expected, "{bin}");
     }
+}
+
+/// main.rs of the cfg package: which rustflags reached rustc.
+const CFG_MAIN: &str = r#"fn main() {
+    println!("build.rustflags: {}, cfg(windows) table: {}", cfg!(krust_build), cfg!(krust_windows));
+}
+"#;
+
+/// `build.rustflags` plus rustflags for `cfg(windows)`, which does not hold
+/// for any Linux target: cargo uses `build.rustflags`.
+const CFG_CONFIG: &str = r#"[build]
+rustflags = ["--cfg", "krust_build"]
+
+[target.'cfg(windows)']
+rustflags = ["--cfg", "krust_windows"]
+"#;
+
+#[test]
+fn cfg_rustflags_table_for_another_target_keeps_build_rustflags() {
+    tools::require_default_rust_targets();
+    let shared = shared();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let package = package_with_bins(
+        tmp.path(),
+        "cfg-flags",
+        &[("cfg-flags", CFG_MAIN)],
+        "\n[lints.rust]\nunexpected_cfgs = { level = \"warn\", check-cfg = ['cfg(krust_build)', 'cfg(krust_windows)'] }\n",
+    );
+    std::fs::create_dir_all(package.join(".cargo")).expect("mkdir .cargo");
+    std::fs::write(package.join(".cargo/config.toml"), CFG_CONFIG).expect("write config.toml");
+    let repo = format!("{}/{}", shared.registry.host(), unique_name("cfg"));
+    let pushed = build_on_scratch(&package)
+        .env("KRUST_REPO", &repo)
+        .run()
+        .single_ref();
+    assert_eq!(
+        run_amd64(&pushed, "cfg-flags"),
+        "build.rustflags: true, cfg(windows) table: false\n"
+    );
 }

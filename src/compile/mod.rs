@@ -89,7 +89,7 @@ pub fn command(request: &TripleBuild) -> Result<Command> {
         .manifest_path
         .parent()
         .context("manifest path has no directory")?;
-    Ok(cargo_command(request, cwd))
+    cargo_command(request, cwd)
 }
 
 /// Starts a [`command`] as [`build`] reads it: no input, stdout (JSON
@@ -217,7 +217,7 @@ fn extra_rustflags(request: &TripleBuild, cwd: &Path) -> Vec<String> {
     flags
 }
 
-fn cargo_command(request: &TripleBuild, cwd: &Path) -> Command {
+fn cargo_command(request: &TripleBuild, cwd: &Path) -> Result<Command> {
     let options = request.cargo;
     let mut command = match (&request.strategy, &request.build_std) {
         (Strategy::Zig, _) => {
@@ -260,8 +260,9 @@ fn cargo_command(request: &TripleBuild, cwd: &Path) -> Command {
         &mut command,
         request.triple,
         cwd,
+        request.build_std.as_ref().and_then(Option::as_deref),
         &extra_rustflags(request, cwd),
-    );
+    )?;
     if let Some(client) = request.jobserver {
         client.configure(&mut command);
     }
@@ -298,7 +299,7 @@ fn cargo_command(request: &TripleBuild, cwd: &Path) -> Command {
         command.args(["--jobs", &jobs.to_string()]);
     }
     command.args(&options.extra_args);
-    command
+    Ok(command)
 }
 
 /// The `--features` list of a build: the command line's plus each package's
