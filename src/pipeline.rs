@@ -295,7 +295,19 @@ fn build_batch(batch: &batch::Batch, builds: &progress::Builds) -> Result<HashMa
             batch.build.strategy
         ),
     );
-    let built = compile::build(&batch.build, &|l| line.cargo_line(l));
+    let built = compile::build(&batch.build, &|l| line.cargo_line(l)).and_then(|built| {
+        for (unit, executable) in &built {
+            compile::elf::check_static_executable(executable, batch.build.triple).with_context(
+                || {
+                    format!(
+                        "bin `{}` for {} ({})",
+                        unit.bin, batch.platform, batch.build.triple
+                    )
+                },
+            )?;
+        }
+        Ok(built)
+    });
     line.finish(built.is_ok());
     built
 }

@@ -11,6 +11,9 @@
 //!   own features satisfy its `required-features`;
 //! - a `target.'cfg(…)'` rustflags table that does not hold for the target
 //!   leaves the user's `build.rustflags` in force;
+//! - a binary that is not static (the user's linker and rustflags link it
+//!   against this machine's glibc) is refused, naming the bin, the platform,
+//!   what it needs and the likely cause;
 //! - `SOURCE_DATE_EPOCH`: past 9999-12-31T23:59:59Z it is refused, naming
 //!   the variable and the range; the largest accepted value dates the config
 //!   and the layer entries (read back with GNU tar).
@@ -319,4 +322,38 @@ fn cfg_rustflags_table_for_another_target_keeps_build_rustflags() {
         run_amd64(&pushed, "cfg-flags"),
         "build.rustflags: true, cfg(windows) table: false\n"
     );
+}
+
+/// Links dynamically against this machine's glibc: `cc` as the linker and
+/// musl's static C runtime turned off.
+const DYNAMIC_CONFIG: &str = r#"[target.x86_64-unknown-linux-musl]
+linker = "cc"
+rustflags = ["-C", "target-feature=-crt-static"]
+"#;
+
+#[test]
+fn dynamically_linked_binary_is_refused() {
+    tools::require_default_rust_targets();
+    tools::require("cc", "gcc");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let package = support::cargo_new_bin(tmp.path(), "dynamic");
+    std::fs::create_dir_all(package.join(".cargo")).expect("mkdir .cargo");
+    std::fs::write(package.join(".cargo/config.toml"), DYNAMIC_CONFIG).expect("write config.toml");
+    let layout = tmp.path().join("layout");
+    let run = build_on_scratch(&package)
+        .arg("--no-push")
+        .arg("--oci-layout-path")
+        .arg(&layout)
+        .run();
+    expect_user_error(
+        &run,
+        &[
+            "bin `dynamic` for linux/amd64",
+            "is dynamically linked",
+            "the program interpreter /lib64/ld-linux-x86-64.so.2",
+            "libc.so.6",
+            "-crt-static",
+        ],
+    );
+    assert!(!layout.exists(), "nothing is written for a refused binary");
 }

@@ -5,10 +5,12 @@
 //! cargo's JSON messages. `native` finds C code in the build graph,
 //! `strategy` picks the linker and C compiler, `tools` probes for them,
 //! `linker` reads the user's own linker settings, `toolchain` installs
-//! Rust targets or finds the nightly that builds std.
+//! Rust targets or finds the nightly that builds std, `elf` checks that what
+//! was built is a static executable for the platform.
 
 pub mod batch;
 pub mod cargo_config;
+pub mod elf;
 pub mod linker;
 pub mod native;
 pub mod rustflags;
