@@ -134,6 +134,13 @@ fn platform_all_means_the_base_images_platforms() {
         .run()
         .single_ref();
     assert_eq!(from_env, pushed);
+    // An empty list sets nothing: the default, never an index of no image.
+    let empty = build(&hello_krust())
+        .args(["--no-push", "--platform", " ,"])
+        .env("KRUST_PLATFORMS", ",")
+        .run()
+        .single_ref();
+    assert_eq!(empty, pushed);
     let tmp = tempfile::tempdir().expect("tempdir");
     let package = tmp.path().join("hello-krust");
     copy_tree(&hello_krust(), &package);

@@ -481,7 +481,13 @@ pub fn metadata_error(err: cargo_metadata::Error, what: &str) -> anyhow::Error {
 fn cli_settings(options: &Options) -> Result<Settings> {
     let settings = Settings {
         base_image: options.base_image.clone(),
-        platforms: (!options.platforms.is_empty()).then(|| options.platforms.clone()),
+        // `--platform ""` (an empty variable in a script) sets nothing, as
+        // an empty KRUST_PLATFORMS does: it must not become zero platforms.
+        platforms: (options
+            .platforms
+            .iter()
+            .any(|p| !p.replace(',', "").trim().is_empty()))
+        .then(|| options.platforms.clone()),
         tags: (!options.tags.is_empty()).then(|| options.tags.clone()),
         build_std: options.build_std.then_some(true),
         ..Settings::default()
@@ -548,8 +554,8 @@ fn image_job(
     };
 
     let platforms = match &settings.platforms {
-        Some(list) if !list.is_empty() => Some(Platform::parse_list(list)?),
-        _ => None,
+        Some(list) => Some(Platform::parse_list(list)?).filter(|parsed| !parsed.is_empty()),
+        None => None,
     };
 
     let data = settings.data.clone().map(|path| DataDir {

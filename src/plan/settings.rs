@@ -230,12 +230,14 @@ impl Settings {
     /// variable, so tests can pass their own environment.
     pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Settings> {
         let list = |var: &str| {
-            lookup(var).filter(|v| !v.trim().is_empty()).map(|v| {
-                v.split(',')
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
-                    .collect::<Vec<_>>()
-            })
+            lookup(var)
+                .map(|v| {
+                    v.split(',')
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect::<Vec<_>>()
+                })
+                .filter(|list| !list.is_empty())
         };
         let settings = Settings {
             base_image: lookup("KRUST_BASE_IMAGE").filter(|v| !v.trim().is_empty()),
