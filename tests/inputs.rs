@@ -10,7 +10,8 @@
 //!   each get exactly theirs (the images run and print them), and a bin's
 //!   own features satisfy its `required-features`;
 //! - a `target.'cfg(…)'` rustflags table that does not hold for the target
-//!   leaves the user's `build.rustflags` in force;
+//!   leaves the user's `build.rustflags` in force, and a `cfg(…)` linker
+//!   that holds for it is used, not replaced;
 //! - a binary that is not static (the user's linker and rustflags link it
 //!   against this machine's glibc) is refused, naming the bin, the platform,
 //!   what it needs and the likely cause;
@@ -328,6 +329,49 @@ fn cfg_rustflags_table_for_another_target_keeps_build_rustflags() {
     assert_eq!(
         run_amd64(&pushed, "cfg-flags"),
         "build.rustflags: true, cfg(windows) table: false\n"
+    );
+}
+
+#[test]
+fn cfg_linker_that_holds_for_the_target_is_used() {
+    tools::require_default_rust_targets();
+    tools::require("cc", "gcc");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let package = support::cargo_new_bin(tmp.path(), "cfg-linker");
+    let marker = tmp.path().join("linked-by-my-linker");
+    let wrapper = tmp.path().join("my-linker");
+    std::fs::write(
+        &wrapper,
+        format!("#!/bin/sh\ntouch '{}'\nexec cc \"$@\"\n", marker.display()),
+    )
+    .expect("write the linker");
+    let executable = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+    std::fs::set_permissions(&wrapper, executable).expect("make the linker executable");
+    std::fs::create_dir_all(package.join(".cargo")).expect("mkdir .cargo");
+    let config = package.join(".cargo/config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[target.'cfg(target_arch = \"x86_64\")']\nlinker = \"{}\"\n",
+            wrapper.display()
+        ),
+    )
+    .expect("write config.toml");
+    let run = build_on_scratch(&package)
+        .args(["--no-push", "-v"])
+        .env("CARGO_TARGET_DIR", tmp.path().join("target"))
+        .run();
+    run.single_ref();
+    let explained = format!(
+        "uses cargo's defaults: you configured a linker for x86_64-unknown-linux-musl \
+         (target.'cfg(target_arch = \"x86_64\")'.linker in {})",
+        config.display()
+    );
+    assert!(run.stderr.contains(&explained), "{}", run.describe());
+    assert!(
+        marker.exists(),
+        "the configured linker did not run:\n{}",
+        run.describe()
     );
 }
 

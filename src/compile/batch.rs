@@ -81,7 +81,7 @@ pub fn prepare<'a>(
             .rust_target()
             .with_context(|| format!("no Rust target for {platform}"))?;
         let native = native_code(context, triple, wants, &records)?;
-        let user_linker = linker::user_linker(triple, cwd);
+        let user_linker = linker::user_linker(triple, cwd)?;
         let mut explained = BTreeSet::new();
         for want in wants {
             let unit = &want.unit;

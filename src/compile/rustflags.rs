@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::Result;
-use cargo_platform::CfgExpr;
 
 use super::cargo_config;
 
@@ -73,37 +72,13 @@ fn split_encoded(value: &OsStr) -> Vec<String> {
 }
 
 /// Whether the user's rustflags come from `target.*` settings that apply to
-/// `triple`, which make cargo ignore `build.rustflags`. A `cfg(…)` table
-/// applies when its expression holds for the triple's cfg values, as cargo
-/// decides it; rustc is asked for them only when there is such a table.
+/// `triple` (a `cfg(…)` table only when its cfg holds for the triple, as
+/// cargo decides it), which make cargo ignore `build.rustflags`.
 fn target_level_rustflags(triple: &str, cwd: &Path, toolchain: Option<&str>) -> Result<bool> {
     if std::env::var_os(cargo_config::target_env_var(triple, "rustflags")).is_some() {
         return Ok(true);
     }
-    let mut cfg_tables = Vec::new();
-    for (_, table) in cargo_config::tables(cwd) {
-        let Some(toml::Value::Table(targets)) = table.get("target") else {
-            continue;
-        };
-        for (name, settings) in targets {
-            if settings.get("rustflags").is_none() {
-                continue;
-            }
-            if name == triple {
-                return Ok(true);
-            }
-            if name.starts_with("cfg(") {
-                cfg_tables.push(name.clone());
-            }
-        }
-    }
-    if cfg_tables.is_empty() {
-        return Ok(false);
-    }
-    let cfg = super::toolchain::target_cfg(triple, cwd, toolchain)?;
-    Ok(cfg_tables
-        .iter()
-        .any(|name| CfgExpr::matches_key(name, &cfg)))
+    Ok(cargo_config::target_setting(triple, cwd, toolchain, "rustflags")?.is_some())
 }
 
 /// `--remap-path-prefix` flags that take machine- and checkout-specific
