@@ -172,6 +172,14 @@ fn package_with_bins(parent: &Path, name: &str, bins: &[(&str, &str)], extra: &s
     package
 }
 
+/// Writes `.cargo/config.toml` of `package`; returns its path.
+fn write_cargo_config(package: &Path, text: &str) -> PathBuf {
+    std::fs::create_dir_all(package.join(".cargo")).expect("mkdir .cargo");
+    let config = package.join(".cargo/config.toml");
+    std::fs::write(&config, text).expect("write config.toml");
+    config
+}
+
 /// What `/app/<bin>` of the pushed image's linux/amd64 image prints.
 fn run_amd64(pushed: &PushedRef, bin: &str) -> String {
     let unpacked = pull_and_unpack(&pushed.full, "amd64", None);
@@ -319,8 +327,7 @@ fn cfg_rustflags_table_for_another_target_keeps_build_rustflags() {
         &[("cfg-flags", CFG_MAIN)],
         "\n[lints.rust]\nunexpected_cfgs = { level = \"warn\", check-cfg = ['cfg(krust_build)', 'cfg(krust_windows)'] }\n",
     );
-    std::fs::create_dir_all(package.join(".cargo")).expect("mkdir .cargo");
-    std::fs::write(package.join(".cargo/config.toml"), CFG_CONFIG).expect("write config.toml");
+    write_cargo_config(&package, CFG_CONFIG);
     let repo = format!("{}/{}", shared.registry.host(), unique_name("cfg"));
     let pushed = build_on_scratch(&package)
         .env("KRUST_REPO", &repo)
@@ -347,16 +354,13 @@ fn cfg_linker_that_holds_for_the_target_is_used() {
     .expect("write the linker");
     let executable = std::os::unix::fs::PermissionsExt::from_mode(0o755);
     std::fs::set_permissions(&wrapper, executable).expect("make the linker executable");
-    std::fs::create_dir_all(package.join(".cargo")).expect("mkdir .cargo");
-    let config = package.join(".cargo/config.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let config = write_cargo_config(
+        &package,
+        &format!(
             "[target.'cfg(target_arch = \"x86_64\")']\nlinker = \"{}\"\n",
             wrapper.display()
         ),
-    )
-    .expect("write config.toml");
+    );
     let run = build_on_scratch(&package)
         .args(["--no-push", "-v"])
         .env("CARGO_TARGET_DIR", tmp.path().join("target"))
@@ -388,8 +392,7 @@ fn dynamically_linked_binary_is_refused() {
     tools::require("cc", "gcc");
     let tmp = tempfile::tempdir().expect("tempdir");
     let package = support::cargo_new_bin(tmp.path(), "dynamic");
-    std::fs::create_dir_all(package.join(".cargo")).expect("mkdir .cargo");
-    std::fs::write(package.join(".cargo/config.toml"), DYNAMIC_CONFIG).expect("write config.toml");
+    write_cargo_config(&package, DYNAMIC_CONFIG);
     let layout = tmp.path().join("layout");
     let run = build_on_scratch(&package)
         .arg("--no-push")
