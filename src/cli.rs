@@ -176,8 +176,9 @@ pub struct BuildOptions {
     )]
     pub tags: Vec<String>,
 
-    /// Target platform os/arch[/variant] (repeatable, comma-separated, or `all`;
-    /// env KRUST_PLATFORMS) [default: the platforms of the base image].
+    /// Target platform os/arch[/variant], repeatable and comma-separated; `all`
+    /// = every platform of the base image cargo-krust builds (on scratch: all
+    /// it supports) (env KRUST_PLATFORMS) [default: the platforms of the base image].
     #[arg(
         long = "platform",
         value_name = "PLATFORM",

@@ -20,7 +20,7 @@ use crate::compile::tools::Machine;
 use crate::compile::{self, Unit, batch};
 use crate::image_name::ImageName;
 use crate::plan::{BaseSpec, ImageJob, Plan, Workspace};
-use crate::platform::Platform;
+use crate::platform::{self, Listed, Platform};
 use crate::progress;
 use crate::publish::{OciLayout, RegistrySink};
 use crate::registry::RegistryClient;
@@ -137,8 +137,9 @@ async fn fetch_bases(
         .collect())
 }
 
-/// The platforms of each job: as requested (and present in the base), or
-/// every buildable platform of the base.
+/// The platforms of each job: as requested (and present in the base, `all`
+/// standing for the base's buildable platforms), or every buildable
+/// platform of the base.
 fn job_platforms(plan: &Plan, bases: &HashMap<String, BaseImage>) -> Result<Vec<Vec<Platform>>> {
     plan.images
         .iter()
@@ -147,24 +148,30 @@ fn job_platforms(plan: &Plan, bases: &HashMap<String, BaseImage>) -> Result<Vec<
                 BaseSpec::Image(reference) => Some(&bases[reference]),
                 BaseSpec::Scratch => None,
             };
+            let buildable_on_base = |base: &BaseImage| {
+                let platforms = base.platforms();
+                if platforms.is_empty() {
+                    bail!(
+                        "base image {} has no platform cargo-krust can build for; pick one with --platform",
+                        base.configured
+                    );
+                }
+                Ok(platforms)
+            };
             let platforms = match (&job.platforms, base) {
                 (Some(requested), Some(base)) => {
-                    for platform in requested {
+                    for platform in platform::named(requested) {
                         base.entry(platform)?;
                     }
-                    requested.clone()
+                    let available = if requested.contains(&Listed::All) {
+                        buildable_on_base(base)?
+                    } else {
+                        Vec::new()
+                    };
+                    platform::expand(requested, &available)
                 }
-                (Some(requested), None) => requested.clone(),
-                (None, Some(base)) => {
-                    let platforms = base.platforms();
-                    if platforms.is_empty() {
-                        bail!(
-                            "base image {} has no platform cargo-krust can build for; pick one with --platform",
-                            base.configured
-                        );
-                    }
-                    platforms
-                }
+                (Some(requested), None) => platform::expand(requested, &Platform::all()),
+                (None, Some(base)) => buildable_on_base(base)?,
                 (None, None) => vec![Platform::host()],
             };
             Ok(platforms)
@@ -173,20 +180,17 @@ fn job_platforms(plan: &Plan, bases: &HashMap<String, BaseImage>) -> Result<Vec<
 }
 
 /// Every (bin, platform) compiled: one cargo invocation per (workspace,
-/// target triple), all of them at once (sharing one jobserver so that
-/// together they use the CPUs `-j` allows), after every toolchain check of
-/// every workspace has passed.
+/// target triple) — more when bins of a package want other features —
+/// every triple at once (sharing one jobserver so that together they use
+/// the CPUs `-j` allows) and the invocations of one triple one after the
+/// other (they share its target dir), after every toolchain check of every
+/// workspace has passed.
 async fn compile_all(
     plan: &Plan,
     platforms: &[Vec<Platform>],
 ) -> Result<HashMap<(Unit, Platform), PathBuf>> {
     let mut wanted: BTreeMap<&Workspace, Vec<batch::Wanted>> = BTreeMap::new();
-    let mut package_features: HashMap<&Workspace, HashMap<String, Vec<String>>> = HashMap::new();
     for (job, job_platforms) in plan.images.iter().zip(platforms) {
-        package_features
-            .entry(&job.workspace)
-            .or_default()
-            .insert(job.package.clone(), job.features.clone());
         for platform in job_platforms {
             wanted
                 .entry(&job.workspace)
@@ -196,6 +200,7 @@ async fn compile_all(
                     platform: platform.clone(),
                     linker: job.linker,
                     build_std: job.build_std,
+                    features: job.features.clone(),
                 });
         }
     }
@@ -204,7 +209,6 @@ async fn compile_all(
     } else {
         "never"
     };
-    let no_features = HashMap::new();
     tokio::task::block_in_place(|| {
         let machine = Machine::default();
         let mut batches = Vec::new();
@@ -213,68 +217,96 @@ async fn compile_all(
                 manifest_path: &workspace.manifest_path,
                 target_dir: &workspace.target_dir,
                 cargo: &plan.cargo,
-                package_features: package_features.get(workspace).unwrap_or(&no_features),
                 color,
             };
             batches.extend(batch::prepare(&shared, wanted, &machine)?);
+        }
+        // Cargo locks a target dir: its invocations run in turn, on one thread.
+        let mut in_turn: BTreeMap<PathBuf, Vec<batch::Batch>> = BTreeMap::new();
+        for batch in batches {
+            in_turn
+                .entry(batch.build.target_dir.clone())
+                .or_default()
+                .push(batch);
         }
         let cpus = plan.cargo.jobs.map(usize::from).unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
         });
         // Each cargo also holds one implicit token of its own.
-        let jobserver = if batches.len() > 1 {
+        let jobserver = if in_turn.len() > 1 {
             Some(
-                jobserver::Client::new(cpus.saturating_sub(batches.len()))
+                jobserver::Client::new(cpus.saturating_sub(in_turn.len()))
                     .context("cannot create a jobserver for the parallel builds")?,
             )
         } else {
             None
         };
-        for batch in &mut batches {
+        for batch in in_turn.values_mut().flatten() {
             batch.build.jobserver = jobserver.as_ref();
         }
-        let builds = progress::Builds::new(batches.len());
-        let results: Vec<Result<HashMap<Unit, PathBuf>>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = batches
-                .iter()
-                .map(|batch| {
-                    let builds = &builds;
-                    scope.spawn(move || {
-                        let bins: BTreeSet<&str> =
-                            batch.build.units.iter().map(|u| u.bin.as_str()).collect();
-                        let line = builds.start(
-                            &batch.platform.to_string(),
-                            &format!(
-                                "{} for {} ({}, {})",
-                                bins.into_iter().collect::<Vec<_>>().join(", "),
-                                batch.platform,
-                                batch.build.triple,
-                                batch.build.strategy
-                            ),
-                        );
-                        let built = compile::build(&batch.build, &|l| line.cargo_line(l));
-                        line.finish(built.is_ok());
-                        built
+        let builds = progress::Builds::new(in_turn.len());
+        let results: Vec<Result<HashMap<(Unit, Platform), PathBuf>>> =
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = in_turn
+                    .values()
+                    .map(|batches| {
+                        let builds = &builds;
+                        scope.spawn(move || {
+                            let mut executables = HashMap::new();
+                            for batch in batches {
+                                for (unit, path) in build_batch(batch, builds)? {
+                                    executables.insert((unit, batch.platform.clone()), path);
+                                }
+                            }
+                            Ok(executables)
+                        })
                     })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|handle| {
-                    handle
-                        .join()
-                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a build thread panicked")))
-                })
-                .collect()
-        });
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|handle| {
+                        handle
+                            .join()
+                            .unwrap_or_else(|_| Err(anyhow::anyhow!("a build thread panicked")))
+                    })
+                    .collect()
+            });
         let mut executables = HashMap::new();
-        for (batch, built) in batches.iter().zip(results) {
-            for (unit, path) in built? {
-                executables.insert((unit, batch.platform.clone()), path);
-            }
+        for built in results {
+            executables.extend(built?);
         }
         Ok(executables)
     })
+}
+
+/// One cargo invocation, with its progress line.
+fn build_batch(batch: &batch::Batch, builds: &progress::Builds) -> Result<HashMap<Unit, PathBuf>> {
+    let bins: BTreeSet<&str> = batch.build.units.iter().map(|u| u.bin.as_str()).collect();
+    let line = builds.start(
+        &batch.platform.to_string(),
+        &format!(
+            "{} for {} ({}, {})",
+            bins.into_iter().collect::<Vec<_>>().join(", "),
+            batch.platform,
+            batch.build.triple,
+            batch.build.strategy
+        ),
+    );
+    let built = compile::build(&batch.build, &|l| line.cargo_line(l)).and_then(|built| {
+        for (unit, executable) in &built {
+            compile::elf::check_static_executable(executable, batch.build.triple).with_context(
+                || {
+                    format!(
+                        "bin `{}` for {} ({})",
+                        unit.bin, batch.platform, batch.build.triple
+                    )
+                },
+            )?;
+        }
+        Ok(built)
+    });
+    line.finish(built.is_ok());
+    built
 }
 
 /// The compile unit of a job (how compile results are keyed).

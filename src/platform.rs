@@ -1,6 +1,7 @@
 //! Target platforms: parsing and normalising `os/arch[/variant]` strings, the
-//! mapping to Rust musl target triples (SPEC §6), and matching against the
-//! platform entries of a base image index.
+//! mapping to Rust musl target triples (SPEC §6), platform lists with `all`
+//! (expanded once the base image's platforms are known), and matching against
+//! the platform entries of a base image index.
 
 use std::fmt;
 
@@ -81,28 +82,26 @@ impl Platform {
     }
 
     /// Parses a list of `--platform` values: each may be comma-separated, and
-    /// `all` expands to every supported platform. Duplicates are dropped, the
-    /// first occurrence keeps its place.
-    pub fn parse_list<S: AsRef<str>>(values: &[S]) -> Result<Vec<Platform>> {
-        let mut platforms: Vec<Platform> = Vec::new();
+    /// `all` stands for every platform of the base image (see [`expand`]).
+    /// Duplicates are dropped, the first occurrence keeps its place.
+    pub fn parse_list<S: AsRef<str>>(values: &[S]) -> Result<Vec<Listed>> {
+        let mut listed: Vec<Listed> = Vec::new();
         for value in values {
             for item in value.as_ref().split(',').map(str::trim) {
                 if item.is_empty() {
                     continue;
                 }
                 let parsed = if item.eq_ignore_ascii_case("all") {
-                    Platform::all()
+                    Listed::All
                 } else {
-                    vec![Platform::parse(item)?]
+                    Listed::Platform(Platform::parse(item)?)
                 };
-                for platform in parsed {
-                    if !platforms.contains(&platform) {
-                        platforms.push(platform);
-                    }
+                if !listed.contains(&parsed) {
+                    listed.push(parsed);
                 }
             }
         }
-        Ok(platforms)
+        Ok(listed)
     }
 
     /// Every platform of SPEC §6, in table order.
@@ -148,6 +147,42 @@ impl Platform {
         }
         Value::Object(object)
     }
+}
+
+/// One entry of a platform list as the user wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listed {
+    /// `all`: every platform of the base image that cargo-krust can build
+    /// (as ko's `--platform=all`), known only once the base is fetched.
+    All,
+    Platform(Platform),
+}
+
+/// The platforms a list names, `all` replaced in place by `available` (the
+/// base image's buildable platforms, or every platform of SPEC §6 on
+/// `scratch`); duplicates dropped, the first occurrence keeping its place.
+pub fn expand(listed: &[Listed], available: &[Platform]) -> Vec<Platform> {
+    let mut platforms: Vec<Platform> = Vec::new();
+    for entry in listed {
+        let named = match entry {
+            Listed::All => available,
+            Listed::Platform(platform) => std::slice::from_ref(platform),
+        };
+        for platform in named {
+            if !platforms.contains(platform) {
+                platforms.push(platform.clone());
+            }
+        }
+    }
+    platforms
+}
+
+/// The platforms a list names explicitly (without `all`).
+pub fn named(listed: &[Listed]) -> impl Iterator<Item = &Platform> {
+    listed.iter().filter_map(|entry| match entry {
+        Listed::Platform(platform) => Some(platform),
+        Listed::All => None,
+    })
 }
 
 impl fmt::Display for Platform {
@@ -215,11 +250,35 @@ mod tests {
     }
 
     #[test]
-    fn list_splits_commas_expands_all_and_dedupes() {
+    fn list_splits_commas_keeps_all_and_dedupes() {
+        let amd64 = Platform::new("linux", "amd64", None);
+        let arm64 = Platform::new("linux", "arm64", None);
         let list = Platform::parse_list(&["linux/amd64,linux/arm64", "linux/amd64"]).unwrap();
-        assert_eq!(list.len(), 2);
         assert_eq!(
-            Platform::parse_list(&["all"]).unwrap().len(),
+            list,
+            [
+                Listed::Platform(amd64.clone()),
+                Listed::Platform(arm64.clone())
+            ]
+        );
+        let list = Platform::parse_list(&["linux/arm64, ALL", "all,linux/386"]).unwrap();
+        let i386 = Platform::new("linux", "386", None);
+        assert_eq!(
+            list,
+            [
+                Listed::Platform(arm64.clone()),
+                Listed::All,
+                Listed::Platform(i386.clone())
+            ]
+        );
+        assert_eq!(named(&list).collect::<Vec<_>>(), [&arm64, &i386]);
+        // `all` expands in place to what the base has, without duplicates.
+        assert_eq!(
+            expand(&list, &[amd64.clone(), arm64.clone()]),
+            [arm64.clone(), amd64.clone(), i386.clone()]
+        );
+        assert_eq!(
+            expand(&[Listed::All], &Platform::all()).len(),
             SUPPORTED.len()
         );
     }

@@ -664,6 +664,19 @@ fn invalid_configuration_names_file_and_key() {
             &["Cargo.toml", "key `data`", "no-such-dir", "does not exist"],
         ),
         (
+            "[package.metadata.krust]\ndata = \"src/main.rs\"\n",
+            &["Cargo.toml", "key `data`", "main.rs", "is not a directory"],
+        ),
+        (
+            "[package.metadata.krust]\ndata = \"..\"\n",
+            &[
+                "Cargo.toml",
+                "key `data`",
+                "outside",
+                "move or copy the data into it",
+            ],
+        ),
+        (
             "[package.metadata.krust.bin.nope]\nargs = []\n",
             &["Cargo.toml", "no bin target named `nope`"],
         ),
@@ -720,15 +733,56 @@ fn invalid_global_file_and_environment_are_named() {
         .expect_clean_error(&["KRUST_PLATFORMS", "linux/mips"]);
 }
 
+/// A data symlink out of the data directory is refused, even into the
+/// package: it would dangle in the image.
 #[test]
-fn data_symlink_leaving_the_package_is_refused() {
+fn data_symlink_leaving_the_data_directory_is_refused() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let pkg = package_with(tmp.path(), "[package.metadata.krust]\ndata = \"data\"\n");
     std::fs::create_dir(pkg.join("data")).expect("mkdir data");
-    std::os::unix::fs::symlink("/etc/hostname", pkg.join("data/escape")).expect("symlink");
-    build_local(&pkg)
-        .run()
-        .expect_clean_error(&["data symlink", "escape", "outside the package"]);
+    let link = pkg.join("data/escape");
+    for target in ["/etc/hostname", "../Cargo.toml"] {
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(target, &link).expect("symlink");
+        build_local(&pkg).run().expect_clean_error(&[
+            "data symlink",
+            "escape",
+            "outside the data directory",
+        ]);
+    }
+}
+
+/// A data directory that is a symlink out of the package, and a FIFO in
+/// one, are errors naming them (they used to be copied, and vanish).
+#[test]
+fn data_directory_linked_out_of_the_package_or_holding_a_fifo_is_refused() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir(&outside).expect("mkdir outside");
+    std::fs::write(outside.join("secret"), "not for the image").expect("write");
+    let pkg = package_with(tmp.path(), "[package.metadata.krust]\ndata = \"data\"\n");
+    std::os::unix::fs::symlink(&outside, pkg.join("data")).expect("symlink");
+    let line =
+        build_local(&pkg)
+            .run()
+            .expect_clean_error(&["key `data`", "resolves to", "outside"]);
+    assert!(line.contains(&outside.display().to_string()), "{line}");
+
+    std::fs::remove_file(pkg.join("data")).expect("remove link");
+    std::fs::create_dir(pkg.join("data")).expect("mkdir data");
+    std::fs::write(pkg.join("data/kept.txt"), "kept").expect("write");
+    let fifo = pkg.join("data/pipe");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success(), "mkfifo failed");
+    let line = build_local(&pkg).run().expect_clean_error(&[
+        "data entry",
+        "named pipe",
+        "regular files, directories and symlinks",
+    ]);
+    assert!(line.contains(&fifo.display().to_string()), "{line}");
 }
 
 /// One member with an invalid key: nothing is built for any member and the

@@ -10,8 +10,8 @@
 //!   musl-gcc builds the C example for linux/amd64;
 //! - the user's `.cargo/config.toml` (rustflags, `[env]`, a target linker)
 //!   and RUSTFLAGS reach the build, with rust-lld and with `linker = "zig"`;
-//! - build-std: armv7 built with nightly `-Zbuild-std` (reported as not run
-//!   when no nightly with rust-src is installed), and a target without a
+//! - build-std: armv7 built with nightly `-Zbuild-std` (nightly with rust-src
+//!   is required, as scripts/test installs it), and a target without a
 //!   prebuilt std names the flag and the command that makes it work.
 //!
 //! All builds share the suite's target dir (one cargo dir per triple in it),
@@ -19,7 +19,6 @@
 
 mod support;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -409,9 +408,13 @@ fn user_rustflags_and_cargo_config_reach_the_build() {
     }
 }
 
-/// Why the build-std test cannot run here, if it cannot: it needs rustup's
-/// nightly toolchain with the rust-src component.
-fn nightly_with_rust_src_missing() -> Option<String> {
+/// The command that installs what the build-std test needs.
+const NIGHTLY_SETUP: &str =
+    "rustup toolchain install nightly --profile minimal --component rust-src";
+
+/// Panics with the setup command unless rustup's nightly toolchain with the
+/// rust-src component is installed (build-std compiles std from its sources).
+fn require_nightly_with_rust_src() {
     let output = Command::new("rustc")
         .args(["--print", "sysroot"])
         .env("RUSTUP_TOOLCHAIN", "nightly")
@@ -420,32 +423,27 @@ fn nightly_with_rust_src_missing() -> Option<String> {
         Ok(output) if output.status.success() => {
             PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
         }
-        _ => return Some("rustup has no nightly toolchain".into()),
+        _ => panic!(
+            "rustup has no nightly toolchain, which --build-std needs.\n\
+             Run `{}` (it installs it), or:\n    {NIGHTLY_SETUP}",
+            tools::SETUP
+        ),
     };
-    if !sysroot.join("lib/rustlib/src/rust/library").is_dir() {
-        return Some(format!(
-            "the nightly toolchain at {} has no rust-src component",
-            sysroot.display()
-        ));
-    }
-    None
+    assert!(
+        sysroot.join("lib/rustlib/src/rust/library").is_dir(),
+        "the nightly toolchain at {} has no rust-src component, which --build-std needs.\n\
+         Run `{}` (it installs it), or:\n    rustup component add rust-src --toolchain nightly",
+        sysroot.display(),
+        tools::SETUP
+    );
 }
 
 /// `--build-std` builds hello-krust for linux/arm/v7 (no prebuilt std here)
 /// with nightly `-Zbuild-std` and zig: a static 32-bit arm binary that runs
-/// under qemu. Reported as not run when nightly with rust-src is missing, as
-/// issue 6 allows for this one case; everything else it needs must be there.
+/// under qemu.
 #[test]
 fn build_std_builds_armv7_with_nightly() {
-    if let Some(reason) = nightly_with_rust_src_missing() {
-        // Straight to stderr, not eprintln!, which the test harness captures.
-        let _ = writeln!(
-            std::io::stderr(),
-            "NOT RUN: build_std_builds_armv7_with_nightly: {reason} \
-             (install it with `rustup toolchain install nightly --component rust-src`)"
-        );
-        return;
-    }
+    require_nightly_with_rust_src();
     tools::require_zig();
     tools::require("qemu-arm-static", "qemu-user-static");
     let shared = shared();

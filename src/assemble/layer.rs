@@ -399,21 +399,26 @@ fn append<W: Write>(
 }
 
 /// The entries of a data directory copied to `/var/run/krust`: directories
-/// 0755, files 0644 (0755 when executable), symlinks kept when they stay
-/// inside `package_dir`.
-pub fn data_entries(data_dir: &Path, package_dir: &Path) -> Result<Vec<Entry>> {
-    let package_root = package_dir
-        .canonicalize()
-        .with_context(|| format!("cannot resolve {}", package_dir.display()))?;
+/// 0755, files 0644 (0755 when executable), symlinks that resolve inside the
+/// data directory (as relative links to the same file, so that they resolve
+/// the same way in the image). The data directory must resolve inside
+/// `root`, the directory of the file that configures it.
+pub fn data_entries(data_dir: &Path, root: &Path) -> Result<Vec<Entry>> {
+    let data_root = crate::plan::settings::data_directory(data_dir, root)?;
     let mut entries = vec![Entry::Dir {
         path: "var/run/krust/".into(),
         mode: 0o755,
     }];
-    collect(data_dir, "var/run/krust", &package_root, &mut entries)?;
+    collect(&data_root, Path::new(""), &data_root, &mut entries)?;
     Ok(entries)
 }
 
-fn collect(dir: &Path, prefix: &str, package_root: &Path, out: &mut Vec<Entry>) -> Result<()> {
+/// What a data directory may hold, for errors.
+const DATA_MAY_HOLD: &str =
+    "a data directory may hold regular files, directories and symlinks that stay inside it";
+
+/// Adds the entries under `dir`, which is `inner` below `data_root`.
+fn collect(dir: &Path, inner: &Path, data_root: &Path, out: &mut Vec<Entry>) -> Result<()> {
     let mut children: Vec<_> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot read data directory {}", dir.display()))?
         .collect::<io::Result<_>>()
@@ -421,45 +426,85 @@ fn collect(dir: &Path, prefix: &str, package_root: &Path, out: &mut Vec<Entry>) 
     children.sort_by_key(|c| c.file_name());
     for child in children {
         let path = child.path();
-        let name = child.file_name();
-        let Some(name) = name.to_str() else {
+        let inner = inner.join(child.file_name());
+        let Some(image_path) = Path::new("var/run/krust")
+            .join(&inner)
+            .to_str()
+            .map(String::from)
+        else {
             bail!("data file name {} is not UTF-8", path.display());
         };
-        let inner = format!("{prefix}/{name}");
         let meta = std::fs::symlink_metadata(&path)
             .with_context(|| format!("cannot stat {}", path.display()))?;
-        if meta.file_type().is_symlink() {
-            let target = std::fs::read_link(&path)
-                .with_context(|| format!("cannot read link {}", path.display()))?;
-            let resolved = path.canonicalize().ok();
-            if !resolved.is_some_and(|r| r.starts_with(package_root)) {
-                bail!(
-                    "data symlink {} points outside the package ({}); copy the file into the data directory instead",
-                    path.display(),
-                    target.display()
-                );
-            }
+        let kind = meta.file_type();
+        if kind.is_symlink() {
             out.push(Entry::Symlink {
-                path: inner,
-                target,
+                path: image_path,
+                target: symlink_target(&path, &inner, data_root)?,
             });
-        } else if meta.is_dir() {
+        } else if kind.is_dir() {
             out.push(Entry::Dir {
-                path: format!("{inner}/"),
+                path: format!("{image_path}/"),
                 mode: 0o755,
             });
-            collect(&path, &inner, package_root, out)?;
-        } else if meta.is_file() {
+            collect(&path, &inner, data_root, out)?;
+        } else if kind.is_file() {
             use std::os::unix::fs::PermissionsExt;
             let executable = meta.permissions().mode() & 0o111 != 0;
             out.push(Entry::File {
-                path: inner,
+                path: image_path,
                 mode: if executable { 0o755 } else { 0o644 },
                 source: path,
             });
+        } else {
+            use std::os::unix::fs::FileTypeExt;
+            let what = if kind.is_fifo() {
+                "a named pipe (FIFO)"
+            } else if kind.is_socket() {
+                "a socket"
+            } else {
+                "a device node"
+            };
+            bail!(
+                "data entry {} is {what}, which an image layer cannot carry: remove it ({DATA_MAY_HOLD})",
+                path.display()
+            );
         }
     }
     Ok(())
+}
+
+/// The target a data symlink gets in the image: the file it resolves to,
+/// relative to the link's directory. Followed here, a link's own text could
+/// be absolute or leave the data directory and come back, and would then
+/// point elsewhere (or nowhere) under /var/run/krust.
+fn symlink_target(link: &Path, inner: &Path, data_root: &Path) -> Result<PathBuf> {
+    let target =
+        std::fs::read_link(link).with_context(|| format!("cannot read link {}", link.display()))?;
+    let resolved = link.canonicalize().ok();
+    let Some(inside) = resolved
+        .as_deref()
+        .and_then(|resolved| resolved.strip_prefix(data_root).ok())
+    else {
+        bail!(
+            "data symlink {} points outside the data directory {} ({}); copy the file into the data directory instead ({DATA_MAY_HOLD})",
+            link.display(),
+            data_root.display(),
+            target.display()
+        );
+    };
+    let from = inner.parent().unwrap_or(Path::new(""));
+    let common = from
+        .components()
+        .zip(inside.components())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let mut relative: PathBuf = from.components().skip(common).map(|_| "..").collect();
+    relative.extend(inside.components().skip(common));
+    if relative.as_os_str().is_empty() {
+        relative.push(".");
+    }
+    Ok(relative)
 }
 
 /// The compression stream of a layer, which also hashes the uncompressed
@@ -829,17 +874,74 @@ mod tests {
     }
 
     #[test]
-    fn data_symlink_leaving_the_package_is_refused() {
+    fn data_symlinks_stay_inside_the_data_directory_and_become_relative() {
         let dir = tempfile::tempdir().unwrap();
         let package = dir.path().join("pkg");
         let data = package.join("data");
-        std::fs::create_dir_all(&data).unwrap();
+        std::fs::create_dir_all(data.join("sub/deep")).unwrap();
         std::fs::write(data.join("a.txt"), "a").unwrap();
-        std::os::unix::fs::symlink("a.txt", data.join("inside")).unwrap();
-        let entries = data_entries(&data, &package).unwrap();
-        assert_eq!(entries.len(), 3);
-        std::os::unix::fs::symlink("/etc/passwd", data.join("outside")).unwrap();
-        let err = data_entries(&data, &package).unwrap_err().to_string();
-        assert!(err.contains("outside the package"), "{err}");
+        std::fs::write(package.join("README"), "r").unwrap();
+        let link = |target: &Path, at: &str| std::os::unix::fs::symlink(target, data.join(at));
+        link(Path::new("a.txt"), "inside").unwrap();
+        link(&data.join("sub"), "absolute").unwrap();
+        link(Path::new("../../../data/a.txt"), "sub/deep/up").unwrap();
+        link(Path::new("."), "sub/here").unwrap();
+        link(Path::new(".."), "sub/deep/parent").unwrap();
+        let links: Vec<(String, PathBuf)> = data_entries(&data, &package)
+            .unwrap()
+            .into_iter()
+            .filter_map(|entry| match entry {
+                Entry::Symlink { path, target } => Some((path, target)),
+                _ => None,
+            })
+            .collect();
+        let expected = [
+            ("var/run/krust/absolute", "sub"),
+            ("var/run/krust/inside", "a.txt"),
+            ("var/run/krust/sub/deep/parent", ".."),
+            ("var/run/krust/sub/deep/up", "../../a.txt"),
+            ("var/run/krust/sub/here", "."),
+        ]
+        .map(|(path, target)| (path.to_string(), PathBuf::from(target)));
+        assert_eq!(links, expected);
+
+        for (target, at) in [
+            ("/etc/passwd", "outside"),
+            ("../README", "package"),
+            ("missing", "dangling"),
+        ] {
+            link(Path::new(target), at).unwrap();
+            let err = format!("{:#}", data_entries(&data, &package).unwrap_err());
+            assert!(
+                err.contains(&format!("data symlink {}", data.join(at).display()))
+                    && err.contains("outside the data directory"),
+                "{err}"
+            );
+            std::fs::remove_file(data.join(at)).unwrap();
+        }
+    }
+
+    #[test]
+    fn data_special_files_are_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let fifo = data.join("pipe");
+        let status = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let err = format!("{:#}", data_entries(&data, dir.path()).unwrap_err());
+        assert!(
+            err.contains(&format!("data entry {} is a named pipe", fifo.display()))
+                && err.contains("regular files, directories and symlinks"),
+            "{err}"
+        );
+        std::fs::remove_file(&fifo).unwrap();
+        let socket = std::os::unix::net::UnixListener::bind(data.join("sock")).unwrap();
+        let err = format!("{:#}", data_entries(&data, dir.path()).unwrap_err());
+        assert!(err.contains("is a socket"), "{err}");
+        drop(socket);
     }
 }

@@ -2,7 +2,10 @@
 //! check done before anything is built: the C code of each build graph, the
 //! strategy of each (package, target) (explained with `-v`), the Rust target
 //! or the nightly toolchain, and one [`Batch`] per (platform, strategy,
-//! build-std) — one cargo invocation per triple unless packages disagree.
+//! build-std) — one cargo invocation per triple unless packages disagree, or
+//! bins of one package want different features (cargo unifies a package's
+//! features within one invocation, so those are built one invocation after
+//! the other).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -18,13 +21,15 @@ use crate::platform::Platform;
 use crate::progress;
 use crate::store::BlobStore;
 
-/// One bin wanted for one platform, with its package's settings.
+/// One bin wanted for one platform, with its settings.
 #[derive(Debug, Clone)]
 pub struct Wanted {
     pub unit: Unit,
     pub platform: Platform,
     pub linker: Option<LinkerChoice>,
     pub build_std: bool,
+    /// The `features` configured for this bin (its own, or its package's).
+    pub features: Vec<String>,
 }
 
 /// The shared inputs of every build of a run.
@@ -32,8 +37,6 @@ pub struct Shared<'a> {
     pub manifest_path: &'a Path,
     pub target_dir: &'a Path,
     pub cargo: &'a CargoOptions,
-    /// Configured `features` per package name.
-    pub package_features: &'a HashMap<String, Vec<String>>,
     /// `always` or `never`, for cargo's captured stderr.
     pub color: &'static str,
 }
@@ -72,13 +75,13 @@ pub fn prepare<'a>(
     }
 
     let records = BlobStore::open(&context.target_dir.join("krust"))?;
-    let mut batches: BTreeMap<Key, BTreeSet<Unit>> = BTreeMap::new();
+    let mut batches: BTreeMap<Key, Vec<&Wanted>> = BTreeMap::new();
     for (platform, wants) in &by_platform {
         let triple = platform
             .rust_target()
             .with_context(|| format!("no Rust target for {platform}"))?;
         let native = native_code(context, triple, wants, &records)?;
-        let user_linker = linker::user_linker(triple, cwd);
+        let user_linker = linker::user_linker(triple, cwd)?;
         let mut explained = BTreeSet::new();
         for want in wants {
             let unit = &want.unit;
@@ -106,14 +109,19 @@ pub fn prepare<'a>(
                     build_std: want.build_std,
                 })
                 .or_default()
-                .insert(unit.clone());
+                .push(want);
         }
     }
 
     let mut nightly: Option<Option<String>> = None;
     let mut ensured = BTreeSet::new();
     let mut out = Vec::new();
-    for (key, units) in batches {
+    let invocations = batches.into_iter().flat_map(|(key, wants)| {
+        invocations(&wants)
+            .into_iter()
+            .map(move |invocation| (key.clone(), invocation))
+    });
+    for (key, Invocation { units, features }) in invocations {
         let triple = key.platform.rust_target().unwrap_or_default();
         let mut installed_target = false;
         let build_std = if key.build_std {
@@ -133,7 +141,7 @@ pub fn prepare<'a>(
                 manifest_path: context.manifest_path,
                 target_dir: triple_target_dir(context.target_dir, triple),
                 units,
-                package_features: context.package_features.clone(),
+                package_features: features,
                 cargo: context.cargo,
                 strategy: key.strategy,
                 build_std,
@@ -147,6 +155,54 @@ pub fn prepare<'a>(
     Ok(out)
 }
 
+/// The units of one cargo invocation, with each package's features.
+#[derive(Debug, PartialEq)]
+struct Invocation {
+    units: BTreeSet<Unit>,
+    features: HashMap<String, Vec<String>>,
+}
+
+/// Splits the bins of one batch into as few cargo invocations as there are
+/// feature sets in its most divided package: the n-th invocation builds the
+/// bins of each package's n-th feature set, so a package never has two
+/// feature sets in one invocation (where cargo would give every bin their
+/// union).
+fn invocations(wants: &[&Wanted]) -> Vec<Invocation> {
+    let mut by_package: BTreeMap<&str, BTreeMap<Vec<String>, BTreeSet<Unit>>> = BTreeMap::new();
+    for want in wants {
+        by_package
+            .entry(want.unit.package.as_str())
+            .or_default()
+            .entry(feature_set(&want.features))
+            .or_default()
+            .insert(want.unit.clone());
+    }
+    let mut out: Vec<Invocation> = Vec::new();
+    for (package, sets) in by_package {
+        for (n, (features, units)) in sets.into_iter().enumerate() {
+            if out.len() == n {
+                out.push(Invocation {
+                    units: BTreeSet::new(),
+                    features: HashMap::new(),
+                });
+            }
+            if let Some(invocation) = out.get_mut(n) {
+                invocation.units.extend(units);
+                if !features.is_empty() {
+                    invocation.features.insert(package.to_string(), features);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A feature list as a set: sorted, without duplicates.
+fn feature_set(features: &[String]) -> Vec<String> {
+    let set: BTreeSet<&String> = features.iter().collect();
+    set.into_iter().cloned().collect()
+}
+
 /// The native code of each root's build graph for `triple`.
 fn native_code(
     context: &Shared,
@@ -156,13 +212,23 @@ fn native_code(
 ) -> Result<HashMap<PathBuf, Vec<NativeCode>>> {
     let roots: BTreeSet<PathBuf> = wants.iter().map(|w| w.unit.manifest_path.clone()).collect();
     let packages: BTreeSet<&str> = wants.iter().map(|w| w.unit.package.as_str()).collect();
+    // Every feature any bin of a package asks for: C code that one of its
+    // builds compiles counts for all of them.
+    let mut package_features: HashMap<String, Vec<String>> = HashMap::new();
+    for want in wants {
+        let features = package_features
+            .entry(want.unit.package.clone())
+            .or_default();
+        features.extend(want.features.iter().cloned());
+        *features = feature_set(features);
+    }
     native::native_code(
         &native::Query {
             manifest_path: context.manifest_path,
             triple,
             roots: &roots,
             features: qualified_features(
-                &super::features(context.cargo, &packages, context.package_features),
+                &super::features(context.cargo, &packages, &package_features),
                 &packages,
             ),
             cargo: context.cargo,
@@ -192,6 +258,48 @@ fn qualified_features(features: &[String], packages: &BTreeSet<&str>) -> Vec<Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bins_of_one_package_with_other_features_get_their_own_invocation() {
+        let want = |package: &str, bin: &str, features: &[&str]| Wanted {
+            unit: Unit {
+                manifest_path: PathBuf::from(format!("/w/{package}/Cargo.toml")),
+                package: package.into(),
+                bin: bin.into(),
+            },
+            platform: Platform::new("linux", "amd64", None),
+            linker: None,
+            build_std: false,
+            features: features.iter().map(|f| f.to_string()).collect(),
+        };
+        let wants = [
+            want("api", "api", &["prod"]),
+            want("jobs", "cron", &[]),
+            want("jobs", "worker", &["fancy", "x"]),
+            want("jobs", "admin", &["x", "fancy", "x"]),
+        ];
+        let split = invocations(&wants.iter().collect::<Vec<_>>());
+        let bins = |invocation: &Invocation| -> Vec<String> {
+            invocation.units.iter().map(|u| u.bin.clone()).collect()
+        };
+        assert_eq!(split.len(), 2);
+        assert_eq!(bins(&split[0]), ["api", "cron"]);
+        assert_eq!(
+            split[0].features,
+            HashMap::from([("api".to_string(), vec!["prod".to_string()])])
+        );
+        assert_eq!(bins(&split[1]), ["admin", "worker"]);
+        assert_eq!(
+            split[1].features,
+            HashMap::from([(
+                "jobs".to_string(),
+                vec!["fancy".to_string(), "x".to_string()]
+            )])
+        );
+        // One feature set per package: one invocation.
+        let same = [want("api", "api", &["prod"]), want("jobs", "cron", &["a"])];
+        assert_eq!(invocations(&same.iter().collect::<Vec<_>>()).len(), 1);
+    }
 
     #[test]
     fn features_are_qualified_by_package() {

@@ -1,10 +1,14 @@
 //! What the user's cargo configuration says, read the way cargo finds it:
 //! `.cargo/config.toml` (or `.cargo/config`) in the directory cargo runs in
 //! and every ancestor, then `$CARGO_HOME/config.toml`. Only the few keys
-//! cargo-krust must not override are looked at (linkers, rustflags). Also
-//! where cargo's and rustup's homes are.
+//! cargo-krust must not override are looked at (linkers, rustflags), in
+//! `target.<triple>` and in the `target.'cfg(…)'` tables that hold for the
+//! triple. Also where cargo's and rustup's homes are.
 
 use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use cargo_platform::CfgExpr;
 
 /// `$CARGO_HOME`, or `~/.cargo`.
 pub fn cargo_home() -> Option<PathBuf> {
@@ -55,6 +59,45 @@ pub fn tables(cwd: &Path) -> Vec<(PathBuf, toml::Table)> {
             Some((file, table))
         })
         .collect()
+}
+
+/// Where the config files set `key` for `triple`, as cargo reads it: in
+/// `target.<triple>`, or in a `target.'cfg(…)'` table whose cfg holds for
+/// the triple (rustc is asked for its cfg values only when there is one);
+/// e.g. `target.x86_64-unknown-linux-musl.linker in /p/.cargo/config.toml`.
+/// `toolchain` is the rustup toolchain the build runs with, when not the one
+/// of `cwd`.
+pub fn target_setting(
+    triple: &str,
+    cwd: &Path,
+    toolchain: Option<&str>,
+    key: &str,
+) -> Result<Option<String>> {
+    let mut cfg_tables = Vec::new();
+    for (file, table) in tables(cwd) {
+        let Some(toml::Value::Table(targets)) = table.get("target") else {
+            continue;
+        };
+        for (name, settings) in targets {
+            if settings.get(key).is_none() {
+                continue;
+            }
+            if name == triple {
+                return Ok(Some(format!("target.{triple}.{key} in {}", file.display())));
+            }
+            if name.starts_with("cfg(") {
+                cfg_tables.push((name.clone(), file.clone()));
+            }
+        }
+    }
+    if cfg_tables.is_empty() {
+        return Ok(None);
+    }
+    let cfg = super::toolchain::target_cfg(triple, cwd, toolchain)?;
+    Ok(cfg_tables
+        .into_iter()
+        .find(|(name, _)| CfgExpr::matches_key(name, &cfg))
+        .map(|(name, file)| format!("target.'{name}'.{key} in {}", file.display())))
 }
 
 /// The environment-variable form of a per-target key, e.g.

@@ -1,9 +1,12 @@
 //! Whether the user configured a linker for a target triple themselves: a
-//! `CARGO_TARGET_<TRIPLE>_LINKER` variable, a `target.<triple>.linker` in any
+//! `CARGO_TARGET_<TRIPLE>_LINKER` variable, a `target.<triple>.linker` (or a
+//! `target.'cfg(…)'.linker` whose cfg holds for the triple) in any
 //! `.cargo/config.toml` cargo would read, or `-C linker=` in their RUSTFLAGS.
 //! Their choice always wins over cargo-krust's (see `strategy`).
 
 use std::path::Path;
+
+use anyhow::Result;
 
 use super::cargo_config;
 
@@ -13,24 +16,15 @@ pub fn linker_env_var(triple: &str) -> String {
 }
 
 /// Where the user configured a linker for `triple` (for `-v`), or `None`.
-pub fn user_linker(triple: &str, cargo_cwd: &Path) -> Option<String> {
+pub fn user_linker(triple: &str, cargo_cwd: &Path) -> Result<Option<String>> {
     let var = linker_env_var(triple);
     if std::env::var_os(&var).is_some() {
-        return Some(var);
+        return Ok(Some(var));
     }
     if let Some(var) = rustflags_setting_linker(triple) {
-        return Some(format!("-C linker= in {var}"));
+        return Ok(Some(format!("-C linker= in {var}")));
     }
-    cargo_config::tables(cargo_cwd)
-        .into_iter()
-        .find(|(_, table)| {
-            table
-                .get("target")
-                .and_then(|t| t.get(triple))
-                .and_then(|t| t.get("linker"))
-                .is_some()
-        })
-        .map(|(file, _)| format!("target.{triple}.linker in {}", file.display()))
+    cargo_config::target_setting(triple, cargo_cwd, None, "linker")
 }
 
 fn rustflags_setting_linker(triple: &str) -> Option<String> {
@@ -68,11 +62,38 @@ mod tests {
         .unwrap();
         let nested = dir.path().join("a/b");
         std::fs::create_dir_all(&nested).unwrap();
-        let found = user_linker("aarch64-unknown-linux-musl", &nested).unwrap();
+        let found = user_linker("aarch64-unknown-linux-musl", &nested)
+            .unwrap()
+            .unwrap();
         assert!(
             found.starts_with("target.aarch64-unknown-linux-musl.linker in "),
             "{found}"
         );
-        assert_eq!(user_linker("i686-unknown-linux-musl", &nested), None);
+        assert_eq!(
+            user_linker("i686-unknown-linux-musl", &nested).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn cfg_linker_counts_only_where_it_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join(".cargo")).unwrap();
+        std::fs::write(
+            dir.path().join(".cargo/config.toml"),
+            "[target.'cfg(target_arch = \"x86\")']\nlinker = \"my-cc\"\n",
+        )
+        .unwrap();
+        let found = user_linker("i686-unknown-linux-musl", dir.path())
+            .unwrap()
+            .unwrap();
+        assert!(
+            found.starts_with("target.'cfg(target_arch = \"x86\")'.linker in "),
+            "{found}"
+        );
+        assert_eq!(
+            user_linker("x86_64-unknown-linux-musl", dir.path()).unwrap(),
+            None
+        );
     }
 }

@@ -5,10 +5,12 @@
 //! cargo's JSON messages. `native` finds C code in the build graph,
 //! `strategy` picks the linker and C compiler, `tools` probes for them,
 //! `linker` reads the user's own linker settings, `toolchain` installs
-//! Rust targets or finds the nightly that builds std.
+//! Rust targets or finds the nightly that builds std, `elf` checks that what
+//! was built is a static executable for the platform.
 
 pub mod batch;
 pub mod cargo_config;
+pub mod elf;
 pub mod linker;
 pub mod native;
 pub mod rustflags;
@@ -89,7 +91,7 @@ pub fn command(request: &TripleBuild) -> Result<Command> {
         .manifest_path
         .parent()
         .context("manifest path has no directory")?;
-    Ok(cargo_command(request, cwd))
+    cargo_command(request, cwd)
 }
 
 /// Starts a [`command`] as [`build`] reads it: no input, stdout (JSON
@@ -217,7 +219,7 @@ fn extra_rustflags(request: &TripleBuild, cwd: &Path) -> Vec<String> {
     flags
 }
 
-fn cargo_command(request: &TripleBuild, cwd: &Path) -> Command {
+fn cargo_command(request: &TripleBuild, cwd: &Path) -> Result<Command> {
     let options = request.cargo;
     let mut command = match (&request.strategy, &request.build_std) {
         (Strategy::Zig, _) => {
@@ -260,8 +262,9 @@ fn cargo_command(request: &TripleBuild, cwd: &Path) -> Command {
         &mut command,
         request.triple,
         cwd,
+        request.build_std.as_ref().and_then(Option::as_deref),
         &extra_rustflags(request, cwd),
-    );
+    )?;
     if let Some(client) = request.jobserver {
         client.configure(&mut command);
     }
@@ -298,7 +301,7 @@ fn cargo_command(request: &TripleBuild, cwd: &Path) -> Command {
         command.args(["--jobs", &jobs.to_string()]);
     }
     command.args(&options.extra_args);
-    command
+    Ok(command)
 }
 
 /// The `--features` list of a build: the command line's plus each package's

@@ -6,18 +6,30 @@
 //! `target.<triple>` / `target.<cfg>` `rustflags` (config or environment),
 //! then `build.rustflags`. Extra flags therefore go into whichever source is
 //! in use — appended to the variable, or merged into the config array with
-//! `--config`, which cargo concatenates with the files' arrays.
+//! `--config`, which cargo concatenates with the files' arrays. A
+//! `target.'cfg(…)'` table counts only when its cfg holds for the triple
+//! (otherwise a `target.<triple>.rustflags` of ours would silently replace
+//! the user's `build.rustflags`).
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use anyhow::Result;
+
 use super::cargo_config;
 
-/// Appends `flags` to the rustflags the build would use anyway.
-pub fn add(command: &mut Command, triple: &str, cwd: &Path, flags: &[String]) {
+/// Appends `flags` to the rustflags the build would use anyway; `toolchain`
+/// is the rustup toolchain the build runs with, when not the one of `cwd`.
+pub fn add(
+    command: &mut Command,
+    triple: &str,
+    cwd: &Path,
+    toolchain: Option<&str>,
+    flags: &[String],
+) -> Result<()> {
     if flags.is_empty() {
-        return;
+        return Ok(());
     }
     let encoded = |existing: Vec<String>| {
         existing
@@ -41,13 +53,14 @@ pub fn add(command: &mut Command, triple: &str, cwd: &Path, flags: &[String]) {
                 .map(|f| toml::Value::String(f.clone()))
                 .collect(),
         );
-        let key = if target_level_rustflags(triple, cwd) {
+        let key = if target_level_rustflags(triple, cwd, toolchain)? {
             format!("target.{triple}.rustflags")
         } else {
             "build.rustflags".to_string()
         };
         command.arg("--config").arg(format!("{key}={array}"));
     }
+    Ok(())
 }
 
 fn split_encoded(value: &OsStr) -> Vec<String> {
@@ -58,23 +71,14 @@ fn split_encoded(value: &OsStr) -> Vec<String> {
     value.split('\x1f').map(String::from).collect()
 }
 
-/// Whether the user's rustflags come from `target.*` settings, which make
-/// cargo ignore `build.rustflags`.
-fn target_level_rustflags(triple: &str, cwd: &Path) -> bool {
+/// Whether the user's rustflags come from `target.*` settings that apply to
+/// `triple` (a `cfg(…)` table only when its cfg holds for the triple, as
+/// cargo decides it), which make cargo ignore `build.rustflags`.
+fn target_level_rustflags(triple: &str, cwd: &Path, toolchain: Option<&str>) -> Result<bool> {
     if std::env::var_os(cargo_config::target_env_var(triple, "rustflags")).is_some() {
-        return true;
+        return Ok(true);
     }
-    cargo_config::tables(cwd).iter().any(|(_, table)| {
-        table
-            .get("target")
-            .and_then(toml::Value::as_table)
-            .is_some_and(|targets| {
-                targets.iter().any(|(name, settings)| {
-                    (name == triple || name.starts_with("cfg("))
-                        && settings.get("rustflags").is_some()
-                })
-            })
-    })
+    Ok(cargo_config::target_setting(triple, cwd, toolchain, "rustflags")?.is_some())
 }
 
 /// `--remap-path-prefix` flags that take machine- and checkout-specific
@@ -118,8 +122,10 @@ mod tests {
             &mut command,
             "x86_64-unknown-linux-musl",
             dir.path(),
+            None,
             &["-Cx=1".into()],
-        );
+        )
+        .unwrap();
         // No user rustflags anywhere (the test environment sets none).
         if std::env::var_os("RUSTFLAGS").is_none()
             && std::env::var_os("CARGO_ENCODED_RUSTFLAGS").is_none()
@@ -131,15 +137,22 @@ mod tests {
         }
 
         std::fs::create_dir_all(dir.path().join(".cargo")).unwrap();
-        std::fs::write(
-            dir.path().join(".cargo/config.toml"),
-            "[target.'cfg(target_os = \"linux\")']\nrustflags = [\"--cfg\", \"mine\"]\n",
-        )
-        .unwrap();
-        assert!(target_level_rustflags(
-            "x86_64-unknown-linux-musl",
-            dir.path()
+        let config = dir.path().join(".cargo/config.toml");
+        let applies = |cfg: &str| {
+            std::fs::write(
+                &config,
+                format!("[target.'{cfg}']\nrustflags = [\"--cfg\", \"mine\"]\n"),
+            )
+            .unwrap();
+            target_level_rustflags("x86_64-unknown-linux-musl", dir.path(), None).unwrap()
+        };
+        assert!(applies("cfg(target_os = \"linux\")"));
+        assert!(applies(
+            "cfg(all(unix, target_env = \"musl\", target_arch = \"x86_64\"))"
         ));
+        assert!(!applies("cfg(windows)"));
+        assert!(!applies("cfg(target_arch = \"aarch64\")"));
+        assert!(!applies("cfg(not(target_env = \"musl\"))"));
     }
 
     #[test]

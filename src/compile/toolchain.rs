@@ -3,7 +3,8 @@
 //! missing, as SPEC §6 asks), for the toolchain the package itself selects
 //! (rust-toolchain.toml is honoured because commands run in its directory);
 //! or, with build-std, finding the nightly toolchain with rust-src that
-//! builds the standard library from source.
+//! builds the standard library from source; and a target's cfg values, which
+//! decide the `target.'cfg(…)'` tables of cargo's configuration that apply.
 //!
 //! Asking rustc for its sysroot costs ~20 ms, a third of a no-op rebuild, so
 //! the answer is remembered under a fingerprint of everything that selects
@@ -11,10 +12,13 @@
 //! rustup's settings); the target directory itself is still checked each
 //! run, which is a `stat`.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Mutex, OnceLock};
 
 use anyhow::{Context, Result, bail};
+use cargo_platform::Cfg;
 use sha2::{Digest as _, Sha256};
 
 use super::strategy::ZIG_INSTALL_HINT;
@@ -25,7 +29,7 @@ use crate::store::BlobStore;
 const NIGHTLY_HINT: &str = "rustup toolchain install nightly --component rust-src";
 
 /// `rustc` as cargo would run it in `dir`, optionally with a rustup toolchain.
-fn rustc(dir: &Path, toolchain: Option<&str>) -> Command {
+pub fn rustc(dir: &Path, toolchain: Option<&str>) -> Command {
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     let mut command = Command::new(rustc);
     command.current_dir(dir);
@@ -66,22 +70,55 @@ fn selection_fingerprint(dir: &Path) -> String {
     hex::encode(hasher.finalize())
 }
 
-/// The sysroot of the toolchain that builds in `dir`.
-fn sysroot(dir: &Path) -> Result<PathBuf> {
-    let output = rustc(dir, None)
-        .args(["--print", "sysroot"])
+/// What `rustc ARGS` prints, run as cargo would in `dir`.
+fn rustc_output(dir: &Path, toolchain: Option<&str>, args: &[&str]) -> Result<String> {
+    let output = rustc(dir, toolchain)
+        .args(args)
         .output()
         .context("cannot run rustc: is Rust installed?")?;
     if !output.status.success() {
         bail!(
-            "`rustc --print sysroot` failed in {}: {}",
+            "`rustc {}` failed in {}: {}",
+            args.join(" "),
             dir.display(),
             String::from_utf8_lossy(&output.stderr).trim()
         );
     }
-    Ok(PathBuf::from(
-        String::from_utf8_lossy(&output.stdout).trim(),
-    ))
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// The sysroot of the toolchain that builds in `dir`.
+fn sysroot(dir: &Path) -> Result<PathBuf> {
+    let printed = rustc_output(dir, None, &["--print", "sysroot"])?;
+    Ok(PathBuf::from(printed.trim()))
+}
+
+/// The cfg values of `triple` (`rustc --print cfg --target TRIPLE`) for the
+/// toolchain that builds in `dir` (or `toolchain`), asked once per process:
+/// what cargo matches `target.'cfg(…)'` tables against.
+pub fn target_cfg(triple: &str, dir: &Path, toolchain: Option<&str>) -> Result<Vec<Cfg>> {
+    type Key = (String, PathBuf, Option<String>);
+    static ASKED: OnceLock<Mutex<HashMap<Key, Vec<Cfg>>>> = OnceLock::new();
+    let key = (
+        triple.to_string(),
+        dir.to_path_buf(),
+        toolchain.map(String::from),
+    );
+    let asked = ASKED.get_or_init(Mutex::default);
+    if let Some(cfg) = asked.lock().ok().and_then(|asked| asked.get(&key).cloned()) {
+        return Ok(cfg);
+    }
+    let printed = rustc_output(dir, toolchain, &["--print", "cfg", "--target", triple])?;
+    // Lines rustc may add that are no cfg (none today) are left out, as
+    // they cannot match anything.
+    let cfg: Vec<Cfg> = printed
+        .lines()
+        .filter_map(|line| line.parse().ok())
+        .collect();
+    if let Ok(mut asked) = asked.lock() {
+        asked.insert(key, cfg.clone());
+    }
+    Ok(cfg)
 }
 
 /// Ensures the target's standard library is present, installing it with

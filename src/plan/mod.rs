@@ -16,7 +16,7 @@ use cargo_metadata::{Metadata, MetadataCommand, Package};
 
 use crate::image_name::{ImageName, parse_reference, validate_tag};
 use crate::oci::LayerCompression;
-use crate::platform::Platform;
+use crate::platform::{Listed, Platform};
 use crate::progress;
 pub use settings::{LinkerChoice, Origin, PackageSettings, Settings, layered};
 
@@ -97,10 +97,11 @@ pub struct ImageJob {
     pub name: ImageName,
     pub tags: Vec<String>,
     pub base: BaseSpec,
-    /// Platforms asked for by the user or configuration; `None` means "the
-    /// platforms of the base image".
-    pub platforms: Option<Vec<Platform>>,
-    /// Cargo features configured for this package (`features` key).
+    /// Platforms asked for by the user or configuration, `all` still
+    /// unexpanded; `None` means "the platforms of the base image".
+    pub platforms: Option<Vec<Listed>>,
+    /// Cargo features configured for this bin (`features` key of its bin
+    /// table, else of its package).
     pub features: Vec<String>,
     /// The `linker` key: overrides cargo-krust's linker choice.
     pub linker: Option<LinkerChoice>,
@@ -136,7 +137,8 @@ pub struct ImageSettings {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DataDir {
     pub path: PathBuf,
-    /// Symlinks in the tree must resolve inside this directory.
+    /// The directory of the file that configured it: `path` must resolve
+    /// inside it.
     pub root: PathBuf,
 }
 
@@ -196,15 +198,15 @@ pub fn plan(directory: Option<&Path>, options: &Options, cargo_args: &[String]) 
     let mut images = Vec::new();
     for package in &packages {
         let package_table = settings_of(package);
-        let features = select::EnabledFeatures::new(
-            package,
-            options,
-            merged_package(package)
-                .features
-                .as_deref()
-                .unwrap_or_default(),
-        );
-        let bins = select::bins(package, &options.bins, &features, |bin| {
+        let features = |bin: &str| {
+            let configured = layers.for_bin(&package_table, bin).features;
+            select::EnabledFeatures::new(
+                package,
+                options,
+                configured.as_deref().unwrap_or_default(),
+            )
+        };
+        let bins = select::bins(package, &options.bins, features, |bin| {
             package_table.bins.get(bin).and_then(|b| b.skip) == Some(true)
         })?;
         for target in bins {
@@ -328,6 +330,7 @@ fn finish(
     options: &Options,
     cargo_args: &[String],
 ) -> Result<Plan> {
+    ensure_one_image_per_repository(&images)?;
     Ok(Plan {
         target_dir,
         images,
@@ -347,13 +350,68 @@ fn finish(
     })
 }
 
+/// Two images pushed to one repository would take turns on its tags
+/// (`latest` naming whichever was pushed last): refused before anything is
+/// built, naming both bins and what to change.
+fn ensure_one_image_per_repository(images: &[ImageJob]) -> Result<()> {
+    let mut owners: BTreeMap<(&str, &str), &ImageJob> = BTreeMap::new();
+    for job in images {
+        let repository = (job.name.registry(), job.name.repository());
+        let Some(first) = owners.insert(repository, job) else {
+            continue;
+        };
+        let describe = |job: &ImageJob| {
+            format!(
+                "bin `{}` of package `{}` ({})",
+                job.bin,
+                job.package,
+                job.package_dir.join("Cargo.toml").display()
+            )
+        };
+        bail!(
+            "{} and {} would both be pushed to {}, each replacing the other's tags: give one of them another image name, e.g. `name = \"…\"` in [package.metadata.krust.bin.{}]",
+            describe(first),
+            describe(job),
+            job.name,
+            job.bin
+        );
+    }
+    Ok(())
+}
+
+/// The last second an RFC 3339 timestamp (a four-digit year) can name,
+/// 9999-12-31T23:59:59Z: image configs carry `created` in that form.
+const MAX_SOURCE_DATE_EPOCH: u64 = 253_402_300_799;
+
 /// `SOURCE_DATE_EPOCH` (reproducible-builds.org), 0 when unset.
 fn source_date_epoch() -> Result<u64> {
-    match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(value) if !value.trim().is_empty() => value.trim().parse().with_context(|| {
-            format!("SOURCE_DATE_EPOCH=`{value}` is not a number of seconds since 1970")
-        }),
-        _ => Ok(0),
+    parse_source_date_epoch(std::env::var_os("SOURCE_DATE_EPOCH").as_deref())
+}
+
+fn parse_source_date_epoch(value: Option<&std::ffi::OsStr>) -> Result<u64> {
+    let allowed = format!(
+        "use a whole number of seconds from 0 to {MAX_SOURCE_DATE_EPOCH} (9999-12-31T23:59:59Z)"
+    );
+    let Some(value) = value else {
+        return Ok(0);
+    };
+    let Some(text) = value.to_str() else {
+        bail!(
+            "SOURCE_DATE_EPOCH={} is not a number of seconds since 1970: {allowed}",
+            value.to_string_lossy()
+        );
+    };
+    if text.trim().is_empty() {
+        return Ok(0);
+    }
+    match text.trim().parse::<u64>() {
+        Ok(epoch) if epoch <= MAX_SOURCE_DATE_EPOCH => Ok(epoch),
+        Ok(_) => bail!(
+            "SOURCE_DATE_EPOCH=`{text}` is past 9999-12-31T23:59:59Z, the last time an image's `created` field can hold: {allowed}"
+        ),
+        Err(_) => {
+            bail!("SOURCE_DATE_EPOCH=`{text}` is not a number of seconds since 1970: {allowed}")
+        }
     }
 }
 
@@ -428,7 +486,13 @@ pub fn metadata_error(err: cargo_metadata::Error, what: &str) -> anyhow::Error {
 fn cli_settings(options: &Options) -> Result<Settings> {
     let settings = Settings {
         base_image: options.base_image.clone(),
-        platforms: (!options.platforms.is_empty()).then(|| options.platforms.clone()),
+        // `--platform ""` (an empty variable in a script) sets nothing, as
+        // an empty KRUST_PLATFORMS does: it must not become zero platforms.
+        platforms: (options
+            .platforms
+            .iter()
+            .any(|p| !p.replace(',', "").trim().is_empty()))
+        .then(|| options.platforms.clone()),
         tags: (!options.tags.is_empty()).then(|| options.tags.clone()),
         build_std: options.build_std.then_some(true),
         ..Settings::default()
@@ -495,8 +559,8 @@ fn image_job(
     };
 
     let platforms = match &settings.platforms {
-        Some(list) if !list.is_empty() => Some(Platform::parse_list(list)?),
-        _ => None,
+        Some(list) => Some(Platform::parse_list(list)?).filter(|parsed| !parsed.is_empty()),
+        None => None,
     };
 
     let data = settings.data.clone().map(|path| DataDir {
@@ -586,5 +650,39 @@ fn cargo_options(options: &Options, cargo_args: &[String]) -> CargoOptions {
         verbose: options.verbose,
         color: options.color.as_str(),
         extra_args: cargo_args.to_vec(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn source_date_epoch_is_bounded_by_what_rfc3339_can_name() {
+        let parse = |text: &str| parse_source_date_epoch(Some(OsStr::new(text)));
+        assert_eq!(parse_source_date_epoch(None).unwrap(), 0);
+        assert_eq!(parse(" ").unwrap(), 0);
+        assert_eq!(parse(" 1700000000\n").unwrap(), 1_700_000_000);
+        assert_eq!(parse("253402300799").unwrap(), MAX_SOURCE_DATE_EPOCH);
+        // The largest accepted value is one the image timestamps can be written for.
+        let last = std::time::UNIX_EPOCH + std::time::Duration::from_secs(MAX_SOURCE_DATE_EPOCH);
+        assert_eq!(
+            humantime::format_rfc3339(last).to_string(),
+            "9999-12-31T23:59:59Z"
+        );
+        for (bad, words) in [
+            ("253402300800", "past 9999-12-31T23:59:59Z"),
+            ("18446744073709551615", "past 9999-12-31T23:59:59Z"),
+            ("-1", "not a number"),
+            ("1e9", "not a number"),
+        ] {
+            let err = format!("{:#}", parse(bad).unwrap_err());
+            assert!(err.contains(words), "{bad}: {err}");
+            assert!(
+                err.contains("SOURCE_DATE_EPOCH") && err.contains("from 0 to 253402300799"),
+                "{bad}: {err}"
+            );
+        }
     }
 }

@@ -71,18 +71,15 @@ impl<'o> PackagePlanner<'o> {
         )?;
         // A bin named by a reference is built even with `skip = true`, as
         // with --bin; its `required-features` must be enabled.
-        let features = EnabledFeatures::new(
-            package,
-            self.options,
-            workspace
-                .layers
-                .for_package(&package_settings)
-                .features
-                .as_deref()
-                .unwrap_or_default(),
-        );
-        select::bins(package, std::slice::from_ref(&bin), &features, |_| false)?;
         let merged = workspace.layers.for_bin(&package_settings, &bin);
+        let features = |_: &str| {
+            EnabledFeatures::new(
+                package,
+                self.options,
+                merged.features.as_deref().unwrap_or_default(),
+            )
+        };
+        select::bins(package, std::slice::from_ref(&bin), features, |_| false)?;
         let job = image_job(package, &bin, merged, self.options, &workspace.workspace)?;
         self.images.push(job);
         self.seen.insert(key, self.images.len() - 1);

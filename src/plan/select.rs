@@ -208,10 +208,12 @@ impl EnabledFeatures {
 /// The bins of a package to build: every bin (or those named by `--bin`),
 /// minus bins with unmet `required-features` (an error when named
 /// explicitly) and, unless named, bins configured with `skip = true`.
+/// `features(bin)` are the features enabled when that bin is built (its
+/// own `features` key may differ from its package's).
 pub fn bins<'p>(
     package: &'p Package,
     wanted: &[String],
-    features: &EnabledFeatures,
+    features: impl Fn(&str) -> EnabledFeatures,
     skipped: impl Fn(&str) -> bool,
 ) -> Result<Vec<&'p Target>> {
     let mut bins = Vec::new();
@@ -224,7 +226,7 @@ pub fn bins<'p>(
         if !wanted.is_empty() && !named {
             continue;
         }
-        let missing = features.missing(target);
+        let missing = features(&target.name).missing(target);
         if !missing.is_empty() {
             if named {
                 bail!(

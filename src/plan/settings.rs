@@ -7,7 +7,8 @@
 //! an unknown key, a wrongly typed value or an invalid value (platform, image
 //! name, tag, port, path) is an error naming the file (or variable, or flag),
 //! the key and the fix, with a "did you mean" for near misses. Relative
-//! `data` paths are resolved against the directory of the file that set them.
+//! `data` paths are resolved against the directory of the file that set them,
+//! and must name a directory inside it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -40,7 +41,7 @@ pub struct Settings {
     pub features: Option<Vec<String>>,
     pub skip: Option<bool>,
     pub layer_compression: Option<String>,
-    /// The directory a `data` tree's symlinks must stay inside: the package
+    /// The directory the `data` directory must resolve inside: the package
     /// (or workspace, or config) directory of the layer that set `data`.
     #[serde(skip)]
     pub data_root: Option<PathBuf>,
@@ -229,12 +230,14 @@ impl Settings {
     /// variable, so tests can pass their own environment.
     pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Settings> {
         let list = |var: &str| {
-            lookup(var).filter(|v| !v.trim().is_empty()).map(|v| {
-                v.split(',')
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
-                    .collect::<Vec<_>>()
-            })
+            lookup(var)
+                .map(|v| {
+                    v.split(',')
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect::<Vec<_>>()
+                })
+                .filter(|list| !list.is_empty())
         };
         let settings = Settings {
             base_image: lookup("KRUST_BASE_IMAGE").filter(|v| !v.trim().is_empty()),
@@ -311,14 +314,9 @@ impl Settings {
                 bail!("{}: keys must not be empty", at(key));
             }
         }
-        if let Some(data) = &self.data
-            && !data.is_dir()
-        {
-            bail!(
-                "{}: data directory {} does not exist; create it or fix the path (relative to the file's directory)",
-                at("data"),
-                data.display()
-            );
+        if let Some(data) = &self.data {
+            let root = self.data_root.as_deref().unwrap_or(Path::new("/"));
+            data_directory(data, root).with_context(|| at("data"))?;
         }
         if let Some(name) = &self.layer_compression
             && LayerCompression::parse(name).is_none()
@@ -382,6 +380,42 @@ impl PackageSettings {
             bins: bin_tables,
         })
     }
+}
+
+/// The canonical path of a `data` directory, which must be a directory
+/// that resolves inside `root`, the directory of the file that configures
+/// it: through `..` or a symlink it could copy any directory of the machine
+/// into the image.
+pub fn data_directory(data: &Path, root: &Path) -> Result<PathBuf> {
+    let resolved = match data.canonicalize() {
+        Ok(resolved) => resolved,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => bail!(
+            "data directory {} does not exist; create it or fix the path (relative to the file's directory)",
+            data.display()
+        ),
+        Err(err) => {
+            return Err(err)
+                .with_context(|| format!("cannot resolve data directory {}", data.display()));
+        }
+    };
+    if !resolved.is_dir() {
+        bail!(
+            "data path {} is not a directory: `data` names a directory whose contents are copied to /var/run/krust",
+            data.display()
+        );
+    }
+    let root_resolved = root
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", root.display()))?;
+    if !resolved.starts_with(&root_resolved) {
+        bail!(
+            "data directory {} resolves to {}, outside {} (the directory of the file that configures it); move or copy the data into it",
+            data.display(),
+            resolved.display(),
+            root.display()
+        );
+    }
+    Ok(resolved)
 }
 
 /// Deserialises one table strictly: unknown keys get a suggestion, and type
@@ -613,5 +647,31 @@ mod tests {
         let parsed = Settings::from_table(&json!({"data": "d"}), &origin(), dir.path()).unwrap();
         assert_eq!(parsed.data.unwrap(), dir.path().join("d"));
         assert_eq!(parsed.data_root.unwrap(), dir.path());
+    }
+
+    #[test]
+    fn data_must_be_a_directory_inside_the_files_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let package = dir.path().join("p");
+        std::fs::create_dir_all(package.join("d")).unwrap();
+        std::fs::create_dir_all(dir.path().join("outside")).unwrap();
+        std::fs::write(package.join("file"), "x").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("outside"), package.join("link-out")).unwrap();
+        std::os::unix::fs::symlink("d", package.join("link-in")).unwrap();
+        let parse =
+            |data: &str| Settings::from_table(&json!({ "data": data }), &origin(), &package);
+        parse("link-in").unwrap();
+        for (data, expected) in [
+            ("file", "is not a directory"),
+            ("../outside", "outside"),
+            ("link-out", "outside"),
+            ("..", "outside"),
+        ] {
+            let err = format!("{:#}", parse(data).unwrap_err());
+            assert!(
+                err.contains("key `data`") && err.contains(expected),
+                "{data}: {err}"
+            );
+        }
     }
 }
