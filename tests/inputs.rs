@@ -25,21 +25,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use support::image::{PushedRef, expect_ran, fetch_index, pull_and_unpack, run_chroot};
-use support::krust::{KrustRun, build_on_scratch, hello_krust, krust};
+use support::krust::{build_on_scratch, hello_krust, krust};
 use support::{copy_tree, shared, tools, unique_name};
-
-/// A clean failure (see `expect_clean_error`) with an exit code of 1 to 99:
-/// never a panic's 101.
-fn expect_user_error(run: &KrustRun, words: &[&str]) -> String {
-    let line = run.expect_clean_error(words);
-    let code = run.status.code().unwrap_or_default();
-    assert!(
-        (1..=99).contains(&code),
-        "exit code {code}:\n{}",
-        run.describe()
-    );
-    line
-}
 
 #[test]
 fn source_date_epoch_past_year_9999_is_refused() {
@@ -47,15 +34,12 @@ fn source_date_epoch_past_year_9999_is_refused() {
         .arg("--no-push")
         .env("SOURCE_DATE_EPOCH", "253402300800")
         .run();
-    expect_user_error(
-        &run,
-        &[
-            "SOURCE_DATE_EPOCH",
-            "253402300800",
-            "9999-12-31T23:59:59Z",
-            "from 0 to 253402300799",
-        ],
-    );
+    run.expect_clean_error(&[
+        "SOURCE_DATE_EPOCH",
+        "253402300800",
+        "9999-12-31T23:59:59Z",
+        "from 0 to 253402300799",
+    ]);
 }
 
 /// 253402300799 is past what tar's octal mtime field holds (8^11 seconds):
@@ -156,7 +140,7 @@ fn platform_all_means_the_base_images_platforms() {
     let run = build(&hello_krust())
         .args(["--no-push", "--platform", "all,linux/386"])
         .run();
-    expect_user_error(&run, &["base image", "has no linux/386 image"]);
+    run.expect_clean_error(&["base image", "has no linux/386 image"]);
 }
 
 /// A package `name` in `parent` whose bins are `(bin, main.rs)` pairs
@@ -200,16 +184,13 @@ fn two_bins_named_into_one_repository_are_refused() {
     let run = build_on_scratch(&package)
         .args(["--repo", "127.0.0.1:1/never-used"])
         .run();
-    let line = expect_user_error(
-        &run,
-        &[
-            "bin `one` of package `twins`",
-            "bin `two` of package `twins`",
-            "127.0.0.1:1/never-used/one",
-            "name = ",
-            "[package.metadata.krust.bin.two]",
-        ],
-    );
+    let line = run.expect_clean_error(&[
+        "bin `one` of package `twins`",
+        "bin `two` of package `twins`",
+        "127.0.0.1:1/never-used/one",
+        "name = ",
+        "[package.metadata.krust.bin.two]",
+    ]);
     assert!(
         line.contains(&package.join("Cargo.toml").display().to_string()),
         "{line}"
@@ -237,10 +218,8 @@ fn two_references_resolved_to_one_image_name_are_refused() {
     .current_dir(tmp.path())
     .stdin("a: krust://a/app\nb: krust://b/app\n")
     .run();
-    let line = expect_user_error(
-        &run,
-        &["bin `app` of package `app`", "krust.local/app", "name = "],
-    );
+    let line =
+        run.expect_clean_error(&["bin `app` of package `app`", "krust.local/app", "name = "]);
     for dir in ["a", "b"] {
         let manifest = tmp.path().join(dir).join("app/Cargo.toml");
         assert!(line.contains(&manifest.display().to_string()), "{line}");
@@ -399,15 +378,12 @@ fn dynamically_linked_binary_is_refused() {
         .arg("--oci-layout-path")
         .arg(&layout)
         .run();
-    expect_user_error(
-        &run,
-        &[
-            "bin `dynamic` for linux/amd64",
-            "is dynamically linked",
-            "the program interpreter /lib64/ld-linux-x86-64.so.2",
-            "libc.so.6",
-            "-crt-static",
-        ],
-    );
+    run.expect_clean_error(&[
+        "bin `dynamic` for linux/amd64",
+        "is dynamically linked",
+        "the program interpreter /lib64/ld-linux-x86-64.so.2",
+        "libc.so.6",
+        "-crt-static",
+    ]);
     assert!(!layout.exists(), "nothing is written for a refused binary");
 }

@@ -208,18 +208,20 @@ impl KrustRun {
         refs.into_iter().next().expect("one reference")
     }
 
-    /// Assert a clean failure: non-zero exit, empty stdout, no panic or
-    /// backtrace, and one stderr line containing every word of `words`
-    /// (case-insensitive). Returns that line.
+    /// Assert a clean failure: an exit code in 1..=99 (101 is a panic), empty
+    /// stdout, no panic or backtrace, an `error:` line, and one stderr line
+    /// containing every word of `words` (case-insensitive). Returns that line.
     pub fn expect_clean_error(&self, words: &[&str]) -> String {
         assert!(
-            !self.status.success(),
-            "expected a failure:\n{}",
+            self.status
+                .code()
+                .is_some_and(|code| (1..=99).contains(&code)),
+            "expected an exit code in 1..=99:\n{}",
             self.describe()
         );
         assert!(
-            self.status.code().is_some(),
-            "killed by a signal instead of exiting:\n{}",
+            self.stderr.lines().any(|line| line.starts_with("error:")),
+            "no `error:` line on stderr:\n{}",
             self.describe()
         );
         assert_eq!(
