@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 use reqwest::{StatusCode, Url};
 
 use super::credentials::{Credential, Secret};
-use super::errors::{ErrorKind, RegistryError, body_detail, from_reqwest};
+use super::errors::{ErrorKind, RegistryError, body_detail};
+use super::timeouts::Activity;
+use super::tls::Http;
+use super::transport::read_limited;
 
 /// The access a request needs, as token-server scopes
 /// (`repository:NAME:ACTIONS`), sorted so equal needs share one token.
@@ -199,13 +202,15 @@ pub struct TokenRequest<'a> {
     pub credential: &'a Credential,
 }
 
+/// Token answers are small; anything larger is refused.
+const TOKEN_ANSWER_LIMIT: usize = 1024 * 1024;
+
 /// Asks the token server for a token. `plain_http_ok` says whether
 /// credentials may go to an `http://` realm.
 pub async fn fetch_token(
-    http: &reqwest::Client,
+    http: &Http,
     wanted: TokenRequest<'_>,
     plain_http_ok: bool,
-    no_roots: bool,
 ) -> Result<Token, RegistryError> {
     let TokenRequest {
         registry,
@@ -233,7 +238,8 @@ pub async fn fetch_token(
             if let Some(service) = service {
                 form.append_pair("service", service);
             }
-            http.post(realm.clone())
+            http.client
+                .post(realm.clone())
                 .header(
                     reqwest::header::CONTENT_TYPE,
                     "application/x-www-form-urlencoded",
@@ -254,7 +260,7 @@ pub async fn fetch_token(
                     query.append_pair("account", username);
                 }
             }
-            let builder = http.get(url);
+            let builder = http.client.get(url);
             match credential {
                 Credential::Basic { username, password } => {
                     builder.basic_auth(username, Some(password.expose()))
@@ -264,16 +270,20 @@ pub async fn fetch_token(
         }
     };
     let issued = Instant::now();
-    let response = builder
-        .send()
-        .await
-        .map_err(|err| from_reqwest(registry, &request, &err, no_roots))?;
+    let response = http
+        .send(registry, &request, builder, &Activity::new())
+        .await?;
     let status = response.status();
     let headers = response.headers().clone();
-    let body = response
-        .bytes()
-        .await
-        .map_err(|err| from_reqwest(registry, &request, &err, no_roots))?;
+    let body = read_limited(
+        registry,
+        &request,
+        response,
+        TOKEN_ANSWER_LIMIT,
+        http.timeouts,
+        "a token answer",
+    )
+    .await?;
     if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
         return Err(RegistryError::new(
             registry,

@@ -7,15 +7,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures_util::TryStreamExt;
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use super::bearer::Scope;
-use super::errors::{ErrorKind, RegistryError, from_reqwest};
-use super::transport::{Body, Transport, expect};
+use super::errors::{ErrorKind, RegistryError};
+use super::timeouts::next_chunk;
+use super::transport::{Body, Transport, chunk_error, read_limited};
 use crate::progress;
 
 /// The response to a blob GET, checked for 200.
@@ -37,7 +37,9 @@ async fn get(
             Body::Empty,
         )
         .await?;
-    let response = expect(registry, &request, response, &[StatusCode::OK]).await?;
+    let response = transport
+        .expect(registry, &request, response, &[StatusCode::OK])
+        .await?;
     Ok((response, request))
 }
 
@@ -58,7 +60,8 @@ pub async fn to_file(
     };
     transport
         .retry
-        .run(&what, || async {
+        .for_transfer()
+        .run(registry, &what, || async {
             let (response, request) = get(transport, registry, repository, digest).await?;
             let transfer = response.content_length().map(|size| {
                 Arc::new(progress::transfer(
@@ -71,10 +74,10 @@ pub async fn to_file(
             let mut writer = tokio::io::BufWriter::with_capacity(256 * 1024, file);
             let mut hasher = Sha256::new();
             let mut stream = response.bytes_stream();
-            while let Some(chunk) = stream
-                .try_next()
+            let stall = transport.timeouts.stall();
+            while let Some(chunk) = next_chunk(&mut stream, stall)
                 .await
-                .map_err(|err| from_reqwest(registry, &request, &err, false))?
+                .map_err(|err| chunk_error(registry, &request, err, transport.timeouts))?
             {
                 hasher.update(&chunk);
                 writer.write_all(&chunk).await.map_err(local)?;
@@ -99,42 +102,23 @@ pub async fn to_memory(
     let what = format!("download of {digest} from {registry}/{repository}");
     transport
         .retry
-        .run(&what, || async {
+        .run(registry, &what, || async {
             let (response, request) = get(transport, registry, repository, digest).await?;
-            let bytes = read_limited(registry, &request, response, limit).await?;
+            let bytes = read_limited(
+                registry,
+                &request,
+                response,
+                limit,
+                transport.timeouts,
+                "a config",
+            )
+            .await?;
             let mut hasher = Sha256::new();
             hasher.update(&bytes);
             check(registry, digest, hasher)?;
             Ok(bytes)
         })
         .await
-}
-
-/// A whole response body, refusing more than `limit` bytes.
-pub async fn read_limited(
-    registry: &str,
-    request: &str,
-    response: reqwest::Response,
-    limit: usize,
-) -> Result<Bytes, RegistryError> {
-    let mut body = Vec::new();
-    let mut stream = response.bytes_stream();
-    while let Some(chunk) = stream
-        .try_next()
-        .await
-        .map_err(|err| from_reqwest(registry, request, &err, false))?
-    {
-        if body.len() + chunk.len() > limit {
-            return Err(RegistryError::new(
-                registry,
-                ErrorKind::Protocol(format!(
-                    "{request} sent more than {limit} bytes, too much for a manifest or config"
-                )),
-            ));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(Bytes::from(body))
 }
 
 fn check(registry: &str, expected: &str, hasher: Sha256) -> Result<(), RegistryError> {

@@ -8,9 +8,8 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
 
 use super::bearer::Scope;
-use super::download::read_limited;
 use super::errors::{ErrorKind, RegistryError};
-use super::transport::{Body, Transport, expect};
+use super::transport::{Body, Transport, read_limited};
 use crate::oci::{ACCEPTED_MANIFEST_TYPES, sha256_digest};
 
 /// Registries refuse manifests over 4 MiB; twice that is plenty.
@@ -55,10 +54,20 @@ pub async fn pull(
     let request = format!("GET {path}");
     transport
         .retry
-        .run(&format!("{request} on {registry}"), || async {
+        .run(registry, &request, || async {
             let response = read(transport, registry, repository, Method::GET, &path).await?;
-            let response = expect(registry, &request, response, &[StatusCode::OK]).await?;
-            let bytes = read_limited(registry, &request, response, MANIFEST_LIMIT).await?;
+            let response = transport
+                .expect(registry, &request, response, &[StatusCode::OK])
+                .await?;
+            let bytes = read_limited(
+                registry,
+                &request,
+                response,
+                MANIFEST_LIMIT,
+                transport.timeouts,
+                "a manifest",
+            )
+            .await?;
             let digest = sha256_digest(&bytes);
             if reference.starts_with("sha256:") && digest != reference {
                 return Err(RegistryError::new(
@@ -86,12 +95,14 @@ pub async fn digest(
     let request = format!("HEAD {path}");
     let header = transport
         .retry
-        .run(&format!("{request} on {registry}"), || async {
+        .run(registry, &request, || async {
             let response = read(transport, registry, repository, Method::HEAD, &path).await?;
             if response.status() == StatusCode::NOT_FOUND {
                 return Ok(None);
             }
-            let response = expect(registry, &request, response, &[StatusCode::OK]).await?;
+            let response = transport
+                .expect(registry, &request, response, &[StatusCode::OK])
+                .await?;
             Ok(Some(
                 response
                     .headers()
@@ -133,7 +144,7 @@ pub async fn push(
     headers.insert(CONTENT_TYPE, content_type);
     transport
         .retry
-        .run(&format!("{request} on {registry}"), || async {
+        .run(registry, &request, || async {
             let response = transport
                 .send_path(
                     registry,
@@ -147,7 +158,7 @@ pub async fn push(
             if response.status().is_success() {
                 Ok(())
             } else {
-                Err(super::transport::status_error(registry, &request, response).await)
+                Err(transport.status_error(registry, &request, response).await)
             }
         })
         .await

@@ -8,7 +8,8 @@
 //! - `credentials.rs`: the Docker config, podman's auth file, helpers;
 //! - `challenge.rs`, `bearer.rs`: Basic and Bearer challenges, tokens per scope;
 //! - `transport.rs`: ping, authentication, redirects;
-//! - `retry.rs`: backoff, `Retry-After`;
+//! - `timeouts.rs`: the budget of an operation, connect and stall limits;
+//! - `retry.rs`: backoff, `Retry-After`, within the budget;
 //! - `upload.rs`, `download.rs`, `manifest.rs`: the protocol itself;
 //! - `errors.rs`: one error type naming registry, request and fix.
 //!
@@ -27,6 +28,7 @@ mod errors;
 mod manifest;
 mod retry;
 mod scheme;
+mod timeouts;
 mod tls;
 mod transport;
 mod upload;
@@ -47,6 +49,7 @@ use upload::Source;
 pub use upload::StreamedSession;
 
 pub use scheme::is_loopback;
+pub use timeouts::{DEFAULT_BUDGET, Timeouts};
 
 /// A manifest as pulled: its exact bytes, digest and media type.
 #[derive(Debug, Clone)]
@@ -65,13 +68,15 @@ pub struct RegistryClient {
 
 impl RegistryClient {
     /// A client for the `registries` a run talks to; `insecure` lists the
-    /// `HOST[:PORT]` values of `--insecure-registry`.
+    /// `HOST[:PORT]` values of `--insecure-registry`, `timeouts` how long
+    /// it waits (`--registry-timeout`).
     pub fn new<'r>(
         insecure: &[String],
         registries: impl IntoIterator<Item = &'r str>,
+        timeouts: Timeouts,
     ) -> Result<RegistryClient> {
         Ok(RegistryClient {
-            transport: Transport::new(insecure, registries)
+            transport: Transport::new(insecure, registries, timeouts)
                 .context("cannot set up the registry client")?,
         })
     }

@@ -20,7 +20,7 @@ use reqwest::{Method, StatusCode, Url};
 
 use super::bearer::Scope;
 use super::errors::{ErrorKind, RegistryError, is_transient_status};
-use super::transport::{Body, Endpoint, Transport, expect, location, status_error};
+use super::transport::{Body, Endpoint, Transport, location};
 use crate::progress::{self, Transfer};
 
 /// Where the bytes of an upload are read from (again, on each attempt).
@@ -68,7 +68,8 @@ pub async fn upload(
     };
     transport
         .retry
-        .run(&what, || async {
+        .for_transfer()
+        .run(registry, &what, || async {
             let endpoint = transport.endpoint(registry).await?;
             if !endpoint.monolithic_refused.load(Ordering::Relaxed) {
                 let (session, _) = upload.open_session(&endpoint).await?;
@@ -169,7 +170,10 @@ impl Upload<'_> {
         if MONOLITHIC_REFUSED.contains(&status) {
             return Ok(Some(status));
         }
-        Err(status_error(&endpoint.registry, &request, response).await)
+        Err(self
+            .transport
+            .status_error(&endpoint.registry, &request, response)
+            .await)
     }
 
     /// The chunked protocol, on a session of its own.
@@ -190,14 +194,19 @@ impl Upload<'_> {
             let (response, request) = self
                 .send(endpoint, Method::PATCH, session, headers, body)
                 .await?;
-            let response = expect(registry, &request, response, &[StatusCode::ACCEPTED]).await?;
+            let response = self
+                .transport
+                .expect(registry, &request, response, &[StatusCode::ACCEPTED])
+                .await?;
             session = session_location(registry, &request, &response)?;
             offset += len;
         }
         let (response, request) = self
             .close(endpoint, session, HeaderMap::new(), Body::Empty)
             .await?;
-        expect(registry, &request, response, &[StatusCode::CREATED]).await?;
+        self.transport
+            .expect(registry, &request, response, &[StatusCode::CREATED])
+            .await?;
         Ok(())
     }
 }
@@ -222,13 +231,14 @@ async fn open_session(
             Body::Empty,
         )
         .await?;
-    let response = expect(
-        &endpoint.registry,
-        &request,
-        response,
-        &[StatusCode::ACCEPTED],
-    )
-    .await?;
+    let response = transport
+        .expect(
+            &endpoint.registry,
+            &request,
+            response,
+            &[StatusCode::ACCEPTED],
+        )
+        .await?;
     let min_chunk = response
         .headers()
         .get(HeaderName::from_static("oci-chunk-min-length"))
@@ -255,6 +265,7 @@ pub async fn open_streamed(
     transport
         .retry
         .run(
+            registry,
             &format!("start of an upload to {registry}/{repository}"),
             || async {
                 let endpoint = transport.endpoint(registry).await?;
@@ -293,7 +304,9 @@ pub async fn stream(
             body,
         )
         .await?;
-    let response = expect(registry, &request, response, &[StatusCode::ACCEPTED]).await?;
+    let response = transport
+        .expect(registry, &request, response, &[StatusCode::ACCEPTED])
+        .await?;
     Ok(StreamedSession {
         url: session_location(registry, &request, &response)?,
     })
@@ -322,7 +335,9 @@ pub async fn commit_streamed(
             Body::Empty,
         )
         .await?;
-    expect(registry, &request, response, &[StatusCode::CREATED]).await?;
+    transport
+        .expect(registry, &request, response, &[StatusCode::CREATED])
+        .await?;
     Ok(())
 }
 
@@ -363,7 +378,7 @@ pub async fn exists(
     let scope = Scope::push(repository);
     transport
         .retry
-        .run(&format!("{request} on {registry}"), || async {
+        .run(registry, &request, || async {
             let response = transport
                 .send_path(
                     registry,
@@ -377,7 +392,7 @@ pub async fn exists(
             match response.status() {
                 StatusCode::OK => Ok(true),
                 StatusCode::NOT_FOUND => Ok(false),
-                _ => Err(status_error(registry, &request, response).await),
+                _ => Err(transport.status_error(registry, &request, response).await),
             }
         })
         .await
@@ -397,7 +412,7 @@ pub async fn mount(
     let what = format!("mount of {digest} from {from} into {registry}/{repository}");
     transport
         .retry
-        .run(&what, || async {
+        .run(registry, &what, || async {
             let endpoint = transport.endpoint(registry).await?;
             let mut url = endpoint.url(&path)?;
             url.query_pairs_mut()
@@ -429,7 +444,9 @@ pub async fn mount(
                 return Ok(true);
             }
             if is_transient_status(status) {
-                return Err(status_error(registry, &format!("POST {path}"), response).await);
+                return Err(transport
+                    .status_error(registry, &format!("POST {path}"), response)
+                    .await);
             }
             // 202 is the registry opening an upload session instead.
             progress::verbose(format!("{what} declined ({status})"));
