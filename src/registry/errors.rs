@@ -361,7 +361,8 @@ pub fn body_detail(body: &[u8]) -> String {
     )
 }
 
-fn shorten(text: &str) -> String {
+/// A message cut to a line's worth, without control characters.
+pub fn shorten(text: &str) -> String {
     const LIMIT: usize = 200;
     let text: String = text.chars().filter(|c| !c.is_control()).collect();
     if text.chars().count() > LIMIT {

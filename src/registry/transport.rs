@@ -277,13 +277,7 @@ impl Transport {
     async fn credential(&self, registry: &str) -> Result<Credential, RegistryError> {
         once_per(&self.credentials, registry)
             .get_or_try_init(|| async {
-                let keychain = self.keychain.clone();
-                let host = registry.to_string();
-                let found = tokio::task::spawn_blocking(move || keychain.lookup(&host))
-                    .await
-                    .map_err(|err| err.to_string())
-                    .and_then(|r| r);
-                match found {
+                match self.keychain.lookup(registry, self.timeouts.helper()).await {
                     Ok(credential) => {
                         progress::verbose(format!(
                             "registry {registry}: {}",
