@@ -89,6 +89,8 @@ fn fails_within(krust: Krust, bound: Duration, words: &[&str]) -> String {
         "the failure took {took:?}, more than {bound:?}:\n{}",
         run.describe()
     );
+    // Shown with --nocapture, to read the messages.
+    println!("{took:.1?}: {line}");
     line
 }
 
@@ -340,10 +342,8 @@ fn config_bytes_that_do_not_match_their_digest() {
 /// A config cut short: the registry announces more bytes than it sends.
 #[test]
 fn truncated_config() {
-    let (_rogue, served, reference) = base_with_blob(
-        |s| &s.config,
-        |len| Delivery::Truncated { claimed: len + 1 },
-    );
+    let (_rogue, served, reference) =
+        base_with_blob(|s| &s.config, |len| Delivery::Truncated { sent: len / 2 });
     warm_up();
     fails(build_on(&reference), &[&served.config.digest]);
 }
@@ -367,10 +367,8 @@ fn config_of_another_size_than_its_descriptor() {
 /// layer, and nothing half-written is kept as the layer.
 #[test]
 fn truncated_layer_download() {
-    let (_rogue, served, reference) = base_with_blob(
-        |s| &s.layer,
-        |len| Delivery::Truncated { claimed: len + 100 },
-    );
+    let (_rogue, served, reference) =
+        base_with_blob(|s| &s.layer, |len| Delivery::Truncated { sent: len - 10 });
     warm_up();
     let layout = tempfile::tempdir().expect("layout dir");
     fails(
@@ -534,6 +532,34 @@ fn fixed_statuses() {
 
     rogue.fallback(Answer::error(403, "DENIED", "go away"));
     fails(build_on(&reference), &[&rogue.host(), "403"]);
+}
+
+/// `Location` headers that lead nowhere sane are not followed: a blob
+/// redirected to a local file, an upload session on another scheme.
+#[test]
+fn insane_locations_are_not_followed() {
+    let (rogue, served, reference) = rogue_base(|_| {}, |_| {}, |_| {});
+    rogue.route(
+        "GET",
+        &blob_path(&served.config.digest),
+        Answer::status(307).header("Location", "file:///etc/passwd"),
+    );
+    warm_up();
+    fails(
+        build_on(&reference),
+        &[&rogue.host(), "Location", "scheme file"],
+    );
+
+    let rogue = Rogue::start();
+    rogue.route(
+        "POST",
+        "/v2/x/hello-krust/blobs/uploads/",
+        Answer::status(202).header("Location", "ftp://storage.example/upload"),
+    );
+    fails(
+        build_on_scratch(&hello_krust()).env("KRUST_REPO", format!("{}/x", rogue.host())),
+        &[&rogue.host(), "Location", "scheme ftp"],
+    );
 }
 
 // ------------------------------------------------------------ hangs

@@ -248,6 +248,12 @@ impl fmt::Display for RegistryError {
         match (self.attempts, self.out_of_time) {
             (1, None) => {}
             (attempts, None) => write!(f, " (gave up after {attempts} attempts)")?,
+            // A timeout's message names the setting already.
+            (attempts, Some(budget)) if matches!(self.kind, ErrorKind::TimedOut { .. }) => write!(
+                f,
+                " (gave up after {attempts} attempts in {})",
+                seconds(budget)
+            )?,
             (attempts, Some(budget)) => write!(
                 f,
                 " (gave up after {attempts} attempt{} as the {} of {SETTING} ran out)",

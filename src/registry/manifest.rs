@@ -1,16 +1,17 @@
 //! Manifests and indexes: pulled by tag or digest with the media types
 //! cargo-krust understands (bytes kept exactly, digest computed from them and
-//! checked when asked for by digest), looked up by HEAD, and pushed with
-//! their media type.
+//! checked when asked for by digest, and against the registry's
+//! `Docker-Content-Digest`), looked up by HEAD (a header that is no digest
+//! is an error, never a path), and pushed with their media type.
 
 use bytes::Bytes;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
 
 use super::bearer::Scope;
-use super::errors::{ErrorKind, RegistryError};
-use super::transport::{Body, Transport, read_limited};
-use crate::oci::{ACCEPTED_MANIFEST_TYPES, sha256_digest};
+use super::errors::{ErrorKind, RegistryError, shorten};
+use super::transport::{Body, Transport, checked_digest, read_limited};
+use crate::oci::{ACCEPTED_MANIFEST_TYPES, digest_hex, sha256_digest};
 
 /// Registries refuse manifests over 4 MiB; twice that is plenty.
 const MANIFEST_LIMIT: usize = 8 * 1024 * 1024;
@@ -43,6 +44,44 @@ async fn read(
         .await
 }
 
+/// The path of a manifest by tag or digest; a reference with a `:` must be
+/// a digest.
+fn manifest_path(
+    registry: &str,
+    repository: &str,
+    reference: &str,
+) -> Result<String, RegistryError> {
+    if reference.contains(':') {
+        checked_digest(registry, reference)?;
+    }
+    Ok(format!("/v2/{repository}/manifests/{reference}"))
+}
+
+/// The `Docker-Content-Digest` of a response: `None` when absent, an error
+/// when it is no digest.
+fn content_digest(
+    registry: &str,
+    request: &str,
+    response: &reqwest::Response,
+) -> Result<Option<String>, RegistryError> {
+    let Some(value) = response
+        .headers()
+        .get(HeaderName::from_static("docker-content-digest"))
+    else {
+        return Ok(None);
+    };
+    match value.to_str().ok().filter(|v| digest_hex(v).is_some()) {
+        Some(digest) => Ok(Some(digest.to_string())),
+        None => Err(RegistryError::new(
+            registry,
+            ErrorKind::Protocol(format!(
+                "{request} was answered with a Docker-Content-Digest that is no sha256 digest: `{}`",
+                shorten(&String::from_utf8_lossy(value.as_bytes()))
+            )),
+        )),
+    }
+}
+
 /// `GET /v2/NAME/manifests/REF`: the bytes and their digest.
 pub async fn pull(
     transport: &Transport,
@@ -50,7 +89,7 @@ pub async fn pull(
     repository: &str,
     reference: &str,
 ) -> Result<(Bytes, String), RegistryError> {
-    let path = format!("/v2/{repository}/manifests/{reference}");
+    let path = manifest_path(registry, repository, reference)?;
     let request = format!("GET {path}");
     transport
         .retry
@@ -59,6 +98,7 @@ pub async fn pull(
             let response = transport
                 .expect(registry, &request, response, &[StatusCode::OK])
                 .await?;
+            let announced = content_digest(registry, &request, &response)?;
             let bytes = read_limited(
                 registry,
                 &request,
@@ -69,11 +109,14 @@ pub async fn pull(
             )
             .await?;
             let digest = sha256_digest(&bytes);
-            if reference.starts_with("sha256:") && digest != reference {
+            let by_digest = reference.starts_with("sha256:").then_some(reference);
+            if let Some(expected) = by_digest.or(announced.as_deref())
+                && digest != expected
+            {
                 return Err(RegistryError::new(
                     registry,
                     ErrorKind::Digest {
-                        expected: reference.to_string(),
+                        expected: expected.to_string(),
                         actual: digest,
                     },
                 ));
@@ -91,7 +134,7 @@ pub async fn digest(
     repository: &str,
     reference: &str,
 ) -> Result<Option<String>, RegistryError> {
-    let path = format!("/v2/{repository}/manifests/{reference}");
+    let path = manifest_path(registry, repository, reference)?;
     let request = format!("HEAD {path}");
     let header = transport
         .retry
@@ -103,13 +146,7 @@ pub async fn digest(
             let response = transport
                 .expect(registry, &request, response, &[StatusCode::OK])
                 .await?;
-            Ok(Some(
-                response
-                    .headers()
-                    .get(HeaderName::from_static("docker-content-digest"))
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string),
-            ))
+            content_digest(registry, &request, &response).map(Some)
         })
         .await?;
     match header {
@@ -132,7 +169,7 @@ pub async fn push(
     bytes: Bytes,
     media_type: &str,
 ) -> Result<(), RegistryError> {
-    let path = format!("/v2/{repository}/manifests/{reference}");
+    let path = manifest_path(registry, repository, reference)?;
     let request = format!("PUT {path}");
     let mut headers = HeaderMap::new();
     let content_type = HeaderValue::from_str(media_type).map_err(|_| {

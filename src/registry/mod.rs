@@ -42,7 +42,7 @@ use oci_client::Reference;
 
 use crate::oci::sha256_digest;
 use crate::progress;
-use download::short;
+use download::{Wanted, short};
 use transport::Transport;
 use upload::Source;
 
@@ -100,31 +100,39 @@ impl RegistryClient {
         })
     }
 
-    /// Downloads a blob into memory, checking its digest (for configs).
-    pub async fn pull_small_blob(&self, repository: &Reference, digest: &str) -> Result<Bytes> {
+    /// Downloads a blob of `size` bytes into memory, checking its size and
+    /// digest (for configs).
+    pub async fn pull_small_blob(
+        &self,
+        repository: &Reference,
+        digest: &str,
+        size: u64,
+    ) -> Result<Bytes> {
         download::to_memory(
             &self.transport,
             repository.resolve_registry(),
             repository.repository(),
-            digest,
+            Wanted { digest, size },
             CONFIG_LIMIT,
         )
         .await
         .with_context(|| format!("cannot pull blob {digest} from {}", repo_of(repository)))
     }
 
-    /// Streams a blob to a file, checking its digest on the way.
+    /// Streams a blob of `size` bytes to a file, checking its size and
+    /// digest on the way.
     pub async fn pull_blob_to_file(
         &self,
         repository: &Reference,
         digest: &str,
+        size: u64,
         path: &Path,
     ) -> Result<()> {
         download::to_file(
             &self.transport,
             repository.resolve_registry(),
             repository.repository(),
-            digest,
+            Wanted { digest, size },
             path,
         )
         .await

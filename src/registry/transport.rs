@@ -248,6 +248,30 @@ impl Transport {
         }
     }
 
+    /// The `Location` of a response to `request`, checked by
+    /// [`sane_location`]; `None` when there is none.
+    pub fn location(
+        &self,
+        registry: &str,
+        request: &str,
+        response: &Response,
+    ) -> Result<Option<Url>, RegistryError> {
+        let Some(value) = response.headers().get(LOCATION) else {
+            return Ok(None);
+        };
+        let value = String::from_utf8_lossy(value.as_bytes());
+        sane_location(response.url(), &value, |host| {
+            self.schemes.allows_http(host)
+        })
+        .map(Some)
+        .map_err(|why| {
+            RegistryError::new(
+                registry,
+                ErrorKind::Protocol(format!("{request} was answered with a Location {why}")),
+            )
+        })
+    }
+
     /// An unexpected answer as an error, with the registry's own words.
     pub async fn status_error(
         &self,
@@ -421,7 +445,7 @@ impl Transport {
                 ));
             }
             if status.is_redirection() && status != StatusCode::NOT_MODIFIED {
-                let Some(next) = location(&response) else {
+                let Some(next) = self.location(registry, &request, &response)? else {
                     return Err(RegistryError::new(
                         registry,
                         ErrorKind::Protocol(format!(
@@ -598,6 +622,21 @@ fn describe(method: &Method, url: &Url, on_registry: bool) -> String {
     }
 }
 
+/// `digest` when it is one (`sha256:` and 64 hex digits): nothing else a
+/// registry or a document sent ever goes into a request path as a digest.
+pub fn checked_digest<'d>(registry: &str, digest: &'d str) -> Result<&'d str, RegistryError> {
+    match crate::oci::digest_hex(digest) {
+        Some(_) => Ok(digest),
+        None => Err(RegistryError::new(
+            registry,
+            ErrorKind::Protocol(format!(
+                "`{}` is no sha256 digest and cannot be asked for",
+                super::errors::shorten(digest)
+            )),
+        )),
+    }
+}
+
 /// `host[:port]` of a URL.
 pub fn authority(url: &Url) -> String {
     match (url.host_str(), url.port()) {
@@ -607,16 +646,33 @@ pub fn authority(url: &Url) -> String {
     }
 }
 
-/// The `Location` of a response, resolved against the URL it answered
-/// (registries may send relative ones).
-pub fn location(response: &Response) -> Option<Url> {
-    let value = response.headers().get(LOCATION)?.to_str().ok()?;
-    resolve(response.url(), value)
-}
-
-/// A `Location` value, absolute or relative, against the request's URL.
-fn resolve(request: &Url, location: &str) -> Option<Url> {
-    request.join(location).ok()
+/// A `Location` value, absolute or relative, against the URL of the
+/// request it answered, if it is one to follow: `https`, or `http` when the
+/// request was plain already or `plain_ok` allows the new host (loopback,
+/// `--insecure-registry`), with a host and without user info. The error says
+/// what is wrong with it.
+fn sane_location(
+    request: &Url,
+    value: &str,
+    plain_ok: impl Fn(&str) -> bool,
+) -> Result<Url, String> {
+    let shown = || super::errors::shorten(value.split('?').next().unwrap_or(value));
+    let url = request
+        .join(value)
+        .map_err(|_| format!("that is no URL: `{}`", shown()))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if request.scheme() == "http" || plain_ok(&authority(&url)) => {}
+        "http" => return Err(format!("that leaves HTTPS for plain HTTP: `{}`", shown())),
+        other => return Err(format!("of scheme {other}: `{}`", shown())),
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("without a host: `{}`", shown()));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("that carries user info".to_string());
+    }
+    Ok(url)
 }
 
 /// An unexpected answer as an error, with the registry's own words.
@@ -730,8 +786,29 @@ mod tests {
             ("//cdn.example/x", "https://cdn.example/x"),
         ];
         for (location, expected) in cases {
-            assert_eq!(resolve(&request, location).unwrap().as_str(), expected);
+            let followed = sane_location(&request, location, |_| false).unwrap();
+            assert_eq!(followed.as_str(), expected);
         }
+    }
+
+    #[test]
+    fn locations_that_are_not_followed() {
+        let https = Url::parse("https://r.example:5000/v2/a/blobs/uploads/").unwrap();
+        let refused = |request: &Url, location: &str| {
+            sane_location(request, location, |host| host == "127.0.0.1:5000").unwrap_err()
+        };
+        assert!(refused(&https, "file:///etc/passwd").contains("scheme file"));
+        assert!(refused(&https, "javascript:alert(1)").contains("scheme javascript"));
+        assert!(refused(&https, "http://storage.example/x?sig=SECRET").contains("plain HTTP"));
+        assert!(!refused(&https, "http://storage.example/x?sig=SECRET").contains("SECRET"));
+        assert!(refused(&https, "https://user:pw@storage.example/x").contains("user info"));
+        assert!(refused(&https, "http://[::1").contains("no URL"));
+        // Plain HTTP where it is allowed: a plain registry, a loopback host.
+        let plain = Url::parse("http://127.0.0.1:5000/v2/").unwrap();
+        assert!(sane_location(&plain, "http://other.example/x", |_| false).is_ok());
+        assert!(
+            sane_location(&https, "http://127.0.0.1:5000/x", |h| h == "127.0.0.1:5000").is_ok()
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@ use reqwest::{Method, StatusCode, Url};
 
 use super::bearer::Scope;
 use super::errors::{ErrorKind, RegistryError, is_transient_status};
-use super::transport::{Body, Endpoint, Transport, location};
+use super::transport::{Body, Endpoint, Transport, checked_digest};
 use crate::progress::{self, Transfer};
 
 /// Where the bytes of an upload are read from (again, on each attempt).
@@ -198,7 +198,7 @@ impl Upload<'_> {
                 .transport
                 .expect(registry, &request, response, &[StatusCode::ACCEPTED])
                 .await?;
-            session = session_location(registry, &request, &response)?;
+            session = session_location(self.transport, registry, &request, &response)?;
             offset += len;
         }
         let (response, request) = self
@@ -244,7 +244,7 @@ async fn open_session(
         .get(HeaderName::from_static("oci-chunk-min-length"))
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
-    let session = session_location(&endpoint.registry, &request, &response)?;
+    let session = session_location(transport, &endpoint.registry, &request, &response)?;
     Ok((session, min_chunk))
 }
 
@@ -308,7 +308,7 @@ pub async fn stream(
         .expect(registry, &request, response, &[StatusCode::ACCEPTED])
         .await?;
     Ok(StreamedSession {
-        url: session_location(registry, &request, &response)?,
+        url: session_location(transport, registry, &request, &response)?,
     })
 }
 
@@ -373,6 +373,7 @@ pub async fn exists(
     repository: &str,
     digest: &str,
 ) -> Result<bool, RegistryError> {
+    let digest = checked_digest(registry, digest)?;
     let path = format!("/v2/{repository}/blobs/{digest}");
     let request = format!("HEAD {path}");
     let scope = Scope::push(repository);
@@ -407,6 +408,7 @@ pub async fn mount(
     from: &str,
     digest: &str,
 ) -> Result<bool, RegistryError> {
+    let digest = checked_digest(registry, digest)?;
     let scope = Scope::mount(repository, from);
     let path = format!("/v2/{repository}/blobs/uploads/");
     let what = format!("mount of {digest} from {from} into {registry}/{repository}");
@@ -457,16 +459,19 @@ pub async fn mount(
 
 /// The session URL an upload request was answered with.
 fn session_location(
+    transport: &Transport,
     registry: &str,
     request: &str,
     response: &reqwest::Response,
 ) -> Result<Url, RegistryError> {
-    location(response).ok_or_else(|| {
-        RegistryError::new(
-            registry,
-            ErrorKind::Protocol(format!("{request} was answered without a Location")),
-        )
-    })
+    transport
+        .location(registry, request, response)?
+        .ok_or_else(|| {
+            RegistryError::new(
+                registry,
+                ErrorKind::Protocol(format!("{request} was answered without a Location")),
+            )
+        })
 }
 
 /// The session URL with `digest=` added to whatever query it already has.

@@ -29,9 +29,9 @@ use super::sha256_digest;
 pub enum Delivery {
     /// The head and the whole body, then the connection is closed.
     Whole,
-    /// A `Content-Length` of `claimed` bytes, fewer sent, then closed: a
-    /// truncated body.
-    Truncated { claimed: usize },
+    /// The `Content-Length` of the whole body, but only its first `sent`
+    /// bytes, then the connection is closed: a truncated body.
+    Truncated { sent: usize },
     /// The head and the first `sent` bytes of the body, then nothing more
     /// until the server stops.
     StallAfter(usize),
@@ -346,10 +346,7 @@ fn send(
     if answer.delivery == Delivery::Drop {
         return stream.shutdown(std::net::Shutdown::Both);
     }
-    let length = match answer.delivery {
-        Delivery::Truncated { claimed } => claimed,
-        _ => answer.body.len(),
-    };
+    let length = answer.body.len();
     let mut text = format!("HTTP/1.1 {} Rogue\r\n", answer.status);
     if answer.header_value("content-length").is_none() {
         text.push_str(&format!("Content-Length: {length}\r\n"));
@@ -368,9 +365,8 @@ fn send(
                 wait_for_stop(stop);
                 return Ok(());
             }
-            Delivery::Truncated { claimed } => {
-                let sent = answer.body.len().min(claimed.saturating_sub(1));
-                stream.write_all(&answer.body[..sent])?;
+            Delivery::Truncated { sent } => {
+                stream.write_all(&answer.body[..sent.min(answer.body.len())])?;
             }
             _ => stream.write_all(&answer.body)?,
         }
