@@ -208,7 +208,7 @@ pub struct BuildOptions {
 
     /// Give up on a registry operation, retries included, after SECONDS; a
     /// transfer that keeps moving is only stopped by silence of half that
-    /// (env KRUST_REGISTRY_TIMEOUT) [default: 60].
+    /// [default: 60].
     #[arg(
         long,
         env = "KRUST_REGISTRY_TIMEOUT",
