@@ -193,9 +193,9 @@ impl Transport {
             match self.ping(registry, http.clone()).await {
                 Ok(challenge) => (http, challenge),
                 // Any other HTTP answer than 400 (which TLS servers give to
-                // plain requests) says the port speaks plain HTTP.
-                // A TLS port answers a plain request at once (with 400);
-                // silence there is no reason to try HTTPS.
+                // plain requests) says the port speaks plain HTTP; silence
+                // says HTTPS would fare no better (a TLS port answers a
+                // plain request at once).
                 Err(plain_err) if answered_plain(&plain_err) || timed_out(&plain_err) => {
                     return Err(plain_err);
                 }
