@@ -209,6 +209,18 @@ pub struct BuildOptions {
     #[arg(long, value_name = "HOST[:PORT]", help_heading = "Registry")]
     pub insecure_registry: Vec<String>,
 
+    /// Give up on a registry operation, retries included, after SECONDS; a
+    /// transfer that keeps moving is only stopped by silence of half that
+    /// [default: 60].
+    #[arg(
+        long,
+        env = "KRUST_REGISTRY_TIMEOUT",
+        value_name = "SECONDS",
+        value_parser = clap::value_parser!(u64).range(1..=86_400),
+        help_heading = "Registry"
+    )]
+    pub registry_timeout: Option<u64>,
+
     /// Cargo profile to build with [default: release].
     #[arg(long, value_name = "NAME", help_heading = "Cargo")]
     pub profile: Option<String>,
@@ -302,6 +314,7 @@ impl BuildOptions {
             no_push: self.no_push,
             oci_layout_path: self.oci_layout_path.clone(),
             insecure_registry: self.insecure_registry.clone(),
+            registry_timeout: self.registry_timeout,
             profile: self.profile.clone(),
             features: self.features.clone(),
             all_features: self.all_features,

@@ -23,7 +23,7 @@ use crate::plan::{BaseSpec, ImageJob, Plan, Workspace};
 use crate::platform::{self, Listed, Platform};
 use crate::progress;
 use crate::publish::{OciLayout, RegistrySink};
-use crate::registry::RegistryClient;
+use crate::registry::{RegistryClient, Timeouts};
 use crate::store::BlobStore;
 
 /// [`run`] on a runtime of its own, for callers outside async code.
@@ -109,6 +109,7 @@ fn registry_client(plan: &Plan) -> Result<RegistryClient> {
     RegistryClient::new(
         &plan.insecure_registries,
         registries.iter().map(String::as_str),
+        Timeouts::new(plan.registry_timeout),
     )
 }
 

@@ -1,23 +1,23 @@
 //! Base images: resolving the configured reference to an index (or a single
 //! manifest), choosing platforms from it, and fetching the per-platform
-//! manifest and config as raw JSON (every field kept). Documents are cached
-//! in the blob store by digest, so a tag costs one HEAD request per run (a
-//! digest reference none), and `--offline` resolves tags from the last
-//! digest seen. Base layers are never downloaded here: they stay remote
-//! descriptors until a sink needs their bytes.
+//! manifest and config as raw JSON (every field kept), each checked by
+//! `documents.rs` before it is used (sizes, digests, platforms, layers).
+//! Documents are cached in the blob store by digest, so a tag costs one HEAD
+//! request per run (a digest reference none), and `--offline` resolves tags
+//! from the last digest seen. Base layers are never downloaded here: they
+//! stay remote descriptors until a sink needs their bytes.
+
+mod documents;
 
 use anyhow::{Context, Result, bail};
 use oci_client::Reference;
 use serde_json::Value;
 
 use crate::image_name::parse_reference;
-use crate::oci::{
-    MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST_LIST, MEDIA_TYPE_OCI_INDEX,
-    MEDIA_TYPE_OCI_MANIFEST,
-};
 use crate::platform::Platform;
 use crate::registry::{RegistryClient, verify_digest};
 use crate::store::BlobStore;
+use documents::{Config, Descriptor, Manifest, Top};
 
 /// A resolved base image.
 #[derive(Debug, Clone)]
@@ -39,6 +39,8 @@ pub struct BaseEntry {
     /// The index entry's `platform` object kept whole (os.version, features…).
     pub platform_json: Value,
     pub manifest_digest: String,
+    /// The manifest's descriptor, as the index gave it.
+    manifest: Descriptor,
 }
 
 /// The manifest and config of one platform of a base image.
@@ -50,7 +52,8 @@ pub struct BasePlatformImage {
 }
 
 impl BasePlatformImage {
-    /// The base's layer descriptors, as they appear in its manifest.
+    /// The base's layer descriptors, as they appear in its manifest (each
+    /// checked when the manifest was read).
     pub fn layers(&self) -> Vec<Value> {
         self.manifest
             .get("layers")
@@ -84,6 +87,7 @@ impl BaseImage {
             None if offline => store
                 .read_record("tags", tag_key)
                 .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+                .filter(|digest| crate::oci::digest_hex(digest).is_some())
                 .with_context(|| {
                     format!(
                         "base image {configured} is not in the cache, and --offline forbids looking it up: run once without --offline"
@@ -95,31 +99,35 @@ impl BaseImage {
                 .with_context(|| format!("cannot resolve base image {configured}"))?
                 .with_context(|| format!("base image {configured} does not exist"))?,
         };
-        let bytes = documents.manifest(&digest, "manifest").await?;
+        let bytes = documents.manifest(&digest, None, "manifest").await?;
         if reference.digest().is_none() {
             store.write_record("tags", tag_key, digest.as_bytes())?;
         }
-        let media_type = crate::oci::manifest_media_type(&bytes)
-            .with_context(|| format!("base image {configured}: cannot read its manifest"))?;
-        let document: Value = serde_json::from_slice(&bytes)
-            .with_context(|| format!("base image {configured}: manifest is not JSON"))?;
-
-        let entries = match media_type.as_str() {
-            MEDIA_TYPE_OCI_INDEX | MEDIA_TYPE_DOCKER_MANIFEST_LIST => {
-                index_entries(&document, configured)?
-            }
-            MEDIA_TYPE_OCI_MANIFEST | MEDIA_TYPE_DOCKER_MANIFEST => {
-                let config = documents.config(&document).await?;
-                let platform = Platform::from_json(&config).with_context(|| {
-                    format!("base image {configured}: its config names no os/architecture")
-                })?;
+        let (media_type, top) =
+            documents::parse_top(&bytes).with_context(|| format!("base image {configured}"))?;
+        let entries = match top {
+            Top::Index(entries) => entries
+                .into_iter()
+                .map(|entry| BaseEntry {
+                    manifest_digest: entry.manifest.digest.clone(),
+                    platform: entry.platform,
+                    platform_json: entry.platform_json,
+                    manifest: entry.manifest,
+                })
+                .collect(),
+            Top::Manifest(manifest) => {
+                let config = documents.config(&manifest).await?;
                 vec![BaseEntry {
-                    platform_json: platform.to_json(),
-                    platform,
+                    platform_json: config.platform.to_json(),
+                    platform: config.platform,
                     manifest_digest: digest.clone(),
+                    manifest: Descriptor {
+                        media_type,
+                        digest: digest.clone(),
+                        size: bytes.len() as u64,
+                    },
                 }]
             }
-            other => bail!("base image {configured} has unsupported media type {other}"),
         };
         Ok(BaseImage {
             configured: configured.to_string(),
@@ -156,41 +164,42 @@ impl BaseImage {
             })
     }
 
-    /// The manifest and config of one platform, from the cache when possible.
+    /// The manifest and config of one platform, from the cache when
+    /// possible, checked to make the image the index promised.
     pub async fn platform_image(
         &self,
         client: &RegistryClient,
         store: &BlobStore,
         platform: &Platform,
     ) -> Result<BasePlatformImage> {
+        let configured = &self.configured;
         let documents = Documents {
             client,
             store,
             reference: &self.reference,
-            configured: &self.configured,
+            configured,
             offline: self.offline,
         };
-        let digest = &self.entry(platform)?.manifest_digest;
-        let bytes = documents
-            .manifest(digest, &format!("{platform} manifest"))
-            .await?;
-        let manifest: Value = serde_json::from_slice(&bytes).with_context(|| {
-            format!(
-                "base image {}: {platform} manifest is not JSON",
-                self.configured
-            )
-        })?;
-        if manifest.get("manifests").is_some() {
+        let entry = &self.entry(platform)?.manifest;
+        if !documents::is_image_manifest(&entry.media_type) {
             bail!(
-                "base image {} nests an index inside its index for {platform}; cargo-krust needs one image manifest per platform",
-                self.configured
+                "base image {configured}: its {platform} entry has media type {}, which is no image manifest cargo-krust can build on",
+                entry.media_type
             );
         }
+        let what = format!("{platform} manifest");
+        let bytes = documents
+            .manifest(&entry.digest, Some(entry.size), &what)
+            .await?;
+        let manifest = documents::parse_manifest(&bytes)
+            .with_context(|| format!("base image {configured} ({platform})"))?;
         let config = documents.config(&manifest).await?;
+        documents::check_image(&manifest, &config, platform)
+            .with_context(|| format!("base image {configured}"))?;
         Ok(BasePlatformImage {
-            manifest_digest: digest.clone(),
-            manifest,
-            config,
+            manifest_digest: entry.digest.clone(),
+            manifest: manifest.value,
+            config: config.value,
         })
     }
 }
@@ -205,36 +214,44 @@ struct Documents<'a> {
 }
 
 impl Documents<'_> {
-    /// A manifest or index by digest.
-    async fn manifest(&self, digest: &str, what: &str) -> Result<Vec<u8>> {
-        if let Some(bytes) = self.cached(digest, what)? {
-            return Ok(bytes);
+    /// A manifest or index by digest, of `size` bytes when its descriptor
+    /// says so.
+    async fn manifest(&self, digest: &str, size: Option<u64>, what: &str) -> Result<Vec<u8>> {
+        let configured = self.configured;
+        let bytes = match self.cached(digest, what)? {
+            Some(bytes) => bytes,
+            None => {
+                let pulled = self
+                    .client
+                    .pull_manifest(&self.reference.clone_with_digest(digest.to_string()))
+                    .await
+                    .with_context(|| {
+                        format!("cannot fetch the {what} of base image {configured}")
+                    })?;
+                verify_digest(&pulled.bytes, digest, what)?;
+                self.store.write(digest, &pulled.bytes)?;
+                pulled.bytes.to_vec()
+            }
+        };
+        if let Some(size) = size.filter(|size| *size != bytes.len() as u64) {
+            bail!(
+                "base image {configured}: its {what} ({digest}) is {} bytes, but its descriptor says {size}",
+                bytes.len()
+            );
         }
-        let pulled = self
-            .client
-            .pull_manifest(&self.reference.clone_with_digest(digest.to_string()))
-            .await
-            .with_context(|| {
-                format!("cannot fetch the {what} of base image {}", self.configured)
-            })?;
-        verify_digest(&pulled.bytes, digest, what)?;
-        self.store.write(digest, &pulled.bytes)?;
-        Ok(pulled.bytes.to_vec())
+        Ok(bytes)
     }
 
-    /// The config a manifest names, parsed.
-    async fn config(&self, manifest: &Value) -> Result<Value> {
+    /// The config a manifest names, checked against its descriptor.
+    async fn config(&self, manifest: &Manifest) -> Result<Config> {
         let configured = self.configured;
-        let digest = manifest
-            .pointer("/config/digest")
-            .and_then(Value::as_str)
-            .with_context(|| format!("base image {configured}: manifest has no config"))?;
+        let Descriptor { digest, size, .. } = &manifest.config;
         let bytes = match self.cached(digest, "config")? {
             Some(bytes) => bytes,
             None => {
                 let bytes = self
                     .client
-                    .pull_small_blob(self.reference, digest)
+                    .pull_small_blob(self.reference, digest, *size)
                     .await
                     .with_context(|| {
                         format!("cannot fetch the config of base image {configured}")
@@ -243,8 +260,13 @@ impl Documents<'_> {
                 bytes.to_vec()
             }
         };
-        serde_json::from_slice(&bytes)
-            .with_context(|| format!("base image {configured}: config is not JSON"))
+        if bytes.len() as u64 != *size {
+            bail!(
+                "base image {configured}: its config ({digest}) is {} bytes, but its descriptor says {size}",
+                bytes.len()
+            );
+        }
+        documents::parse_config(&bytes).with_context(|| format!("base image {configured}"))
     }
 
     /// The stored bytes, `None` when they must be fetched (an error offline).
@@ -258,41 +280,4 @@ impl Documents<'_> {
             None => Ok(None),
         }
     }
-}
-
-/// The platform entries of a base index; attestations (`unknown/unknown`) are
-/// skipped, a nested index is an error.
-fn index_entries(index: &Value, configured: &str) -> Result<Vec<BaseEntry>> {
-    let manifests = index
-        .get("manifests")
-        .and_then(Value::as_array)
-        .with_context(|| format!("base image {configured}: index has no manifests"))?;
-    let mut entries = Vec::new();
-    for entry in manifests {
-        let media_type = entry.get("mediaType").and_then(Value::as_str).unwrap_or("");
-        let Some(platform_json) = entry.get("platform") else {
-            continue;
-        };
-        let Some(platform) = Platform::from_json(platform_json) else {
-            continue;
-        };
-        if platform.os == "unknown" {
-            continue;
-        }
-        if media_type == MEDIA_TYPE_OCI_INDEX || media_type == MEDIA_TYPE_DOCKER_MANIFEST_LIST {
-            bail!(
-                "base image {configured} nests an index for {platform}; cargo-krust needs one image manifest per platform"
-            );
-        }
-        let digest = entry
-            .get("digest")
-            .and_then(Value::as_str)
-            .with_context(|| format!("base image {configured}: index entry without digest"))?;
-        entries.push(BaseEntry {
-            platform,
-            platform_json: platform_json.clone(),
-            manifest_digest: digest.to_string(),
-        });
-    }
-    Ok(entries)
 }

@@ -47,6 +47,8 @@ pub struct Options {
     pub no_push: bool,
     pub oci_layout_path: Option<PathBuf>,
     pub insecure_registry: Vec<String>,
+    /// `--registry-timeout`, in seconds.
+    pub registry_timeout: Option<u64>,
     pub profile: Option<String>,
     pub features: Vec<String>,
     pub all_features: bool,
@@ -72,6 +74,8 @@ pub struct Plan {
     pub push: bool,
     pub oci_layout: Option<PathBuf>,
     pub insecure_registries: Vec<String>,
+    /// The budget of one registry operation with its retries.
+    pub registry_timeout: std::time::Duration,
     /// Parallel transfers (and cargo jobs when `-j` is given).
     pub jobs: usize,
     /// Image timestamps and layer mtimes: `SOURCE_DATE_EPOCH` or 0.
@@ -342,6 +346,10 @@ fn finish(
             .map(absolute)
             .transpose()?,
         insecure_registries: options.insecure_registry.clone(),
+        registry_timeout: options.registry_timeout.map_or(
+            crate::registry::DEFAULT_BUDGET,
+            std::time::Duration::from_secs,
+        ),
         jobs: options
             .jobs
             .map(usize::from)

@@ -460,7 +460,7 @@ pub async fn download(client: &RegistryClient, store: &BlobStore, blob: &Blob) -
             ));
             let temp = store.temp_file()?;
             client
-                .pull_blob_to_file(&source, &blob.digest, temp.path())
+                .pull_blob_to_file(&source, &blob.digest, blob.size, temp.path())
                 .await?;
             store.commit(temp, &blob.digest)
         }

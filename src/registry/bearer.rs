@@ -1,19 +1,22 @@
 //! Bearer tokens (distribution's token authentication): the scope a request
 //! needs, the token request itself (a GET with Basic credentials or none, or
-//! an OAuth2 refresh-token POST for an `identitytoken`), and a cache of
-//! tokens per (registry, scope), renewed before they expire. A mount asks
-//! for push on the target and pull on the source repository in one token
-//! (oci-client asks for the target only, which registries answer with 401).
+//! an OAuth2 refresh-token POST for an `identitytoken`), the token server's
+//! answer read as leniently as Docker reads it, and a cache of tokens per
+//! (registry, scope), renewed before they expire. A mount asks for push on
+//! the target and pull on the source repository in one token (oci-client
+//! asks for the target only, which registries answer with 401).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::{StatusCode, Url};
-use serde::Deserialize;
 
 use super::credentials::{Credential, Secret};
-use super::errors::{ErrorKind, RegistryError, body_detail, from_reqwest};
+use super::errors::{ErrorKind, RegistryError, body_detail};
+use super::timeouts::Activity;
+use super::tls::Http;
+use super::transport::read_limited;
 
 /// The access a request needs, as token-server scopes
 /// (`repository:NAME:ACTIONS`), sorted so equal needs share one token.
@@ -61,8 +64,12 @@ pub struct Token {
 
 /// How long before its end a token is renewed: a fifth of its life, at most
 /// 30 seconds, so that a request never goes out with a token about to die.
+/// A lifetime beyond what the clock can count is renewed on first use.
 fn renew_at(issued: Instant, lifetime: Duration) -> Instant {
-    issued + lifetime - (lifetime / 5).min(Duration::from_secs(30))
+    let early = (lifetime / 5).min(Duration::from_secs(30));
+    issued
+        .checked_add(lifetime.saturating_sub(early))
+        .unwrap_or(issued)
 }
 
 impl Token {
@@ -129,12 +136,60 @@ impl TokenCache {
     }
 }
 
-/// What a token server answers.
-#[derive(Deserialize)]
-struct TokenResponse {
-    token: Option<String>,
-    access_token: Option<String>,
-    expires_in: Option<u64>,
+/// A token server's answer, as far as a client uses it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct TokenAnswer {
+    pub token: String,
+    pub lifetime: Duration,
+}
+
+/// Why a token server's answer cannot be used.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BadTokenAnswer {
+    NotJson,
+    NoToken,
+}
+
+/// The lifetime the distribution spec gives a token that states none.
+const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);
+/// Stated lifetimes are kept within these bounds: a token is asked for again
+/// at least once a day, and never more than once a second.
+const LIFETIME_BOUNDS: (Duration, Duration) =
+    (Duration::from_secs(1), Duration::from_secs(24 * 60 * 60));
+
+/// Reads a token server's answer: `access_token` (OAuth2) or `token`, a
+/// non-empty string; `expires_in` in seconds, as a number or a numeric
+/// string, kept within [`LIFETIME_BOUNDS`], and the spec's 60 seconds when it
+/// is missing or unusable (zero, which Docker reads as "not given",
+/// negative, not a number). Other fields are
+/// ignored, as Docker ignores them.
+pub fn parse_token_answer(body: &[u8]) -> Result<TokenAnswer, BadTokenAnswer> {
+    let answer: serde_json::Value =
+        serde_json::from_slice(body).map_err(|_| BadTokenAnswer::NotJson)?;
+    let text = |key: &str| {
+        answer
+            .get(key)
+            .and_then(serde_json::Value::as_str)
+            .filter(|t| !t.is_empty())
+    };
+    let token = text("access_token")
+        .or_else(|| text("token"))
+        .ok_or(BadTokenAnswer::NoToken)?;
+    let seconds = match answer.get("expires_in") {
+        Some(serde_json::Value::Number(n)) => n.as_f64(),
+        Some(serde_json::Value::String(s)) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    let lifetime = seconds
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map_or(DEFAULT_LIFETIME, |s| {
+            let (shortest, longest) = LIFETIME_BOUNDS;
+            Duration::from_secs_f64(s.min(longest.as_secs_f64())).max(shortest)
+        });
+    Ok(TokenAnswer {
+        token: token.to_string(),
+        lifetime,
+    })
 }
 
 /// A token wanted: for `scope` on `registry`, from the token server at
@@ -147,13 +202,15 @@ pub struct TokenRequest<'a> {
     pub credential: &'a Credential,
 }
 
+/// Token answers are small; anything larger is refused.
+const TOKEN_ANSWER_LIMIT: usize = 1024 * 1024;
+
 /// Asks the token server for a token. `plain_http_ok` says whether
 /// credentials may go to an `http://` realm.
 pub async fn fetch_token(
-    http: &reqwest::Client,
+    http: &Http,
     wanted: TokenRequest<'_>,
     plain_http_ok: bool,
-    no_roots: bool,
 ) -> Result<Token, RegistryError> {
     let TokenRequest {
         registry,
@@ -181,7 +238,8 @@ pub async fn fetch_token(
             if let Some(service) = service {
                 form.append_pair("service", service);
             }
-            http.post(realm.clone())
+            http.client
+                .post(realm.clone())
                 .header(
                     reqwest::header::CONTENT_TYPE,
                     "application/x-www-form-urlencoded",
@@ -202,7 +260,7 @@ pub async fn fetch_token(
                     query.append_pair("account", username);
                 }
             }
-            let builder = http.get(url);
+            let builder = http.client.get(url);
             match credential {
                 Credential::Basic { username, password } => {
                     builder.basic_auth(username, Some(password.expose()))
@@ -212,16 +270,20 @@ pub async fn fetch_token(
         }
     };
     let issued = Instant::now();
-    let response = builder
-        .send()
-        .await
-        .map_err(|err| from_reqwest(registry, &request, &err, no_roots))?;
+    let response = http
+        .send(registry, &request, builder, &Activity::new())
+        .await?;
     let status = response.status();
     let headers = response.headers().clone();
-    let body = response
-        .bytes()
-        .await
-        .map_err(|err| from_reqwest(registry, &request, &err, no_roots))?;
+    let body = read_limited(
+        registry,
+        &request,
+        response,
+        TOKEN_ANSWER_LIMIT,
+        http.timeouts,
+        "a token answer",
+    )
+    .await?;
     if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
         return Err(RegistryError::new(
             registry,
@@ -244,25 +306,21 @@ pub async fn fetch_token(
             },
         ));
     }
-    let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|_| {
+    let answer = parse_token_answer(&body).map_err(|bad| {
+        let what = match bad {
+            BadTokenAnswer::NotJson => "with something not JSON",
+            BadTokenAnswer::NoToken => "without a token",
+        };
         RegistryError::new(
             registry,
-            ErrorKind::Protocol(format!("{request} was answered with something not JSON")),
+            ErrorKind::Protocol(format!("{request} was answered {what}")),
         )
     })?;
-    let value = parsed
-        .access_token
-        .or(parsed.token)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| {
-            RegistryError::new(
-                registry,
-                ErrorKind::Protocol(format!("{request} was answered without a token")),
-            )
-        })?;
-    // The distribution spec: 60 seconds when not given.
-    let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(60).max(1));
-    Ok(Token::new(Secret::new(value), issued, lifetime))
+    Ok(Token::new(
+        Secret::new(answer.token),
+        issued,
+        answer.lifetime,
+    ))
 }
 
 /// The realm without its query, for messages.
@@ -296,6 +354,128 @@ mod tests {
         let long = Token::new(Secret::new("t"), issued, Duration::from_secs(3600));
         assert!(long.is_fresh(issued + Duration::from_secs(3569)));
         assert!(!long.is_fresh(issued + Duration::from_secs(3571)));
+    }
+
+    #[test]
+    fn huge_lifetimes_do_not_overflow_the_clock() {
+        let issued = Instant::now();
+        for lifetime in [Duration::MAX, Duration::from_secs(u64::MAX), Duration::ZERO] {
+            let token = Token::new(Secret::new("t"), issued, lifetime);
+            assert!(token.renew_at >= issued);
+        }
+    }
+
+    fn lifetime_of(expires_in: &str) -> Result<Duration, BadTokenAnswer> {
+        let body = format!(r#"{{"token": "t", "expires_in": {expires_in}}}"#);
+        parse_token_answer(body.as_bytes()).map(|a| a.lifetime)
+    }
+
+    #[test]
+    fn token_lifetimes_are_read_leniently_and_kept_sane() {
+        let secs = Duration::from_secs;
+        let day = secs(24 * 60 * 60);
+        for (expires_in, lifetime) in [
+            ("300", secs(300)),
+            ("\"300\"", secs(300)),
+            ("\" 45 \"", secs(45)),
+            ("300.9", Duration::from_secs_f64(300.9)),
+            ("1.5", Duration::from_secs_f64(1.5)),
+            ("9223372036854775807", day),
+            ("18446744073709551615", day),
+            ("1e300", day),
+            ("99999999999999999999999999", day),
+            ("0", secs(60)),
+            ("0.5", secs(1)),
+            ("-5", secs(60)),
+            ("null", secs(60)),
+            ("\"soon\"", secs(60)),
+            ("true", secs(60)),
+            ("[1]", secs(60)),
+            ("{}", secs(60)),
+        ] {
+            assert_eq!(lifetime_of(expires_in), Ok(lifetime), "{expires_in}");
+        }
+        let missing = parse_token_answer(br#"{"token": "t"}"#).unwrap();
+        assert_eq!(missing.lifetime, secs(60));
+    }
+
+    #[test]
+    fn token_answers_without_a_usable_token() {
+        let parse = |body: &str| parse_token_answer(body.as_bytes());
+        assert_eq!(parse("<html>"), Err(BadTokenAnswer::NotJson));
+        assert_eq!(parse(""), Err(BadTokenAnswer::NotJson));
+        assert_eq!(parse(r#"{"token": "t""#), Err(BadTokenAnswer::NotJson));
+        for body in [
+            "{}",
+            "[]",
+            "\"t\"",
+            "null",
+            r#"{"token": ""}"#,
+            r#"{"token": 42}"#,
+            r#"{"token": null, "access_token": ["t"]}"#,
+        ] {
+            assert_eq!(parse(body), Err(BadTokenAnswer::NoToken), "{body}");
+        }
+        let both = parse(r#"{"token": "old", "access_token": "new", "issued_at": 5}"#).unwrap();
+        assert_eq!(both.token, "new");
+        let empty_access = parse(r#"{"token": "t", "access_token": ""}"#).unwrap();
+        assert_eq!(empty_access.token, "t");
+    }
+
+    /// A few hundred token answers, valid ones mangled at random: none may
+    /// panic (each parses or is refused).
+    #[test]
+    fn generated_token_answers_never_panic() {
+        let mut rng = fastrand::Rng::with_seed(0x70c3);
+        let seeds: &[&[u8]] = &[
+            br#"{"token":"abc","access_token":"def","expires_in":300,"issued_at":"2024-01-01T00:00:00Z"}"#,
+            br#"{"token":"abc","expires_in":"60"}"#,
+            br#"{"access_token":"x","expires_in":1e308}"#,
+        ];
+        let values = [
+            "null",
+            "true",
+            "-1",
+            "0",
+            "1e999",
+            "-1e999",
+            "18446744073709551616",
+            "\"\"",
+            "\"NaN\"",
+            "\"inf\"",
+            "\"-0\"",
+            "[]",
+            "{}",
+            "1.7976931348623157e308",
+            "4.9e-324",
+            "\"9223372036854775807\"",
+        ];
+        for round in 0..400 {
+            let seed = seeds[round % seeds.len()];
+            let body: Vec<u8> = match round % 4 {
+                0 => seed[..rng.usize(..=seed.len())].to_vec(),
+                1 => {
+                    let mut bytes = seed.to_vec();
+                    for _ in 0..rng.usize(1..8) {
+                        let at = rng.usize(..bytes.len());
+                        bytes[at] = rng.u8(..);
+                    }
+                    bytes
+                }
+                2 => {
+                    let key = ["token", "access_token", "expires_in"][rng.usize(..3)];
+                    let value = values[rng.usize(..values.len())];
+                    format!(r#"{{"token":"t","{key}":{value}}}"#).into_bytes()
+                }
+                _ => (0..rng.usize(..64)).map(|_| rng.u8(..)).collect(),
+            };
+            if let Ok(answer) = parse_token_answer(&body) {
+                assert!(!answer.token.is_empty());
+                assert!(answer.lifetime >= LIFETIME_BOUNDS.0);
+                assert!(answer.lifetime <= LIFETIME_BOUNDS.1);
+                let _ = Token::new(Secret::new(answer.token), Instant::now(), answer.lifetime);
+            }
+        }
     }
 
     #[tokio::test]

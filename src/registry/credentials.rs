@@ -1,19 +1,28 @@
-//! Credentials from the Docker config and podman's auth file (SPEC §7),
-//! through `docker_credential`, wrapped where it falls short: the files are
-//! searched in order (`$DOCKER_CONFIG/config.json` or
+//! Credentials from the Docker config and podman's auth file (SPEC §7):
+//! the files are searched in order (`$DOCKER_CONFIG/config.json` or
 //! `~/.docker/config.json`, `$REGISTRY_AUTH_FILE`,
 //! `$XDG_RUNTIME_DIR/containers/auth.json`, `~/.config/containers/auth.json`)
 //! and the first one with something for the registry wins; Docker Hub's
-//! aliases name one registry; `registrytoken` is read; a helper's "not
-//! found" means anonymous; every other problem is an error naming the file
-//! or helper. Secrets live in [`Secret`], which never prints its value.
+//! aliases name one registry. `auths` entries are decoded by
+//! `docker_credential`, `registrytoken` is read here, and credential helpers
+//! (`credHelpers`, `credsStore`) are run here, with a time limit: a helper's
+//! "not found" means anonymous, and every other problem is an error naming
+//! the helper, the file and the fix. Secrets live in [`Secret`], which never
+//! prints its value.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
 
 use docker_credential::{CredentialRetrievalError, DockerCredential};
 use serde::Deserialize;
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+
+use super::errors::shorten;
+use super::timeouts::SETTING;
 
 /// A password or token. Its `Debug` hides the value, so it cannot end up in
 /// a log or an error by accident.
@@ -101,16 +110,26 @@ impl Keychain {
     }
 
     /// The credential for `registry` (`host[:port]`), anonymous when no file
-    /// has one. Runs credential helpers, so it blocks. The error is a
-    /// sentence naming the file or helper at fault, never a secret.
-    pub fn lookup(&self, registry: &str) -> Result<Credential, String> {
+    /// has one; a credential helper gets `helper_timeout` to answer. The
+    /// error is a sentence naming the file or helper at fault, never a
+    /// secret.
+    pub async fn lookup(
+        &self,
+        registry: &str,
+        helper_timeout: Duration,
+    ) -> Result<Credential, String> {
         for path in &self.files {
-            let bytes = match std::fs::read(path) {
+            let bytes = match tokio::fs::read(path).await {
                 Ok(bytes) => bytes,
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(err) => return Err(format!("cannot read {}: {err}", path.display())),
             };
-            if let Some(credential) = lookup_in_file(path, &bytes, registry)? {
+            let file = ConfigSource {
+                path,
+                registry,
+                helper_timeout,
+            };
+            if let Some(credential) = file.lookup(&bytes).await? {
                 return Ok(credential);
             }
         }
@@ -121,17 +140,12 @@ impl Keychain {
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct ConfigFile {
-    auths: HashMap<String, AuthEntry>,
+    /// Entries kept whole, for `docker_credential` to decode.
+    auths: HashMap<String, Value>,
     #[serde(rename = "credHelpers")]
     cred_helpers: HashMap<String, String>,
     #[serde(rename = "credsStore")]
     creds_store: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct AuthEntry {
-    registrytoken: Option<String>,
 }
 
 /// `docker.io` and its aliases become one name; other hosts are lower-cased.
@@ -154,112 +168,211 @@ fn key_registry(key: &str) -> String {
     canonical_host(rest.split('/').next().unwrap_or(rest))
 }
 
-fn lookup_in_file(path: &Path, bytes: &[u8], registry: &str) -> Result<Option<Credential>, String> {
-    // serde_json's message could quote a value (a password of the wrong
-    // type), so only the position is reported.
-    let config: ConfigFile = serde_json::from_slice(bytes).map_err(|err| {
-        format!(
-            "{} is not a valid Docker config (JSON error at line {}, column {})",
-            path.display(),
-            err.line(),
-            err.column()
-        )
-    })?;
-    let wanted = canonical_host(registry);
-    let is_hub = DOCKER_HUB.contains(&wanted.as_str());
-    let matches = |key: &&String| key_registry(key) == wanted;
-
-    // A credential helper configured for this registry decides alone.
-    let mut helper_keys: Vec<&String> = config.cred_helpers.keys().filter(matches).collect();
-    helper_keys.sort();
-    if let Some(key) = helper_keys.first() {
-        let helper = &config.cred_helpers[*key];
-        return ask(path, bytes, key, Some(helper), registry);
-    }
-
-    let mut auth_keys: Vec<&String> = config.auths.keys().filter(matches).collect();
-    // Exact keys first, then URLs, so the choice does not depend on map order.
-    auth_keys.sort_by_key(|key| (key.as_str() != registry, key.to_string()));
-    if let Some(token) = auth_keys
-        .iter()
-        .find_map(|key| config.auths[*key].registrytoken.as_ref())
-        .filter(|t| !t.is_empty())
-    {
-        return Ok(Some(Credential::RegistryToken(Secret::new(token.clone()))));
-    }
-    let key = match auth_keys.first() {
-        Some(key) => key.as_str(),
-        None if is_hub => DOCKER_HUB_KEY,
-        None => registry,
-    };
-    ask(path, bytes, key, config.creds_store.as_ref(), registry)
+/// One credential file, looked into for one registry.
+struct ConfigSource<'a> {
+    path: &'a Path,
+    registry: &'a str,
+    helper_timeout: Duration,
 }
 
-/// Asks docker_credential for `key`, and turns its answer into ours.
-fn ask(
-    path: &Path,
-    bytes: &[u8],
-    key: &str,
-    helper: Option<&String>,
-    registry: &str,
-) -> Result<Option<Credential>, String> {
-    let helper_name = || format!("docker-credential-{}", helper.map_or("?", |h| h.as_str()));
-    match docker_credential::get_credential_from_reader(bytes, key) {
-        Ok(DockerCredential::UsernamePassword(username, password)) => {
-            if username.is_empty() && password.is_empty() {
-                Ok(None)
-            } else {
-                Ok(Some(Credential::Basic {
-                    username,
-                    password: Secret::new(password),
-                }))
-            }
+impl ConfigSource<'_> {
+    /// What the file (its contents `bytes`) has for the registry: a
+    /// `credHelpers` helper decides alone; else its `auths` entry; else
+    /// `credsStore`.
+    async fn lookup(&self, bytes: &[u8]) -> Result<Option<Credential>, String> {
+        // serde_json's message could quote a value (a password of the wrong
+        // type), so only the position is reported.
+        let config: ConfigFile = serde_json::from_slice(bytes).map_err(|err| {
+            format!(
+                "{} is not a valid Docker config (JSON error at line {}, column {})",
+                self.path.display(),
+                err.line(),
+                err.column()
+            )
+        })?;
+        let wanted = canonical_host(self.registry);
+        let is_hub = DOCKER_HUB.contains(&wanted.as_str());
+        let matches = |key: &&String| key_registry(key) == wanted;
+
+        let mut helper_keys: Vec<&String> = config.cred_helpers.keys().filter(matches).collect();
+        helper_keys.sort();
+        if let Some(key) = helper_keys.first() {
+            return self.ask_helper(&config.cred_helpers[*key], key).await;
         }
-        Ok(DockerCredential::IdentityToken(token)) => {
-            Ok(Some(Credential::IdentityToken(Secret::new(token))))
+
+        let mut auth_keys: Vec<&String> = config.auths.keys().filter(matches).collect();
+        // Exact keys first, then URLs, so the choice does not depend on map order.
+        auth_keys.sort_by_key(|key| (key.as_str() != self.registry, key.to_string()));
+        if let Some(token) = auth_keys.iter().find_map(|key| {
+            config.auths[*key]
+                .get("registrytoken")
+                .and_then(Value::as_str)
+                .filter(|t| !t.is_empty())
+        }) {
+            return Ok(Some(Credential::RegistryToken(Secret::new(token))));
         }
-        Err(CredentialRetrievalError::NoCredentialConfigured) => Ok(None),
-        Err(CredentialRetrievalError::HelperFailure { stdout, stderr, .. }) => {
-            let said = format!("{stdout}\n{stderr}");
-            if said.to_ascii_lowercase().contains("credentials not found") {
-                Ok(None)
-            } else {
-                Err(format!(
-                    "credential helper {} (named in {}) failed for {registry}: {}",
-                    helper_name(),
-                    path.display(),
-                    said.lines()
-                        .map(str::trim)
-                        .find(|l| !l.is_empty())
-                        .unwrap_or("no message")
-                ))
-            }
+        if let Some(key) = auth_keys.first()
+            && let Some(credential) = self.decode_entry(key, &config.auths[*key])?
+        {
+            return Ok(Some(credential));
         }
-        Err(CredentialRetrievalError::HelperCommunicationError) => Err(format!(
-            "cannot run credential helper {} named in {}; install it on PATH or remove it from that file",
-            helper_name(),
-            path.display()
-        )),
-        Err(CredentialRetrievalError::MalformedHelperResponse) => Err(format!(
-            "credential helper {} (named in {}) gave an answer that is not JSON with Username and Secret",
-            helper_name(),
-            path.display()
-        )),
-        Err(CredentialRetrievalError::CredentialDecodingError) => Err(format!(
-            "the `auth` entry for {key} in {} is not base64 of `user:password`; log in again with `docker login {registry}`",
-            path.display()
-        )),
-        Err(CredentialRetrievalError::CredentialMismatchError) => Err(format!(
-            "the `auth` and `username`/`password` entries for {key} in {} disagree; log in again with `docker login {registry}`",
-            path.display()
-        )),
-        Err(other) => Err(format!("cannot use {}: {other}", path.display())),
+        let Some(store) = config.creds_store.as_ref().filter(|s| !s.is_empty()) else {
+            return Ok(None);
+        };
+        let server = match auth_keys.first() {
+            Some(key) => key.as_str(),
+            None if is_hub => DOCKER_HUB_KEY,
+            None => self.registry,
+        };
+        self.ask_helper(store, server).await
     }
+
+    /// An `auths` entry (`auth`, `username`/`password`, `identitytoken`),
+    /// decoded by docker_credential from a config holding that entry alone
+    /// (so that it never runs a helper itself); `None` for an empty entry.
+    fn decode_entry(&self, key: &str, entry: &Value) -> Result<Option<Credential>, String> {
+        let alone = serde_json::json!({ "auths": { key: entry } }).to_string();
+        let (path, registry) = (self.path.display(), self.registry);
+        match docker_credential::get_credential_from_reader(alone.as_bytes(), key) {
+            Ok(DockerCredential::UsernamePassword(username, password)) => {
+                if username.is_empty() && password.is_empty() {
+                    Ok(None)
+                } else {
+                    Ok(Some(Credential::Basic {
+                        username,
+                        password: Secret::new(password),
+                    }))
+                }
+            }
+            Ok(DockerCredential::IdentityToken(token)) => {
+                Ok(Some(Credential::IdentityToken(Secret::new(token))))
+            }
+            Err(CredentialRetrievalError::NoCredentialConfigured) => Ok(None),
+            Err(CredentialRetrievalError::CredentialDecodingError) => Err(format!(
+                "the `auth` entry for {key} in {path} is not base64 of `user:password`; log in again with `docker login {registry}`"
+            )),
+            Err(CredentialRetrievalError::CredentialMismatchError) => Err(format!(
+                "the `auth` and `username`/`password` entries for {key} in {path} disagree; log in again with `docker login {registry}`"
+            )),
+            Err(CredentialRetrievalError::ConfigReadError) => Err(format!(
+                "{path} is not a valid Docker config: its `auths` entry for {key} has a field of the wrong type; log in again with `docker login {registry}`"
+            )),
+            Err(other) => Err(format!("cannot use {path}: {other}")),
+        }
+    }
+
+    /// Runs `docker-credential-NAME get` for `server` and turns its answer,
+    /// or its failure, into ours.
+    async fn ask_helper(&self, name: &str, server: &str) -> Result<Option<Credential>, String> {
+        let program = format!("docker-credential-{name}");
+        let named = format!(
+            "credential helper {program} (named in {})",
+            self.path.display()
+        );
+        let registry = self.registry;
+        match run_helper(program.as_ref(), server, self.helper_timeout).await {
+            Ok(answer) => Ok(answer),
+            Err(HelperError::CannotRun(err)) => Err(format!(
+                "cannot run credential helper {program} named in {} ({err}); install it on PATH or remove it from that file",
+                self.path.display()
+            )),
+            Err(HelperError::TimedOut(waited)) => Err(format!(
+                "{named} did not answer within {}s for {registry}; check it with `echo {server} | {program} get`, or raise {SETTING}",
+                waited.as_secs_f64()
+            )),
+            Err(HelperError::Failed(message)) => {
+                Err(format!("{named} failed for {registry}: {message}"))
+            }
+            Err(HelperError::Malformed) => Err(format!(
+                "{named} gave an answer for {registry} that is not JSON with Username and Secret"
+            )),
+        }
+    }
+}
+
+/// Why a credential helper gave no credential.
+#[derive(Debug)]
+enum HelperError {
+    /// It could not be started (not installed, not executable).
+    CannotRun(std::io::Error),
+    /// It did not answer within this time, and was stopped.
+    TimedOut(Duration),
+    /// It exited with an error; its first words about it.
+    Failed(String),
+    /// It answered something else than `{"Username", "Secret"}`.
+    Malformed,
+}
+
+/// What a helper answers to `get`.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct HelperAnswer {
+    username: String,
+    secret: String,
+}
+
+/// The credential helpers' protocol: `PROGRAM get`, the server on stdin,
+/// `{"Username","Secret"}` on stdout; `<token>` as the user means an
+/// identity token; a failure saying "credentials not found" means there
+/// are none (`None`). A helper still running after `timeout` is killed.
+async fn run_helper(
+    program: &std::ffi::OsStr,
+    server: &str,
+    timeout: Duration,
+) -> Result<Option<Credential>, HelperError> {
+    let mut child = tokio::process::Command::new(program)
+        .arg("get")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(HelperError::CannotRun)?;
+    let stdin = child.stdin.take();
+    let talk = async move {
+        if let Some(mut stdin) = stdin {
+            // A helper that stops reading (or never starts) makes this fail
+            // with a broken pipe; its exit status and words say why.
+            let _ = stdin.write_all(server.as_bytes()).await;
+        }
+        child.wait_with_output().await
+    };
+    let output = match tokio::time::timeout(timeout, talk).await {
+        Err(_) => return Err(HelperError::TimedOut(timeout)),
+        Ok(Err(err)) => return Err(HelperError::Failed(err.to_string())),
+        Ok(Ok(output)) => output,
+    };
+    if !output.status.success() {
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let said = format!("{stderr}\n{stdout}");
+        if said.to_ascii_lowercase().contains("credentials not found") {
+            return Ok(None);
+        }
+        let first_line = said.lines().map(str::trim).find(|l| !l.is_empty());
+        return Err(HelperError::Failed(match first_line {
+            Some(line) => shorten(line),
+            None => format!("{} and said nothing", output.status),
+        }));
+    }
+    let answer: HelperAnswer =
+        serde_json::from_slice(&output.stdout).map_err(|_| HelperError::Malformed)?;
+    Ok(match (answer.username.as_str(), answer.secret) {
+        ("", secret) if secret.is_empty() => None,
+        ("<token>", secret) => Some(Credential::IdentityToken(Secret::new(secret))),
+        (_, secret) => Some(Credential::Basic {
+            username: answer.username,
+            password: Secret::new(secret),
+        }),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// How long the helpers of these tests may take.
+    const WAIT: Duration = Duration::from_secs(10);
 
     fn basic(user: &str, password: &str) -> Credential {
         Credential::Basic {
@@ -284,8 +397,8 @@ mod tests {
         Keychain::with_files(files)
     }
 
-    #[test]
-    fn entries_of_every_kind() {
+    #[tokio::test]
+    async fn entries_of_every_kind() {
         let dir = tempfile::tempdir().unwrap();
         // "alice:s3cret" and "bob:pw:with:colons"
         let config = r#"{
@@ -300,28 +413,37 @@ mod tests {
         }"#;
         let keychain = keychain(dir.path(), &[Some(config)]);
         assert_eq!(
-            keychain.lookup("a.example").unwrap(),
+            keychain.lookup("a.example", WAIT).await.unwrap(),
             basic("alice", "s3cret")
         );
         assert_eq!(
-            keychain.lookup("b.example").unwrap(),
+            keychain.lookup("b.example", WAIT).await.unwrap(),
             basic("bob", "pw:with:colons")
         );
         assert_eq!(
-            keychain.lookup("c.example:5000").unwrap(),
+            keychain.lookup("c.example:5000", WAIT).await.unwrap(),
             Credential::IdentityToken(Secret::new("refresh-c"))
         );
         assert_eq!(
-            keychain.lookup("d.example").unwrap(),
+            keychain.lookup("d.example", WAIT).await.unwrap(),
             Credential::RegistryToken(Secret::new("bearer-d"))
         );
-        assert_eq!(keychain.lookup("e.example").unwrap(), Credential::Anonymous);
-        assert_eq!(keychain.lookup("c.example").unwrap(), Credential::Anonymous);
-        assert_eq!(keychain.lookup("ghcr.io").unwrap(), Credential::Anonymous);
+        assert_eq!(
+            keychain.lookup("e.example", WAIT).await.unwrap(),
+            Credential::Anonymous
+        );
+        assert_eq!(
+            keychain.lookup("c.example", WAIT).await.unwrap(),
+            Credential::Anonymous
+        );
+        assert_eq!(
+            keychain.lookup("ghcr.io", WAIT).await.unwrap(),
+            Credential::Anonymous
+        );
     }
 
-    #[test]
-    fn docker_hub_aliases_name_one_registry() {
+    #[tokio::test]
+    async fn docker_hub_aliases_name_one_registry() {
         let dir = tempfile::tempdir().unwrap();
         for key in [
             "https://index.docker.io/v1/",
@@ -333,7 +455,7 @@ mod tests {
             let keychain = keychain(dir.path(), &[Some(&config)]);
             for registry in DOCKER_HUB {
                 assert_eq!(
-                    keychain.lookup(registry).unwrap(),
+                    keychain.lookup(registry, WAIT).await.unwrap(),
                     basic("hub", "hubpw"),
                     "{key} for {registry}"
                 );
@@ -341,8 +463,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_first_file_with_an_entry_wins() {
+    #[tokio::test]
+    async fn the_first_file_with_an_entry_wins() {
         let dir = tempfile::tempdir().unwrap();
         let keychain = keychain(
             dir.path(),
@@ -353,22 +475,25 @@ mod tests {
                 Some(r#"{"auths": {"r.example": {"auth": "bGF0ZTpwdw=="}}}"#),
             ],
         );
-        assert_eq!(keychain.lookup("r.example").unwrap(), basic("podman", "pw"));
+        assert_eq!(
+            keychain.lookup("r.example", WAIT).await.unwrap(),
+            basic("podman", "pw")
+        );
     }
 
-    #[test]
-    fn broken_files_are_errors_naming_the_file_without_secrets() {
+    #[tokio::test]
+    async fn broken_files_are_errors_naming_the_file_without_secrets() {
         let dir = tempfile::tempdir().unwrap();
         let keychain = keychain(
             dir.path(),
             &[Some(r#"{"auths": {"r.example": {"auth": 12345678}}}"#)],
         );
-        let err = keychain.lookup("r.example").unwrap_err();
+        let err = keychain.lookup("r.example", WAIT).await.unwrap_err();
         assert!(err.contains("config0.json"), "{err}");
         assert!(!err.contains("12345678"), "{err}");
 
         let keychain = keychain_with(dir.path(), r#"{"auths": {"r.example": {"auth": "!!"}}}"#);
-        let err = keychain.lookup("r.example").unwrap_err();
+        let err = keychain.lookup("r.example", WAIT).await.unwrap_err();
         assert!(
             err.contains("not base64") && err.contains("docker login"),
             "{err}"
@@ -378,7 +503,7 @@ mod tests {
             dir.path(),
             r#"{"credHelpers": {"r.example": "krust-no-such-helper"}}"#,
         );
-        let err = keychain.lookup("r.example").unwrap_err();
+        let err = keychain.lookup("r.example", WAIT).await.unwrap_err();
         assert!(
             err.contains("docker-credential-krust-no-such-helper") && err.contains("PATH"),
             "{err}"
@@ -387,6 +512,104 @@ mod tests {
 
     fn keychain_with(dir: &Path, text: &str) -> Keychain {
         keychain(dir, &[Some(text)])
+    }
+
+    /// A helper script `body` in `dir`, executable.
+    fn helper(dir: &Path, name: &str, body: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    #[tokio::test]
+    async fn helpers_answer_with_credentials_or_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let answers = |user: &str, secret: &str| {
+            format!(
+                r#"read server; [ "$server" = r.example ] || exit 9; printf '{{"ServerURL":"r.example","Username":"{user}","Secret":"{secret}"}}'"#
+            )
+        };
+        let cases = [
+            (answers("u", "p"), Some(basic("u", "p"))),
+            (
+                answers("<token>", "refresh"),
+                Some(Credential::IdentityToken(Secret::new("refresh"))),
+            ),
+            (answers("", ""), None),
+            (
+                "echo 'credentials not found in native keychain'; exit 1".to_string(),
+                None,
+            ),
+        ];
+        for (i, (body, expected)) in cases.into_iter().enumerate() {
+            let program = helper(dir.path(), &format!("h{i}"), &body);
+            let got = run_helper(program.as_os_str(), "r.example", WAIT).await;
+            assert_eq!(got.unwrap(), expected, "{body}");
+        }
+    }
+
+    #[tokio::test]
+    async fn helpers_that_fail_say_why() {
+        let dir = tempfile::tempdir().unwrap();
+        // It closes stdin and exits at once: writing a long server name
+        // meets a broken pipe, which is not "cannot run".
+        let closes = helper(
+            dir.path(),
+            "closes",
+            "exec 0<&-; echo 'the keychain is locked' >&2; exit 1",
+        );
+        let long_server = "r".repeat(1 << 20);
+        let err = run_helper(closes.as_os_str(), &long_server, WAIT).await;
+        assert!(
+            matches!(&err, Err(HelperError::Failed(m)) if m == "the keychain is locked"),
+            "{err:?}"
+        );
+
+        let silent = helper(dir.path(), "silent", "cat >/dev/null; exit 3");
+        let err = run_helper(silent.as_os_str(), "r.example", WAIT).await;
+        assert!(
+            matches!(&err, Err(HelperError::Failed(m)) if m.contains("3") && m.contains("said nothing")),
+            "{err:?}"
+        );
+
+        let garbage = helper(dir.path(), "garbage", "cat >/dev/null; echo 'hello there'");
+        let err = run_helper(garbage.as_os_str(), "r.example", WAIT).await;
+        assert!(matches!(err, Err(HelperError::Malformed)), "{err:?}");
+
+        let missing = dir.path().join("docker-credential-not-there");
+        let err = run_helper(missing.as_os_str(), "r.example", WAIT).await;
+        assert!(matches!(err, Err(HelperError::CannotRun(_))), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn a_helper_that_hangs_is_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        let hangs = helper(
+            dir.path(),
+            "hangs",
+            &format!("echo $$ > '{}'; exec sleep 60", pid_file.display()),
+        );
+        let started = std::time::Instant::now();
+        let err = run_helper(hangs.as_os_str(), "r.example", Duration::from_millis(500)).await;
+        assert!(matches!(err, Err(HelperError::TimedOut(_))), "{err:?}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // Killed: gone, or a zombie until it is reaped.
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        let stat = format!("/proc/{}/stat", pid.trim());
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match std::fs::read_to_string(&stat) {
+                Err(_) => break,
+                Ok(text) if text.contains(") Z ") => break,
+                Ok(_) => {
+                    assert!(std::time::Instant::now() < deadline, "helper still running");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
     }
 
     #[test]

@@ -1,44 +1,131 @@
 //! Blob downloads: `GET /v2/NAME/blobs/DIGEST` (following a redirect to
 //! storage without credentials), streamed to a file or, for small blobs,
-//! into memory up to a limit, hashed on the way and checked against the
-//! digest. A broken download is retried from the start.
-
-use std::path::Path;
-use std::sync::Arc;
+//! into memory up to a limit, counted and hashed on the way and checked
+//! against the descriptor: a blob longer or shorter than its size, or whose
+//! bytes do not hash to its digest, is an error. A broken download is
+//! retried from the start.
 
 use bytes::Bytes;
-use futures_util::TryStreamExt;
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use sha2::{Digest as _, Sha256};
+use std::path::Path;
 use tokio::io::AsyncWriteExt;
 
 use super::bearer::Scope;
-use super::errors::{ErrorKind, RegistryError, from_reqwest};
-use super::transport::{Body, Transport, expect};
+use super::errors::{ErrorKind, RegistryError};
+use super::timeouts::next_chunk;
+use super::transport::{Body, Transport, checked_digest, chunk_error};
 use crate::progress;
 
-/// The response to a blob GET, checked for 200.
-async fn get(
-    transport: &Transport,
-    registry: &str,
-    repository: &str,
-    digest: &str,
-) -> Result<(reqwest::Response, String), RegistryError> {
-    let path = format!("/v2/{repository}/blobs/{digest}");
-    let request = format!("GET {path}");
-    let response = transport
-        .send_path(
+/// A blob wanted: its digest and its size, as its descriptor says.
+#[derive(Debug, Clone, Copy)]
+pub struct Wanted<'a> {
+    pub digest: &'a str,
+    pub size: u64,
+}
+
+/// A blob's body as it arrives, counted and hashed against its
+/// descriptor: more bytes than its size stop the download at once.
+struct Incoming<'a> {
+    transport: &'a Transport,
+    registry: &'a str,
+    request: String,
+    wanted: Wanted<'a>,
+    body: BoxStream<'static, reqwest::Result<Bytes>>,
+    count: u64,
+    hasher: Sha256,
+}
+
+impl<'a> Incoming<'a> {
+    /// `GET` the blob: a 200 whose announced length, if any, is the
+    /// descriptor's size.
+    async fn open(
+        transport: &'a Transport,
+        registry: &'a str,
+        repository: &str,
+        wanted: Wanted<'a>,
+    ) -> Result<Incoming<'a>, RegistryError> {
+        let digest = checked_digest(registry, wanted.digest)?;
+        let path = format!("/v2/{repository}/blobs/{digest}");
+        let request = format!("GET {path}");
+        let response = transport
+            .send_path(
+                registry,
+                &Scope::pull(repository),
+                Method::GET,
+                &path,
+                HeaderMap::new(),
+                Body::Empty,
+            )
+            .await?;
+        let response = transport
+            .expect(registry, &request, response, &[StatusCode::OK])
+            .await?;
+        let announced = response.content_length();
+        let incoming = Incoming {
+            transport,
             registry,
-            &Scope::pull(repository),
-            Method::GET,
-            &path,
-            HeaderMap::new(),
-            Body::Empty,
+            request,
+            wanted,
+            body: response.bytes_stream().boxed(),
+            count: 0,
+            hasher: Sha256::new(),
+        };
+        match announced {
+            Some(length) if length != wanted.size => {
+                Err(incoming.wrong_size(&format!("announced {length} bytes")))
+            }
+            _ => Ok(incoming),
+        }
+    }
+
+    /// The next chunk, `None` at the end.
+    async fn next(&mut self) -> Result<Option<Bytes>, RegistryError> {
+        let timeouts = self.transport.timeouts;
+        let chunk = next_chunk(&mut self.body, timeouts.stall())
+            .await
+            .map_err(|err| chunk_error(self.registry, &self.request, err, timeouts))?;
+        if let Some(chunk) = &chunk {
+            self.count += chunk.len() as u64;
+            if self.count > self.wanted.size {
+                return Err(self.wrong_size(&format!("sent more than {} bytes", self.wanted.size)));
+            }
+            self.hasher.update(chunk);
+        }
+        Ok(chunk)
+    }
+
+    /// All of it came: the size and the digest of the descriptor.
+    fn finish(self) -> Result<(), RegistryError> {
+        if self.count != self.wanted.size {
+            return Err(self.wrong_size(&format!("sent {} bytes", self.count)));
+        }
+        let actual = format!("sha256:{}", hex::encode(self.hasher.finalize()));
+        if actual != self.wanted.digest {
+            return Err(RegistryError::new(
+                self.registry,
+                ErrorKind::Digest {
+                    expected: self.wanted.digest.to_string(),
+                    actual,
+                },
+            ));
+        }
+        Ok(())
+    }
+
+    /// A blob whose length is not its descriptor's size.
+    fn wrong_size(&self, sent: &str) -> RegistryError {
+        RegistryError::new(
+            self.registry,
+            ErrorKind::Protocol(format!(
+                "{} {sent}, but the blob's descriptor gives a size of {} bytes",
+                self.request, self.wanted.size
+            )),
         )
-        .await?;
-    let response = expect(registry, &request, response, &[StatusCode::OK]).await?;
-    Ok((response, request))
+    }
 }
 
 /// Streams a blob into `path` (created or truncated).
@@ -46,10 +133,10 @@ pub async fn to_file(
     transport: &Transport,
     registry: &str,
     repository: &str,
-    digest: &str,
+    wanted: Wanted<'_>,
     path: &Path,
 ) -> Result<(), RegistryError> {
-    let what = format!("download of {digest} from {registry}/{repository}");
+    let what = format!("download of {} from {registry}/{repository}", wanted.digest);
     let local = |err: std::io::Error| {
         RegistryError::new(
             registry,
@@ -58,32 +145,22 @@ pub async fn to_file(
     };
     transport
         .retry
-        .run(&what, || async {
-            let (response, request) = get(transport, registry, repository, digest).await?;
-            let transfer = response.content_length().map(|size| {
-                Arc::new(progress::transfer(
-                    "Downloading",
-                    &format!("{} from {repository}", short(digest)),
-                    Some(size),
-                ))
-            });
+        .for_transfer()
+        .run(registry, &what, || async {
+            let mut incoming = Incoming::open(transport, registry, repository, wanted).await?;
+            let transfer = progress::transfer(
+                "Downloading",
+                &format!("{} from {repository}", short(wanted.digest)),
+                Some(wanted.size),
+            );
             let file = tokio::fs::File::create(path).await.map_err(local)?;
             let mut writer = tokio::io::BufWriter::with_capacity(256 * 1024, file);
-            let mut hasher = Sha256::new();
-            let mut stream = response.bytes_stream();
-            while let Some(chunk) = stream
-                .try_next()
-                .await
-                .map_err(|err| from_reqwest(registry, &request, &err, false))?
-            {
-                hasher.update(&chunk);
+            while let Some(chunk) = incoming.next().await? {
                 writer.write_all(&chunk).await.map_err(local)?;
-                if let Some(transfer) = &transfer {
-                    transfer.advance(chunk.len() as u64);
-                }
+                transfer.advance(chunk.len() as u64);
             }
             writer.flush().await.map_err(local)?;
-            check(registry, digest, hasher)
+            incoming.finish()
         })
         .await
 }
@@ -93,63 +170,31 @@ pub async fn to_memory(
     transport: &Transport,
     registry: &str,
     repository: &str,
-    digest: &str,
+    wanted: Wanted<'_>,
     limit: usize,
 ) -> Result<Bytes, RegistryError> {
-    let what = format!("download of {digest} from {registry}/{repository}");
+    if wanted.size > limit as u64 {
+        return Err(RegistryError::new(
+            registry,
+            ErrorKind::Protocol(format!(
+                "the descriptor of {} says {} bytes, more than the {limit} cargo-krust reads into memory",
+                wanted.digest, wanted.size
+            )),
+        ));
+    }
+    let what = format!("download of {} from {registry}/{repository}", wanted.digest);
     transport
         .retry
-        .run(&what, || async {
-            let (response, request) = get(transport, registry, repository, digest).await?;
-            let bytes = read_limited(registry, &request, response, limit).await?;
-            let mut hasher = Sha256::new();
-            hasher.update(&bytes);
-            check(registry, digest, hasher)?;
-            Ok(bytes)
+        .run(registry, &what, || async {
+            let mut incoming = Incoming::open(transport, registry, repository, wanted).await?;
+            let mut body = Vec::new();
+            while let Some(chunk) = incoming.next().await? {
+                body.extend_from_slice(&chunk);
+            }
+            incoming.finish()?;
+            Ok(Bytes::from(body))
         })
         .await
-}
-
-/// A whole response body, refusing more than `limit` bytes.
-pub async fn read_limited(
-    registry: &str,
-    request: &str,
-    response: reqwest::Response,
-    limit: usize,
-) -> Result<Bytes, RegistryError> {
-    let mut body = Vec::new();
-    let mut stream = response.bytes_stream();
-    while let Some(chunk) = stream
-        .try_next()
-        .await
-        .map_err(|err| from_reqwest(registry, request, &err, false))?
-    {
-        if body.len() + chunk.len() > limit {
-            return Err(RegistryError::new(
-                registry,
-                ErrorKind::Protocol(format!(
-                    "{request} sent more than {limit} bytes, too much for a manifest or config"
-                )),
-            ));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(Bytes::from(body))
-}
-
-fn check(registry: &str, expected: &str, hasher: Sha256) -> Result<(), RegistryError> {
-    let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
-    if actual == expected {
-        Ok(())
-    } else {
-        Err(RegistryError::new(
-            registry,
-            ErrorKind::Digest {
-                expected: expected.to_string(),
-                actual,
-            },
-        ))
-    }
 }
 
 /// `sha256:` and the first 12 hex digits, for progress lines.

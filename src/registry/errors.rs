@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
+use super::timeouts::SETTING;
 use super::tls::TlsFailure;
 
 #[derive(Debug)]
@@ -18,6 +19,9 @@ pub struct RegistryError {
     pub kind: ErrorKind,
     /// How many attempts were made before giving up (set by the retry layer).
     pub attempts: u32,
+    /// The budget that left no time for another attempt (set by the retry
+    /// layer).
+    pub out_of_time: Option<Duration>,
 }
 
 #[derive(Debug)]
@@ -48,6 +52,8 @@ pub enum ErrorKind {
         /// does not resolve.
         retryable: bool,
     },
+    /// A wait ran out (see [`super::timeouts`]).
+    TimedOut { request: String, wait: Wait },
     /// The certificate of the server is not trusted.
     Certificate { cause: String, no_roots: bool },
     /// HTTPS failed in a way that suggests plain HTTP, which is not allowed
@@ -65,13 +71,36 @@ pub enum ErrorKind {
     Local(String),
 }
 
+/// Which wait of [`ErrorKind::TimedOut`] ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// No connection was made in time.
+    Connect,
+    /// The registry went silent this long in the middle of a request.
+    Stall(Duration),
+    /// The operation with its retries took its whole budget.
+    Budget(Duration),
+}
+
 impl RegistryError {
     pub fn new(registry: &str, kind: ErrorKind) -> RegistryError {
         RegistryError {
             registry: registry.to_string(),
             kind,
             attempts: 1,
+            out_of_time: None,
         }
+    }
+
+    /// `request` went silent for `stall`.
+    pub fn stalled(registry: &str, request: &str, stall: Duration) -> RegistryError {
+        RegistryError::new(
+            registry,
+            ErrorKind::TimedOut {
+                request: request.to_string(),
+                wait: Wait::Stall(stall),
+            },
+        )
     }
 
     /// `Some(delay)` when the failure is worth another try, with the delay
@@ -85,6 +114,10 @@ impl RegistryError {
             } if is_transient_status(*status) => Some(*retry_after),
             ErrorKind::Connection {
                 retryable: true, ..
+            } => Some(None),
+            ErrorKind::TimedOut {
+                wait: Wait::Connect | Wait::Stall(_),
+                ..
             } => Some(None),
             _ => None,
         }
@@ -160,6 +193,29 @@ impl fmt::Display for RegistryError {
                 f,
                 "connection to registry {registry} failed during {request}: {cause}"
             )?,
+            ErrorKind::TimedOut {
+                request,
+                wait: Wait::Connect,
+            } => write!(
+                f,
+                "registry {registry} did not accept a connection in time ({request}); check the registry address and that it is running, or raise {SETTING}"
+            )?,
+            ErrorKind::TimedOut {
+                request,
+                wait: Wait::Stall(silence),
+            } => write!(
+                f,
+                "registry {registry} went silent for {} during {request}; if it is only slow, raise {SETTING}",
+                seconds(*silence)
+            )?,
+            ErrorKind::TimedOut {
+                request,
+                wait: Wait::Budget(budget),
+            } => write!(
+                f,
+                "registry {registry}: {request} did not finish within {}; if the registry is only slow, raise {SETTING}",
+                seconds(*budget)
+            )?,
             ErrorKind::Certificate {
                 cause,
                 no_roots: true,
@@ -189,14 +245,32 @@ impl fmt::Display for RegistryError {
             ErrorKind::Protocol(message) => write!(f, "registry {registry}: {message}")?,
             ErrorKind::Local(message) => f.write_str(message)?,
         }
-        if self.attempts > 1 {
-            write!(f, " (gave up after {} attempts)", self.attempts)?;
+        match (self.attempts, self.out_of_time) {
+            (1, None) => {}
+            (attempts, None) => write!(f, " (gave up after {attempts} attempts)")?,
+            // A timeout's message names the setting already.
+            (attempts, Some(budget)) if matches!(self.kind, ErrorKind::TimedOut { .. }) => write!(
+                f,
+                " (gave up after {attempts} attempts in {})",
+                seconds(budget)
+            )?,
+            (attempts, Some(budget)) => write!(
+                f,
+                " (gave up after {attempts} attempt{} as the {} of {SETTING} ran out)",
+                if attempts == 1 { "" } else { "s" },
+                seconds(budget)
+            )?,
         }
         Ok(())
     }
 }
 
 impl std::error::Error for RegistryError {}
+
+/// `3s`, `1.5s`: a duration as messages give it.
+fn seconds(duration: Duration) -> String {
+    format!("{}s", duration.as_secs_f64())
+}
 
 /// A request that got no answer, classified: an untrusted certificate, a
 /// server that does not speak TLS, a refused connection, or a connection
@@ -217,11 +291,16 @@ pub fn from_reqwest(
             connect: false,
             retryable: true,
         },
+        // The HTTP client's only timeout is the one for connections.
+        None if err.is_timeout() => ErrorKind::TimedOut {
+            request: request.to_string(),
+            wait: Wait::Connect,
+        },
         None => ErrorKind::Connection {
             request: request.to_string(),
             cause: root_cause(err),
             connect: err.is_connect(),
-            retryable: !err.is_connect() || err.is_timeout() || refused_or_timed_out(err),
+            retryable: !err.is_connect() || refused_or_timed_out(err),
         },
     };
     RegistryError::new(registry, kind)
@@ -288,7 +367,8 @@ pub fn body_detail(body: &[u8]) -> String {
     )
 }
 
-fn shorten(text: &str) -> String {
+/// A message cut to a line's worth, without control characters.
+pub fn shorten(text: &str) -> String {
     const LIMIT: usize = 200;
     let text: String = text.chars().filter(|c| !c.is_control()).collect();
     if text.chars().count() > LIMIT {

@@ -1,17 +1,17 @@
 //! Manifests and indexes: pulled by tag or digest with the media types
 //! cargo-krust understands (bytes kept exactly, digest computed from them and
-//! checked when asked for by digest), looked up by HEAD, and pushed with
-//! their media type.
+//! checked when asked for by digest, and against the registry's
+//! `Docker-Content-Digest`), looked up by HEAD (a header that is no digest
+//! is an error, never a path), and pushed with their media type.
 
 use bytes::Bytes;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
 
 use super::bearer::Scope;
-use super::download::read_limited;
-use super::errors::{ErrorKind, RegistryError};
-use super::transport::{Body, Transport, expect};
-use crate::oci::{ACCEPTED_MANIFEST_TYPES, sha256_digest};
+use super::errors::{ErrorKind, RegistryError, shorten};
+use super::transport::{Body, Transport, checked_digest, read_limited};
+use crate::oci::{ACCEPTED_MANIFEST_TYPES, digest_hex, sha256_digest};
 
 /// Registries refuse manifests over 4 MiB; twice that is plenty.
 const MANIFEST_LIMIT: usize = 8 * 1024 * 1024;
@@ -44,6 +44,44 @@ async fn read(
         .await
 }
 
+/// The path of a manifest by tag or digest; a reference with a `:` must be
+/// a digest.
+fn manifest_path(
+    registry: &str,
+    repository: &str,
+    reference: &str,
+) -> Result<String, RegistryError> {
+    if reference.contains(':') {
+        checked_digest(registry, reference)?;
+    }
+    Ok(format!("/v2/{repository}/manifests/{reference}"))
+}
+
+/// The `Docker-Content-Digest` of a response: `None` when absent, an error
+/// when it is no digest.
+fn content_digest(
+    registry: &str,
+    request: &str,
+    response: &reqwest::Response,
+) -> Result<Option<String>, RegistryError> {
+    let Some(value) = response
+        .headers()
+        .get(HeaderName::from_static("docker-content-digest"))
+    else {
+        return Ok(None);
+    };
+    match value.to_str().ok().filter(|v| digest_hex(v).is_some()) {
+        Some(digest) => Ok(Some(digest.to_string())),
+        None => Err(RegistryError::new(
+            registry,
+            ErrorKind::Protocol(format!(
+                "{request} was answered with a Docker-Content-Digest that is no sha256 digest: `{}`",
+                shorten(&String::from_utf8_lossy(value.as_bytes()))
+            )),
+        )),
+    }
+}
+
 /// `GET /v2/NAME/manifests/REF`: the bytes and their digest.
 pub async fn pull(
     transport: &Transport,
@@ -51,20 +89,34 @@ pub async fn pull(
     repository: &str,
     reference: &str,
 ) -> Result<(Bytes, String), RegistryError> {
-    let path = format!("/v2/{repository}/manifests/{reference}");
+    let path = manifest_path(registry, repository, reference)?;
     let request = format!("GET {path}");
     transport
         .retry
-        .run(&format!("{request} on {registry}"), || async {
+        .run(registry, &request, || async {
             let response = read(transport, registry, repository, Method::GET, &path).await?;
-            let response = expect(registry, &request, response, &[StatusCode::OK]).await?;
-            let bytes = read_limited(registry, &request, response, MANIFEST_LIMIT).await?;
+            let response = transport
+                .expect(registry, &request, response, &[StatusCode::OK])
+                .await?;
+            let announced = content_digest(registry, &request, &response)?;
+            let bytes = read_limited(
+                registry,
+                &request,
+                response,
+                MANIFEST_LIMIT,
+                transport.timeouts,
+                "a manifest",
+            )
+            .await?;
             let digest = sha256_digest(&bytes);
-            if reference.starts_with("sha256:") && digest != reference {
+            let by_digest = reference.starts_with("sha256:").then_some(reference);
+            if let Some(expected) = by_digest.or(announced.as_deref())
+                && digest != expected
+            {
                 return Err(RegistryError::new(
                     registry,
                     ErrorKind::Digest {
-                        expected: reference.to_string(),
+                        expected: expected.to_string(),
                         actual: digest,
                     },
                 ));
@@ -82,23 +134,19 @@ pub async fn digest(
     repository: &str,
     reference: &str,
 ) -> Result<Option<String>, RegistryError> {
-    let path = format!("/v2/{repository}/manifests/{reference}");
+    let path = manifest_path(registry, repository, reference)?;
     let request = format!("HEAD {path}");
     let header = transport
         .retry
-        .run(&format!("{request} on {registry}"), || async {
+        .run(registry, &request, || async {
             let response = read(transport, registry, repository, Method::HEAD, &path).await?;
             if response.status() == StatusCode::NOT_FOUND {
                 return Ok(None);
             }
-            let response = expect(registry, &request, response, &[StatusCode::OK]).await?;
-            Ok(Some(
-                response
-                    .headers()
-                    .get(HeaderName::from_static("docker-content-digest"))
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string),
-            ))
+            let response = transport
+                .expect(registry, &request, response, &[StatusCode::OK])
+                .await?;
+            content_digest(registry, &request, &response).map(Some)
         })
         .await?;
     match header {
@@ -121,7 +169,7 @@ pub async fn push(
     bytes: Bytes,
     media_type: &str,
 ) -> Result<(), RegistryError> {
-    let path = format!("/v2/{repository}/manifests/{reference}");
+    let path = manifest_path(registry, repository, reference)?;
     let request = format!("PUT {path}");
     let mut headers = HeaderMap::new();
     let content_type = HeaderValue::from_str(media_type).map_err(|_| {
@@ -133,7 +181,7 @@ pub async fn push(
     headers.insert(CONTENT_TYPE, content_type);
     transport
         .retry
-        .run(&format!("{request} on {registry}"), || async {
+        .run(registry, &request, || async {
             let response = transport
                 .send_path(
                     registry,
@@ -147,7 +195,7 @@ pub async fn push(
             if response.status().is_success() {
                 Ok(())
             } else {
-                Err(super::transport::status_error(registry, &request, response).await)
+                Err(transport.status_error(registry, &request, response).await)
             }
         })
         .await

@@ -8,7 +8,8 @@
 //! - `credentials.rs`: the Docker config, podman's auth file, helpers;
 //! - `challenge.rs`, `bearer.rs`: Basic and Bearer challenges, tokens per scope;
 //! - `transport.rs`: ping, authentication, redirects;
-//! - `retry.rs`: backoff, `Retry-After`;
+//! - `timeouts.rs`: the budget of an operation, connect and stall limits;
+//! - `retry.rs`: backoff, `Retry-After`, within the budget;
 //! - `upload.rs`, `download.rs`, `manifest.rs`: the protocol itself;
 //! - `errors.rs`: one error type naming registry, request and fix.
 //!
@@ -27,6 +28,7 @@ mod errors;
 mod manifest;
 mod retry;
 mod scheme;
+mod timeouts;
 mod tls;
 mod transport;
 mod upload;
@@ -40,13 +42,14 @@ use oci_client::Reference;
 
 use crate::oci::sha256_digest;
 use crate::progress;
-use download::short;
+use download::{Wanted, short};
 use transport::Transport;
 use upload::Source;
 
 pub use upload::StreamedSession;
 
 pub use scheme::is_loopback;
+pub use timeouts::{DEFAULT_BUDGET, Timeouts};
 
 /// A manifest as pulled: its exact bytes, digest and media type.
 #[derive(Debug, Clone)]
@@ -65,13 +68,15 @@ pub struct RegistryClient {
 
 impl RegistryClient {
     /// A client for the `registries` a run talks to; `insecure` lists the
-    /// `HOST[:PORT]` values of `--insecure-registry`.
+    /// `HOST[:PORT]` values of `--insecure-registry`, `timeouts` how long
+    /// it waits (`--registry-timeout`).
     pub fn new<'r>(
         insecure: &[String],
         registries: impl IntoIterator<Item = &'r str>,
+        timeouts: Timeouts,
     ) -> Result<RegistryClient> {
         Ok(RegistryClient {
-            transport: Transport::new(insecure, registries)
+            transport: Transport::new(insecure, registries, timeouts)
                 .context("cannot set up the registry client")?,
         })
     }
@@ -95,31 +100,39 @@ impl RegistryClient {
         })
     }
 
-    /// Downloads a blob into memory, checking its digest (for configs).
-    pub async fn pull_small_blob(&self, repository: &Reference, digest: &str) -> Result<Bytes> {
+    /// Downloads a blob of `size` bytes into memory, checking its size and
+    /// digest (for configs).
+    pub async fn pull_small_blob(
+        &self,
+        repository: &Reference,
+        digest: &str,
+        size: u64,
+    ) -> Result<Bytes> {
         download::to_memory(
             &self.transport,
             repository.resolve_registry(),
             repository.repository(),
-            digest,
+            Wanted { digest, size },
             CONFIG_LIMIT,
         )
         .await
         .with_context(|| format!("cannot pull blob {digest} from {}", repo_of(repository)))
     }
 
-    /// Streams a blob to a file, checking its digest on the way.
+    /// Streams a blob of `size` bytes to a file, checking its size and
+    /// digest on the way.
     pub async fn pull_blob_to_file(
         &self,
         repository: &Reference,
         digest: &str,
+        size: u64,
         path: &Path,
     ) -> Result<()> {
         download::to_file(
             &self.transport,
             repository.resolve_registry(),
             repository.repository(),
-            digest,
+            Wanted { digest, size },
             path,
         )
         .await

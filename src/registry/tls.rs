@@ -2,16 +2,19 @@
 //! named by `SSL_CERT_FILE` (SPEC §7), loaded by us so that a machine
 //! without any CA store still gets a client (and a clear error when HTTPS is
 //! actually needed), and a reqwest client on rustls that follows no
-//! redirects by itself (the transport does, keeping method and body).
+//! redirects by itself (the transport does, keeping method and body) and
+//! gives up on a connection, or a registry gone silent, in time.
 //! Also reads rustls errors out of a failed request, to tell an untrusted
 //! certificate from a server that does not speak TLS.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
+use reqwest::{RequestBuilder, Response};
 use rustls::pki_types::CertificateDer;
 
+use super::errors::{RegistryError, from_reqwest};
+use super::timeouts::{Activity, Stalled, Timeouts, unless_stalled};
 use crate::progress;
 
 /// The certificates HTTPS connections are verified against.
@@ -53,30 +56,51 @@ impl Roots {
     }
 }
 
-/// The HTTP client and whether it trusts no root at all (TLS errors say so).
+/// The HTTP client, whether it trusts no root at all (TLS errors say so),
+/// and how long it waits.
 pub struct Http {
     pub client: reqwest::Client,
     pub no_roots: bool,
+    pub timeouts: Timeouts,
 }
 
 impl Http {
     /// A client for plain-HTTP registries only: it trusts nothing, so it
     /// costs no loading of roots.
-    pub fn plain() -> Result<Http> {
+    pub fn plain(timeouts: Timeouts) -> Result<Http> {
         Ok(Http {
-            client: http_client(&Roots { certs: Vec::new() })?,
+            client: http_client(&Roots { certs: Vec::new() }, timeouts)?,
             no_roots: true,
+            timeouts,
         })
     }
 
     /// Loads the roots (tens of milliseconds: every file of the system's CA
     /// directory is read and parsed) and builds the client.
-    pub fn load() -> Result<Http> {
+    pub fn load(timeouts: Timeouts) -> Result<Http> {
         let roots = Roots::load();
         Ok(Http {
-            client: http_client(&roots)?,
+            client: http_client(&roots, timeouts)?,
             no_roots: roots.is_empty(),
+            timeouts,
         })
+    }
+
+    /// Sends a request built on this client (`request` names it) and waits
+    /// for the head of its answer, unless the registry stays silent for the
+    /// stall timeout; `activity` hears of the request body's progress.
+    pub async fn send(
+        &self,
+        registry: &str,
+        request: &str,
+        builder: RequestBuilder,
+        activity: &Activity,
+    ) -> Result<Response, RegistryError> {
+        let stall = self.timeouts.stall();
+        match unless_stalled(builder.send(), activity, stall).await {
+            Ok(sent) => sent.map_err(|err| from_reqwest(registry, request, &err, self.no_roots)),
+            Err(Stalled) => Err(RegistryError::stalled(registry, request, stall)),
+        }
     }
 }
 
@@ -86,17 +110,19 @@ impl Http {
 pub struct LazyHttp {
     ready: tokio::sync::OnceCell<Http>,
     loading: std::sync::Mutex<Option<tokio::task::JoinHandle<Result<Http>>>>,
+    timeouts: Timeouts,
 }
 
 impl LazyHttp {
-    pub fn start(eager: bool) -> LazyHttp {
+    pub fn start(eager: bool, timeouts: Timeouts) -> LazyHttp {
         let loading = tokio::runtime::Handle::try_current()
             .ok()
             .filter(|_| eager)
-            .map(|runtime| runtime.spawn_blocking(Http::load));
+            .map(|runtime| runtime.spawn_blocking(move || Http::load(timeouts)));
         LazyHttp {
             ready: tokio::sync::OnceCell::new(),
             loading: std::sync::Mutex::new(loading),
+            timeouts,
         }
     }
 
@@ -107,17 +133,22 @@ impl LazyHttp {
                 let handle = self.loading.lock().ok().and_then(|mut h| h.take());
                 match handle {
                     Some(handle) => handle.await.context("the HTTP client could not be built")?,
-                    None => tokio::task::spawn_blocking(Http::load)
-                        .await
-                        .context("the HTTP client could not be built")?,
+                    None => tokio::task::spawn_blocking({
+                        let timeouts = self.timeouts;
+                        move || Http::load(timeouts)
+                    })
+                    .await
+                    .context("the HTTP client could not be built")?,
                 }
             })
             .await
     }
 }
 
-/// The one HTTP client every registry request goes through.
-pub fn http_client(roots: &Roots) -> Result<reqwest::Client> {
+/// The one HTTP client every registry request goes through. Its only
+/// timeout is the connection's: a whole request may take as long as its
+/// bytes keep moving, which [`Http::send`] and the body readers watch.
+pub fn http_client(roots: &Roots, timeouts: Timeouts) -> Result<reqwest::Client> {
     let certs: Vec<reqwest::Certificate> = roots
         .certs
         .iter()
@@ -127,10 +158,7 @@ pub fn http_client(roots: &Roots) -> Result<reqwest::Client> {
         .tls_certs_only(certs)
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("cargo-krust/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(Duration::from_secs(10))
-        // A stalled connection (no byte either way for this long) is a
-        // connection error, and retried.
-        .read_timeout(Duration::from_secs(120))
+        .connect_timeout(timeouts.connect())
         .build()
         .context("cannot set up the HTTP client")
 }
@@ -204,6 +232,6 @@ mod tests {
     fn a_client_is_built_without_any_root() {
         let roots = Roots { certs: Vec::new() };
         assert!(roots.is_empty());
-        http_client(&roots).expect("client without roots");
+        http_client(&roots, Timeouts::default()).expect("client without roots");
     }
 }

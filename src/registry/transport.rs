@@ -5,7 +5,9 @@
 //! cached Bearer token for its scope), a 401 renews the challenge and the
 //! token once, and redirects are followed by hand so that an upload keeps
 //! its method and body (re-read from its file) and credentials never go to
-//! another host. Retries are the operations' business ([`super::retry`]).
+//! another host. Every wait is bounded ([`super::timeouts`]): a request
+//! whose registry goes silent, while sending or receiving, fails as a
+//! stall. Retries are the operations' business ([`super::retry`]).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -26,6 +28,7 @@ use super::credentials::{Credential, Keychain, Secret};
 use super::errors::{ErrorKind, RegistryError, body_detail, from_reqwest};
 use super::retry::{RetryPolicy, retry_after};
 use super::scheme::SchemePolicy;
+use super::timeouts::{Activity, ChunkError, Timeouts, next_chunk};
 use super::tls::{Http, LazyHttp};
 use crate::progress::{self, Transfer};
 
@@ -106,6 +109,7 @@ pub struct Transport {
     http: LazyHttp,
     schemes: SchemePolicy,
     keychain: Keychain,
+    pub timeouts: Timeouts,
     pub retry: RetryPolicy,
     endpoints: PerRegistry<Arc<Endpoint>>,
     credentials: PerRegistry<Credential>,
@@ -121,21 +125,27 @@ const MAX_REDIRECTS: usize = 10;
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
 impl Transport {
-    /// A transport for `registries`: the CA roots start loading at once
-    /// when one of them may need HTTPS, and only on first HTTPS use when all
-    /// of them may use plain HTTP (a loopback registry, say).
+    /// A transport for `registries`, waiting as `timeouts` allow: the CA
+    /// roots start loading at once when one of them may need HTTPS, and only
+    /// on first HTTPS use when all of them may use plain HTTP (a loopback
+    /// registry, say).
     pub fn new<'r>(
         insecure: &[String],
         registries: impl IntoIterator<Item = &'r str>,
+        timeouts: Timeouts,
     ) -> anyhow::Result<Transport> {
         let schemes = SchemePolicy::new(insecure);
         let eager = registries.into_iter().any(|r| !schemes.allows_http(r));
         Ok(Transport {
-            plain: Http::plain()?,
-            http: LazyHttp::start(eager),
+            plain: Http::plain(timeouts)?,
+            http: LazyHttp::start(eager, timeouts),
             schemes,
             keychain: Keychain::from_env(),
-            retry: RetryPolicy::default(),
+            timeouts,
+            retry: RetryPolicy {
+                budget: timeouts.budget(),
+                ..RetryPolicy::default()
+            },
             endpoints: Default::default(),
             credentials: Default::default(),
             tokens: TokenCache::default(),
@@ -183,8 +193,12 @@ impl Transport {
             match self.ping(registry, http.clone()).await {
                 Ok(challenge) => (http, challenge),
                 // Any other HTTP answer than 400 (which TLS servers give to
-                // plain requests) says the port speaks plain HTTP.
-                Err(plain_err) if answered_plain(&plain_err) => return Err(plain_err),
+                // plain requests) says the port speaks plain HTTP; silence
+                // says HTTPS would fare no better (a TLS port answers a
+                // plain request at once).
+                Err(plain_err) if answered_plain(&plain_err) || timed_out(&plain_err) => {
+                    return Err(plain_err);
+                }
                 Err(plain_err) => match self.ping(registry, https.clone()).await {
                     Ok(challenge) => (https, challenge),
                     Err(err) if falls_back(&err) => return Err(plain_err),
@@ -221,11 +235,8 @@ impl Transport {
         progress::trace(&request);
         let http = self.http_for(registry, url.as_str()).await?;
         let response = http
-            .client
-            .get(url)
-            .send()
-            .await
-            .map_err(|err| from_reqwest(registry, &request, &err, http.no_roots))?;
+            .send(registry, &request, http.client.get(url), &Activity::new())
+            .await?;
         let status = response.status();
         progress::trace(format!("{request} -> {status}"));
         if status.is_success() {
@@ -233,7 +244,56 @@ impl Transport {
         } else if status == StatusCode::UNAUTHORIZED {
             Ok(challenge::from_headers(response.headers()).unwrap_or(Challenge::None))
         } else {
-            Err(status_error(registry, &request, response).await)
+            Err(self.status_error(registry, &request, response).await)
+        }
+    }
+
+    /// The `Location` of a response to `request`, checked by
+    /// [`sane_location`]; `None` when there is none.
+    pub fn location(
+        &self,
+        registry: &str,
+        request: &str,
+        response: &Response,
+    ) -> Result<Option<Url>, RegistryError> {
+        let Some(value) = response.headers().get(LOCATION) else {
+            return Ok(None);
+        };
+        let value = String::from_utf8_lossy(value.as_bytes());
+        sane_location(response.url(), &value, |host| {
+            self.schemes.allows_http(host)
+        })
+        .map(Some)
+        .map_err(|why| {
+            RegistryError::new(
+                registry,
+                ErrorKind::Protocol(format!("{request} was answered with a Location {why}")),
+            )
+        })
+    }
+
+    /// An unexpected answer as an error, with the registry's own words.
+    pub async fn status_error(
+        &self,
+        registry: &str,
+        request: &str,
+        response: Response,
+    ) -> RegistryError {
+        status_error(registry, request, response, self.timeouts).await
+    }
+
+    /// Checks the status of a response, turning anything else into an error.
+    pub async fn expect(
+        &self,
+        registry: &str,
+        request: &str,
+        response: Response,
+        ok: &[StatusCode],
+    ) -> Result<Response, RegistryError> {
+        if ok.contains(&response.status()) {
+            Ok(response)
+        } else {
+            Err(self.status_error(registry, request, response).await)
         }
     }
 
@@ -241,13 +301,7 @@ impl Transport {
     async fn credential(&self, registry: &str) -> Result<Credential, RegistryError> {
         once_per(&self.credentials, registry)
             .get_or_try_init(|| async {
-                let keychain = self.keychain.clone();
-                let host = registry.to_string();
-                let found = tokio::task::spawn_blocking(move || keychain.lookup(&host))
-                    .await
-                    .map_err(|err| err.to_string())
-                    .and_then(|r| r);
-                match found {
+                match self.keychain.lookup(registry, self.timeouts.helper()).await {
                     Ok(credential) => {
                         progress::verbose(format!(
                             "registry {registry}: {}",
@@ -300,7 +354,7 @@ impl Transport {
                             scope.key()
                         ));
                         fetch_token(
-                            &http.client,
+                            http,
                             TokenRequest {
                                 registry,
                                 realm: &realm,
@@ -309,7 +363,6 @@ impl Transport {
                                 credential: &credential,
                             },
                             self.schemes.allows_http(&realm_authority),
-                            http.no_roots,
                         )
                     })
                     .await?;
@@ -361,12 +414,10 @@ impl Transport {
                 }
                 None => {}
             }
-            builder = attach(builder, &method, &body, registry).await?;
+            let activity = Arc::new(Activity::new());
+            builder = attach(builder, &method, &body, registry, &activity).await?;
             progress::trace(&request);
-            let response = builder
-                .send()
-                .await
-                .map_err(|err| from_reqwest(registry, &request, &err, http.no_roots))?;
+            let response = http.send(registry, &request, builder, &activity).await?;
             let status = response.status();
             progress::trace(format!("{request} -> {status}"));
 
@@ -382,7 +433,7 @@ impl Transport {
             }
             if owned && (status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN) {
                 let had_credentials = !self.credential(registry).await?.is_anonymous();
-                let detail = read_error_body(response).await;
+                let detail = read_error_body(response, self.timeouts).await;
                 return Err(RegistryError::new(
                     registry,
                     ErrorKind::Unauthorized {
@@ -394,7 +445,7 @@ impl Transport {
                 ));
             }
             if status.is_redirection() && status != StatusCode::NOT_MODIFIED {
-                let Some(next) = location(&response) else {
+                let Some(next) = self.location(registry, &request, &response)? else {
                     return Err(RegistryError::new(
                         registry,
                         ErrorKind::Protocol(format!(
@@ -459,18 +510,26 @@ fn falls_back(err: &RegistryError) -> bool {
     )
 }
 
+/// Whether a request ran out of time.
+fn timed_out(err: &RegistryError) -> bool {
+    matches!(err.kind, ErrorKind::TimedOut { .. })
+}
+
 /// Whether a plain-HTTP ping was answered by a plain-HTTP server (with an
 /// error status other than the 400 TLS servers send to plain requests).
 fn answered_plain(err: &RegistryError) -> bool {
     matches!(&err.kind, ErrorKind::Status { status, .. } if *status != StatusCode::BAD_REQUEST)
 }
 
-/// Attaches the body, with its length, built afresh (files re-opened).
+/// Attaches the body, with its length, built afresh (files re-opened);
+/// `activity` hears of each chunk sent, and of the waits for a streamed
+/// body's producer.
 async fn attach(
     builder: reqwest::RequestBuilder,
     method: &Method,
     body: &Body,
     registry: &str,
+    activity: &Arc<Activity>,
 ) -> Result<reqwest::RequestBuilder, RegistryError> {
     Ok(match body {
         Body::Empty if *method == Method::GET || *method == Method::HEAD => builder,
@@ -496,8 +555,10 @@ async fn attach(
                 transfer.set_position(*offset);
             }
             let transfer = transfer.clone();
+            let activity = activity.clone();
             let stream =
                 ReaderStream::with_capacity(file.take(*len), 256 * 1024).inspect_ok(move |chunk| {
+                    activity.moved();
                     if let Some(transfer) = &transfer {
                         transfer.advance(chunk.len() as u64);
                     }
@@ -514,13 +575,18 @@ async fn attach(
                 ));
             };
             let transfer = transfer.clone();
-            let stream = futures_util::stream::poll_fn(move |cx| receiver.poll_recv(cx))
-                .map(Ok::<Bytes, std::io::Error>)
-                .inspect_ok(move |chunk| {
-                    if let Some(transfer) = &transfer {
-                        transfer.advance(chunk.len() as u64);
-                    }
-                });
+            let activity = activity.clone();
+            let stream = futures_util::stream::poll_fn(move |cx| {
+                let polled = receiver.poll_recv(cx);
+                activity.waiting_locally(polled.is_pending());
+                polled
+            })
+            .map(Ok::<Bytes, std::io::Error>)
+            .inspect_ok(move |chunk| {
+                if let Some(transfer) = &transfer {
+                    transfer.advance(chunk.len() as u64);
+                }
+            });
             builder.body(reqwest::Body::wrap_stream(stream))
         }
     })
@@ -556,6 +622,21 @@ fn describe(method: &Method, url: &Url, on_registry: bool) -> String {
     }
 }
 
+/// `digest` when it is one (`sha256:` and 64 hex digits): nothing else a
+/// registry or a document sent ever goes into a request path as a digest.
+pub fn checked_digest<'d>(registry: &str, digest: &'d str) -> Result<&'d str, RegistryError> {
+    match crate::oci::digest_hex(digest) {
+        Some(_) => Ok(digest),
+        None => Err(RegistryError::new(
+            registry,
+            ErrorKind::Protocol(format!(
+                "`{}` is no sha256 digest and cannot be asked for",
+                super::errors::shorten(digest)
+            )),
+        )),
+    }
+}
+
 /// `host[:port]` of a URL.
 pub fn authority(url: &Url) -> String {
     match (url.host_str(), url.port()) {
@@ -565,23 +646,45 @@ pub fn authority(url: &Url) -> String {
     }
 }
 
-/// The `Location` of a response, resolved against the URL it answered
-/// (registries may send relative ones).
-pub fn location(response: &Response) -> Option<Url> {
-    let value = response.headers().get(LOCATION)?.to_str().ok()?;
-    resolve(response.url(), value)
-}
-
-/// A `Location` value, absolute or relative, against the request's URL.
-fn resolve(request: &Url, location: &str) -> Option<Url> {
-    request.join(location).ok()
+/// A `Location` value, absolute or relative, against the URL of the
+/// request it answered, if it is one to follow: `https`, or `http` when the
+/// request was plain already or `plain_ok` allows the new host (loopback,
+/// `--insecure-registry`), with a host and without user info. The error says
+/// what is wrong with it.
+fn sane_location(
+    request: &Url,
+    value: &str,
+    plain_ok: impl Fn(&str) -> bool,
+) -> Result<Url, String> {
+    let shown = || super::errors::shorten(value.split('?').next().unwrap_or(value));
+    let url = request
+        .join(value)
+        .map_err(|_| format!("that is no URL: `{}`", shown()))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if request.scheme() == "http" || plain_ok(&authority(&url)) => {}
+        "http" => return Err(format!("that leaves HTTPS for plain HTTP: `{}`", shown())),
+        other => return Err(format!("of scheme {other}: `{}`", shown())),
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("without a host: `{}`", shown()));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("that carries user info".to_string());
+    }
+    Ok(url)
 }
 
 /// An unexpected answer as an error, with the registry's own words.
-pub async fn status_error(registry: &str, request: &str, response: Response) -> RegistryError {
+pub async fn status_error(
+    registry: &str,
+    request: &str,
+    response: Response,
+    timeouts: Timeouts,
+) -> RegistryError {
     let status = response.status();
     let retry_after = retry_after(response.headers());
-    let detail = read_error_body(response).await;
+    let detail = read_error_body(response, timeouts).await;
     RegistryError::new(
         registry,
         ErrorKind::Status {
@@ -593,11 +696,12 @@ pub async fn status_error(registry: &str, request: &str, response: Response) -> 
     )
 }
 
-/// The start of an error body, summarised.
-async fn read_error_body(response: Response) -> String {
+/// The start of an error body, summarised; what came before the registry
+/// went silent, if it does.
+async fn read_error_body(response: Response, timeouts: Timeouts) -> String {
     let mut body = Vec::new();
     let mut stream = response.bytes_stream();
-    while let Ok(Some(chunk)) = stream.try_next().await {
+    while let Ok(Some(chunk)) = next_chunk(&mut stream, timeouts.stall()).await {
         body.extend_from_slice(&chunk);
         if body.len() >= ERROR_BODY_LIMIT {
             break;
@@ -606,17 +710,45 @@ async fn read_error_body(response: Response) -> String {
     body_detail(&body)
 }
 
-/// Checks the status of a response, turning anything else into an error.
-pub async fn expect(
+/// A whole response body, refusing more than `limit` bytes (`what` names
+/// the kind of document in that error).
+pub async fn read_limited(
     registry: &str,
     request: &str,
     response: Response,
-    ok: &[StatusCode],
-) -> Result<Response, RegistryError> {
-    if ok.contains(&response.status()) {
-        Ok(response)
-    } else {
-        Err(status_error(registry, request, response).await)
+    limit: usize,
+    timeouts: Timeouts,
+    what: &str,
+) -> Result<Bytes, RegistryError> {
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = next_chunk(&mut stream, timeouts.stall())
+        .await
+        .map_err(|err| chunk_error(registry, request, err, timeouts))?
+    {
+        if body.len() + chunk.len() > limit {
+            return Err(RegistryError::new(
+                registry,
+                ErrorKind::Protocol(format!(
+                    "{request} sent more than {limit} bytes, too much for {what}"
+                )),
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(body))
+}
+
+/// A body that broke off or went silent, as an error.
+pub fn chunk_error(
+    registry: &str,
+    request: &str,
+    err: ChunkError,
+    timeouts: Timeouts,
+) -> RegistryError {
+    match err {
+        ChunkError::Broken(err) => from_reqwest(registry, request, &err, false),
+        ChunkError::Stalled => RegistryError::stalled(registry, request, timeouts.stall()),
     }
 }
 
@@ -654,8 +786,29 @@ mod tests {
             ("//cdn.example/x", "https://cdn.example/x"),
         ];
         for (location, expected) in cases {
-            assert_eq!(resolve(&request, location).unwrap().as_str(), expected);
+            let followed = sane_location(&request, location, |_| false).unwrap();
+            assert_eq!(followed.as_str(), expected);
         }
+    }
+
+    #[test]
+    fn locations_that_are_not_followed() {
+        let https = Url::parse("https://r.example:5000/v2/a/blobs/uploads/").unwrap();
+        let refused = |request: &Url, location: &str| {
+            sane_location(request, location, |host| host == "127.0.0.1:5000").unwrap_err()
+        };
+        assert!(refused(&https, "file:///etc/passwd").contains("scheme file"));
+        assert!(refused(&https, "javascript:alert(1)").contains("scheme javascript"));
+        assert!(refused(&https, "http://storage.example/x?sig=SECRET").contains("plain HTTP"));
+        assert!(!refused(&https, "http://storage.example/x?sig=SECRET").contains("SECRET"));
+        assert!(refused(&https, "https://user:pw@storage.example/x").contains("user info"));
+        assert!(refused(&https, "http://[::1").contains("no URL"));
+        // Plain HTTP where it is allowed: a plain registry, a loopback host.
+        let plain = Url::parse("http://127.0.0.1:5000/v2/").unwrap();
+        assert!(sane_location(&plain, "http://other.example/x", |_| false).is_ok());
+        assert!(
+            sane_location(&https, "http://127.0.0.1:5000/x", |h| h == "127.0.0.1:5000").is_ok()
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@ use reqwest::{Method, StatusCode, Url};
 
 use super::bearer::Scope;
 use super::errors::{ErrorKind, RegistryError, is_transient_status};
-use super::transport::{Body, Endpoint, Transport, expect, location, status_error};
+use super::transport::{Body, Endpoint, Transport, checked_digest};
 use crate::progress::{self, Transfer};
 
 /// Where the bytes of an upload are read from (again, on each attempt).
@@ -68,7 +68,8 @@ pub async fn upload(
     };
     transport
         .retry
-        .run(&what, || async {
+        .for_transfer()
+        .run(registry, &what, || async {
             let endpoint = transport.endpoint(registry).await?;
             if !endpoint.monolithic_refused.load(Ordering::Relaxed) {
                 let (session, _) = upload.open_session(&endpoint).await?;
@@ -169,7 +170,10 @@ impl Upload<'_> {
         if MONOLITHIC_REFUSED.contains(&status) {
             return Ok(Some(status));
         }
-        Err(status_error(&endpoint.registry, &request, response).await)
+        Err(self
+            .transport
+            .status_error(&endpoint.registry, &request, response)
+            .await)
     }
 
     /// The chunked protocol, on a session of its own.
@@ -190,14 +194,19 @@ impl Upload<'_> {
             let (response, request) = self
                 .send(endpoint, Method::PATCH, session, headers, body)
                 .await?;
-            let response = expect(registry, &request, response, &[StatusCode::ACCEPTED]).await?;
-            session = session_location(registry, &request, &response)?;
+            let response = self
+                .transport
+                .expect(registry, &request, response, &[StatusCode::ACCEPTED])
+                .await?;
+            session = session_location(self.transport, registry, &request, &response)?;
             offset += len;
         }
         let (response, request) = self
             .close(endpoint, session, HeaderMap::new(), Body::Empty)
             .await?;
-        expect(registry, &request, response, &[StatusCode::CREATED]).await?;
+        self.transport
+            .expect(registry, &request, response, &[StatusCode::CREATED])
+            .await?;
         Ok(())
     }
 }
@@ -222,19 +231,20 @@ async fn open_session(
             Body::Empty,
         )
         .await?;
-    let response = expect(
-        &endpoint.registry,
-        &request,
-        response,
-        &[StatusCode::ACCEPTED],
-    )
-    .await?;
+    let response = transport
+        .expect(
+            &endpoint.registry,
+            &request,
+            response,
+            &[StatusCode::ACCEPTED],
+        )
+        .await?;
     let min_chunk = response
         .headers()
         .get(HeaderName::from_static("oci-chunk-min-length"))
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
-    let session = session_location(&endpoint.registry, &request, &response)?;
+    let session = session_location(transport, &endpoint.registry, &request, &response)?;
     Ok((session, min_chunk))
 }
 
@@ -255,6 +265,7 @@ pub async fn open_streamed(
     transport
         .retry
         .run(
+            registry,
             &format!("start of an upload to {registry}/{repository}"),
             || async {
                 let endpoint = transport.endpoint(registry).await?;
@@ -293,9 +304,11 @@ pub async fn stream(
             body,
         )
         .await?;
-    let response = expect(registry, &request, response, &[StatusCode::ACCEPTED]).await?;
+    let response = transport
+        .expect(registry, &request, response, &[StatusCode::ACCEPTED])
+        .await?;
     Ok(StreamedSession {
-        url: session_location(registry, &request, &response)?,
+        url: session_location(transport, registry, &request, &response)?,
     })
 }
 
@@ -322,7 +335,9 @@ pub async fn commit_streamed(
             Body::Empty,
         )
         .await?;
-    expect(registry, &request, response, &[StatusCode::CREATED]).await?;
+    transport
+        .expect(registry, &request, response, &[StatusCode::CREATED])
+        .await?;
     Ok(())
 }
 
@@ -358,12 +373,13 @@ pub async fn exists(
     repository: &str,
     digest: &str,
 ) -> Result<bool, RegistryError> {
+    let digest = checked_digest(registry, digest)?;
     let path = format!("/v2/{repository}/blobs/{digest}");
     let request = format!("HEAD {path}");
     let scope = Scope::push(repository);
     transport
         .retry
-        .run(&format!("{request} on {registry}"), || async {
+        .run(registry, &request, || async {
             let response = transport
                 .send_path(
                     registry,
@@ -377,7 +393,7 @@ pub async fn exists(
             match response.status() {
                 StatusCode::OK => Ok(true),
                 StatusCode::NOT_FOUND => Ok(false),
-                _ => Err(status_error(registry, &request, response).await),
+                _ => Err(transport.status_error(registry, &request, response).await),
             }
         })
         .await
@@ -392,12 +408,13 @@ pub async fn mount(
     from: &str,
     digest: &str,
 ) -> Result<bool, RegistryError> {
+    let digest = checked_digest(registry, digest)?;
     let scope = Scope::mount(repository, from);
     let path = format!("/v2/{repository}/blobs/uploads/");
     let what = format!("mount of {digest} from {from} into {registry}/{repository}");
     transport
         .retry
-        .run(&what, || async {
+        .run(registry, &what, || async {
             let endpoint = transport.endpoint(registry).await?;
             let mut url = endpoint.url(&path)?;
             url.query_pairs_mut()
@@ -429,7 +446,9 @@ pub async fn mount(
                 return Ok(true);
             }
             if is_transient_status(status) {
-                return Err(status_error(registry, &format!("POST {path}"), response).await);
+                return Err(transport
+                    .status_error(registry, &format!("POST {path}"), response)
+                    .await);
             }
             // 202 is the registry opening an upload session instead.
             progress::verbose(format!("{what} declined ({status})"));
@@ -440,16 +459,19 @@ pub async fn mount(
 
 /// The session URL an upload request was answered with.
 fn session_location(
+    transport: &Transport,
     registry: &str,
     request: &str,
     response: &reqwest::Response,
 ) -> Result<Url, RegistryError> {
-    location(response).ok_or_else(|| {
-        RegistryError::new(
-            registry,
-            ErrorKind::Protocol(format!("{request} was answered without a Location")),
-        )
-    })
+    transport
+        .location(registry, request, response)?
+        .ok_or_else(|| {
+            RegistryError::new(
+                registry,
+                ErrorKind::Protocol(format!("{request} was answered without a Location")),
+            )
+        })
 }
 
 /// The session URL with `digest=` added to whatever query it already has.

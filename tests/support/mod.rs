@@ -13,7 +13,9 @@
 //! - [`certs`]: a test CA, server certificates and token signing via `openssl`.
 //! - [`token`]: a token server for the registry's Bearer-token mode.
 //! - [`faults`]: a fault-injecting proxy in front of a registry.
-//! - [`serve`]: the tiny HTTP server under the token server and the proxy.
+//! - [`rogue`]: a registry that misbehaves on purpose (answers chosen per test).
+//! - [`serve`]: the tiny HTTP server under the token server, the proxy and the
+//!   rogue registry.
 //! - [`http`]: a tiny HTTP/1.0 client (readiness checks, blob downloads).
 //! - [`base`]: build the distroless-like base images as an OCI layout and push them.
 //! - [`krust`]: run the `cargo-krust` binary with a controlled environment.
@@ -31,6 +33,7 @@ pub mod image;
 pub mod krust;
 pub mod process;
 pub mod registry;
+pub mod rogue;
 pub mod serve;
 pub mod token;
 pub mod tools;
