@@ -17,7 +17,7 @@ use crate::assemble::layer::{self, LayerBlob, LayerInputs};
 use crate::assemble::{self, ImageIndex, PlatformBase, PlatformInput};
 use crate::base::{BaseImage, BasePlatformImage};
 use crate::compile::tools::Machine;
-use crate::compile::{self, Unit, batch};
+use crate::compile::{self, TargetDirLock, Unit, batch};
 use crate::image_name::ImageName;
 use crate::plan::{BaseSpec, ImageJob, Plan, Workspace};
 use crate::platform::{self, Listed, Platform};
@@ -48,7 +48,7 @@ pub async fn run(plan: &Plan) -> Result<Vec<ImageIndex>> {
     let bases = fetch_bases(plan, &client, &store).await?;
     progress::trace("base images resolved");
     let platforms = job_platforms(plan, &bases)?;
-    let executables = compile_all(plan, &platforms).await?;
+    let (executables, target_dirs) = compile_all(plan, &platforms).await?;
     progress::trace("compiled");
 
     let jobs = plan.jobs.max(1);
@@ -77,6 +77,9 @@ pub async fn run(plan: &Plan) -> Result<Vec<ImageIndex>> {
             .await?,
         );
     }
+
+    // Every executable is in its layer: other runs may build again.
+    drop(target_dirs);
 
     if let Some(sink) = &sink {
         stream::iter(indexes.iter())
@@ -189,7 +192,7 @@ fn job_platforms(plan: &Plan, bases: &HashMap<String, BaseImage>) -> Result<Vec<
 async fn compile_all(
     plan: &Plan,
     platforms: &[Vec<Platform>],
-) -> Result<HashMap<(Unit, Platform), PathBuf>> {
+) -> Result<(HashMap<(Unit, Platform), PathBuf>, Vec<TargetDirLock>)> {
     let mut wanted: BTreeMap<&Workspace, Vec<batch::Wanted>> = BTreeMap::new();
     for (job, job_platforms) in plan.images.iter().zip(platforms) {
         for platform in job_platforms {
@@ -246,37 +249,41 @@ async fn compile_all(
             batch.build.jobserver = jobserver.as_ref();
         }
         let builds = progress::Builds::new(in_turn.len());
-        let results: Vec<Result<HashMap<(Unit, Platform), PathBuf>>> =
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = in_turn
-                    .values()
-                    .map(|batches| {
-                        let builds = &builds;
-                        scope.spawn(move || {
-                            let mut executables = HashMap::new();
-                            for batch in batches {
-                                for (unit, path) in build_batch(batch, builds)? {
-                                    executables.insert((unit, batch.platform.clone()), path);
-                                }
+        type Built = (HashMap<(Unit, Platform), PathBuf>, TargetDirLock);
+        let results: Vec<Result<Built>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = in_turn
+                .iter()
+                .map(|(target_dir, batches)| {
+                    let builds = &builds;
+                    scope.spawn(move || {
+                        let lock = TargetDirLock::acquire(target_dir)?;
+                        let mut executables = HashMap::new();
+                        for batch in batches {
+                            for (unit, path) in build_batch(batch, builds)? {
+                                executables.insert((unit, batch.platform.clone()), path);
                             }
-                            Ok(executables)
-                        })
+                        }
+                        Ok((executables, lock))
                     })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|handle| {
-                        handle
-                            .join()
-                            .unwrap_or_else(|_| Err(anyhow::anyhow!("a build thread panicked")))
-                    })
-                    .collect()
-            });
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|handle| {
+                    handle
+                        .join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a build thread panicked")))
+                })
+                .collect()
+        });
         let mut executables = HashMap::new();
+        let mut locks = Vec::new();
         for built in results {
-            executables.extend(built?);
+            let (built, lock) = built?;
+            executables.extend(built);
+            locks.push(lock);
         }
-        Ok(executables)
+        Ok((executables, locks))
     })
 }
 
@@ -459,8 +466,10 @@ async fn layer_of(
     Ok(layer)
 }
 
-/// RFC 3339 form of the image timestamp.
+/// RFC 3339 form of the image timestamp. The plan refuses later epochs;
+/// clamped all the same, as RFC 3339 (and humantime) end with year 9999.
 fn timestamp(epoch: u64) -> String {
+    let epoch = epoch.min(crate::plan::MAX_SOURCE_DATE_EPOCH);
     humantime::format_rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_secs(epoch))
         .to_string()
 }

@@ -360,3 +360,41 @@ fn an_invalid_plan_starts_no_build() {
         .collect();
     assert!(left.is_empty(), "processes left behind: {left:?}");
 }
+
+/// A run holds each triple's target directory from its cargo build until
+/// the executables are layered: another run waits (saying so) instead of
+/// building other features or sources into `release/<bin>` in between.
+#[test]
+fn a_run_waits_for_another_holding_the_target_dir() {
+    tools::require_default_rust_targets();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = dir.path().join("target");
+    let triple_dir = target.join("krust/build/x86_64-unknown-linux-musl");
+    std::fs::create_dir_all(&triple_dir).expect("triple dir");
+    let held = std::fs::File::create(triple_dir.join("krust-run.lock")).expect("lock file");
+    held.lock().expect("lock");
+
+    let run = std::thread::spawn({
+        let target = target.clone();
+        move || {
+            build_on_scratch(&hello_krust())
+                .arg("--no-push")
+                .env("CARGO_TARGET_DIR", &target)
+                .run()
+        }
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        !triple_dir.join("x86_64-unknown-linux-musl").exists(),
+        "cargo ran into a target dir another run holds"
+    );
+    drop(held);
+    let run = run.join().expect("the run's thread");
+    run.expect_success();
+    let blocking = run
+        .stderr
+        .find("Blocking waiting for another cargo-krust run using")
+        .unwrap_or_else(|| panic!("no Blocking line: {}", run.describe()));
+    let finished = run.stderr.find("Finished").unwrap_or(usize::MAX);
+    assert!(blocking < finished, "{}", run.describe());
+}

@@ -19,6 +19,7 @@ pub mod toolchain;
 pub mod tools;
 
 use std::collections::{BTreeSet, HashMap};
+use std::fs::{File, TryLockError};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -28,6 +29,47 @@ use cargo_metadata::{Message, TargetKind};
 
 use crate::plan::CargoOptions;
 pub use strategy::Strategy;
+
+/// A triple's target directory, held by this run from its cargo build until
+/// its executables are layered. cargo's own lock ends with cargo, and
+/// another run building other features or sources into the same directory
+/// would replace `release/<bin>` before this run reads it.
+pub struct TargetDirLock {
+    _file: File,
+}
+
+impl TargetDirLock {
+    /// Takes the lock, waiting (with a status line) while another run holds it.
+    pub fn acquire(target_dir: &Path) -> Result<TargetDirLock> {
+        std::fs::create_dir_all(target_dir)
+            .with_context(|| format!("cannot create {}", target_dir.display()))?;
+        let path = target_dir.join("krust-run.lock");
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                crate::progress::status(
+                    "Blocking",
+                    format!(
+                        "waiting for another cargo-krust run using {}",
+                        target_dir.display()
+                    ),
+                );
+                file.lock()
+                    .with_context(|| format!("cannot lock {}", path.display()))?;
+            }
+            Err(TryLockError::Error(err)) => {
+                return Err(err).with_context(|| format!("cannot lock {}", path.display()));
+            }
+        }
+        Ok(TargetDirLock { _file: file })
+    }
+}
 
 /// One bin of one package, identified by its package's manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

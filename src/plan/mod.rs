@@ -389,7 +389,7 @@ fn ensure_one_image_per_repository(images: &[ImageJob]) -> Result<()> {
 
 /// The last second an RFC 3339 timestamp (a four-digit year) can name,
 /// 9999-12-31T23:59:59Z: image configs carry `created` in that form.
-const MAX_SOURCE_DATE_EPOCH: u64 = 253_402_300_799;
+pub const MAX_SOURCE_DATE_EPOCH: u64 = 253_402_300_799;
 
 /// `SOURCE_DATE_EPOCH` (reproducible-builds.org), 0 when unset.
 fn source_date_epoch() -> Result<u64> {

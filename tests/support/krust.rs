@@ -220,7 +220,9 @@ impl KrustRun {
             self.describe()
         );
         assert!(
-            self.stderr.lines().any(|line| line.starts_with("error:")),
+            self.stderr
+                .lines()
+                .any(|line| strip_ansi(line).starts_with("error:")),
             "no `error:` line on stderr:\n{}",
             self.describe()
         );
@@ -275,4 +277,22 @@ pub fn build_on_scratch_without_dir() -> Krust {
 /// The hello-krust example crate.
 pub fn hello_krust() -> PathBuf {
     repo_root().join("examples").join("hello-krust")
+}
+
+/// A line without its ANSI colour sequences (`ESC [ … m`).
+fn strip_ansi(line: &str) -> String {
+    let mut plain = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
 }
