@@ -48,6 +48,10 @@ pub async fn run(plan: &Plan) -> Result<Vec<ImageIndex>> {
     let bases = fetch_bases(plan, &client, &store).await?;
     progress::trace("base images resolved");
     let platforms = job_platforms(plan, &bases)?;
+    // Every base document is fetched and checked before anything compiles:
+    // a broken base fails the run in seconds, not after the build.
+    let base_images = fetch_platform_bases(plan, &bases, &platforms, &client, &store).await?;
+    progress::trace("base platforms resolved");
     let (executables, target_dirs) = compile_all(plan, &platforms).await?;
     progress::trace("compiled");
 
@@ -57,7 +61,7 @@ pub async fn run(plan: &Plan) -> Result<Vec<ImageIndex>> {
         .then(|| Arc::new(RegistrySink::new(client.clone(), store.clone(), jobs)));
     let created = timestamp(plan.epoch);
     let mut indexes = Vec::new();
-    for (job, job_platforms) in plan.images.iter().zip(&platforms) {
+    for ((job, job_platforms), job_bases) in plan.images.iter().zip(&platforms).zip(&base_images) {
         let base = match &job.base {
             BaseSpec::Image(reference) => Some(&bases[reference]),
             BaseSpec::Scratch => None,
@@ -67,8 +71,8 @@ pub async fn run(plan: &Plan) -> Result<Vec<ImageIndex>> {
                 job,
                 base,
                 job_platforms,
+                job_bases,
                 &executables,
-                &client,
                 &store,
                 sink.as_ref(),
                 &created,
@@ -181,6 +185,49 @@ fn job_platforms(plan: &Plan, bases: &HashMap<String, BaseImage>) -> Result<Vec<
             Ok(platforms)
         })
         .collect()
+}
+
+/// The base manifest and config of every platform of every job (`None` on
+/// scratch), each distinct (base, platform) fetched once, all at once.
+async fn fetch_platform_bases(
+    plan: &Plan,
+    bases: &HashMap<String, BaseImage>,
+    platforms: &[Vec<Platform>],
+    client: &RegistryClient,
+    store: &BlobStore,
+) -> Result<Vec<Vec<Option<BasePlatformImage>>>> {
+    let mut wanted: BTreeSet<(&str, &Platform)> = BTreeSet::new();
+    for (job, job_platforms) in plan.images.iter().zip(platforms) {
+        if let BaseSpec::Image(reference) = &job.base {
+            wanted.extend(job_platforms.iter().map(|p| (reference.as_str(), p)));
+        }
+    }
+    let fetched: HashMap<(&str, &Platform), BasePlatformImage> =
+        try_join_all(wanted.into_iter().map(|(reference, platform)| async move {
+            let image = bases[reference]
+                .platform_image(client, store, platform)
+                .await?;
+            Ok::<_, anyhow::Error>(((reference, platform), image))
+        }))
+        .await?
+        .into_iter()
+        .collect();
+    Ok(plan
+        .images
+        .iter()
+        .zip(platforms)
+        .map(|(job, job_platforms)| {
+            job_platforms
+                .iter()
+                .map(|platform| match &job.base {
+                    BaseSpec::Image(reference) => {
+                        fetched.get(&(reference.as_str(), platform)).cloned()
+                    }
+                    BaseSpec::Scratch => None,
+                })
+                .collect()
+        })
+        .collect())
 }
 
 /// Every (bin, platform) compiled: one cargo invocation per (workspace,
@@ -334,26 +381,18 @@ async fn assemble_job(
     job: &ImageJob,
     base: Option<&BaseImage>,
     platforms: &[Platform],
+    base_images: &[Option<BasePlatformImage>],
     executables: &HashMap<(Unit, Platform), PathBuf>,
-    client: &RegistryClient,
     store: &BlobStore,
     sink: Option<&Arc<RegistrySink>>,
     created: &str,
     epoch: u64,
 ) -> Result<ImageIndex> {
     let upload = sink.map(|sink| (sink, &job.name));
-    let base_images: Vec<Option<BasePlatformImage>> =
-        try_join_all(platforms.iter().map(|p| async move {
-            match base {
-                Some(base) => base.platform_image(client, store, p).await.map(Some),
-                None => Ok(None),
-            }
-        }))
-        .await?;
 
     let mut data_layers: HashMap<&'static str, LayerBlob> = HashMap::new();
     let mut images = Vec::new();
-    for (platform, base_image) in platforms.iter().zip(&base_images) {
+    for (platform, base_image) in platforms.iter().zip(base_images) {
         let media_type = job.compression.media_type(
             base_image
                 .as_ref()

@@ -11,7 +11,6 @@
 
 mod support;
 
-use std::path::Path;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -416,8 +415,17 @@ fn config_platform_that_contradicts_the_index() {
         |_| {},
         |_| {},
     );
-    warm_up();
-    fails(build_on(&reference), &[&reference, "linux/amd64", "arm64"]);
+    // Found before anything compiles, even with a build to do.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let failed = build_on(&reference)
+        .env("CARGO_TARGET_DIR", dir.path())
+        .run();
+    failed.expect_clean_error(&[&reference, "linux/amd64", "arm64"]);
+    assert!(
+        !failed.stderr.contains("Building") && !failed.stderr.contains("Compiling"),
+        "{}",
+        failed.describe()
+    );
 }
 
 /// A single-manifest base whose config names a platform other than the one
@@ -741,8 +749,7 @@ impl Helper {
     fn new(host: &str, script: &str) -> Helper {
         let dir = tempfile::tempdir().expect("helper dir");
         let helper = dir.path().join("docker-credential-krust-rogue");
-        std::fs::write(&helper, format!("#!/bin/sh\n{script}\n")).expect("write helper");
-        make_executable(&helper);
+        support::write_script(&helper, &format!("#!/bin/sh\n{script}\n"));
         let config = json!({"credHelpers": {host: "krust-rogue"}});
         std::fs::write(dir.path().join("config.json"), config.to_string()).expect("config.json");
         Helper { dir }
@@ -763,11 +770,6 @@ impl Helper {
             .env("DOCKER_CONFIG", self.dir.path())
             .env("PATH", path)
     }
-}
-
-fn make_executable(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod +x");
 }
 
 /// A rogue base behind `auth` whose Docker config names a helper running

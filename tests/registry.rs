@@ -196,9 +196,9 @@ fn https_credential_helper() {
     let dir = tempfile::tempdir().expect("helper dir");
     let log = dir.path().join("asked.log");
     let helper = dir.path().join("docker-credential-krust-test");
-    std::fs::write(
+    support::write_script(
         &helper,
-        format!(
+        &format!(
             "#!/bin/sh\nread server\necho \"$server\" >> '{log}'\n\
              if [ \"$server\" = '{host}' ]; then\n\
              printf '{{\"ServerURL\":\"%s\",\"Username\":\"{USER}\",\"Secret\":\"{password}\"}}' \"$server\"\n\
@@ -206,9 +206,7 @@ fn https_credential_helper() {
             log = log.display(),
             password = mode.password
         ),
-    )
-    .expect("write helper");
-    make_executable(&helper);
+    );
     // credHelpers names the helper for the HTTPS registry, credsStore for
     // every other one: the same script answers both ways.
     let config = docker_config(&json!({
@@ -300,11 +298,6 @@ fn https_untrusted_certificate() {
         .run();
     run.expect_clean_error(&[&host, "certificate", "not trusted", "SSL_CERT_FILE"]);
     assert_no_secret(&run, &[&mode.password]);
-}
-
-fn make_executable(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod +x");
 }
 
 // ---------------------------------------------------------------- tokens

@@ -306,20 +306,16 @@ fn one_package_spelled_three_ways_is_one_image() {
 /// A stand-in kubectl: records its arguments (one per line) and its stdin
 /// in `dir`, prints one line and exits with `code`.
 fn stand_in_kubectl(dir: &Path, code: i32) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).expect("create bin dir");
     let path = bin.join("kubectl");
     let record = dir.display();
-    std::fs::write(
+    support::write_script(
         &path,
-        format!(
+        &format!(
             "#!/bin/sh\nprintf '%s\\n' \"$@\" > '{record}/args'\ncat > '{record}/stdin'\necho \"stand-in kubectl: $1\"\nexit {code}\n"
         ),
-    )
-    .expect("write stand-in kubectl");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
-        .expect("chmod stand-in kubectl");
+    );
     path
 }
 

@@ -471,11 +471,25 @@ pub fn run_chroot_qemu_aarch64(rootfs: &Path, argv: &[String]) -> Output {
 pub fn run_chroot_qemu(rootfs: &Path, qemu_name: &str, argv: &[String]) -> Output {
     let qemu = tools::require(qemu_name, "qemu-user-static");
     let inside = rootfs.join(qemu_name);
-    std::fs::copy(&qemu, &inside)
-        .unwrap_or_else(|e| panic!("copy {} into the rootfs: {e}", qemu.display()));
+    // A hard link when it can be: a copy is written through a file
+    // descriptor that a child forked meanwhile by another test thread keeps
+    // open until its exec, and exec'ing the copy then fails with "Text file
+    // busy" (ETXTBSY).
+    if std::fs::hard_link(&qemu, &inside).is_err() {
+        std::fs::copy(&qemu, &inside)
+            .unwrap_or_else(|e| panic!("copy {} into the rootfs: {e}", qemu.display()));
+    }
     let mut full = vec![format!("/{qemu_name}")];
     full.extend_from_slice(argv);
-    run_chroot(rootfs, &full)
+    let mut output = run_chroot(rootfs, &full);
+    for _ in 0..10 {
+        if !String::from_utf8_lossy(&output.stderr).contains("Text file busy") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        output = run_chroot(rootfs, &full);
+    }
+    output
 }
 
 /// Pull one platform of `pushed`, unpack it and run its Entrypoint with

@@ -161,3 +161,11 @@ pub fn own_registry_with_bases() -> (Registry, PushedBases) {
     let bases = base::push_bases(&registry);
     (registry, bases)
 }
+
+/// Writes an executable script (a stand-in tool or credential helper).
+pub fn write_script(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .unwrap_or_else(|e| panic!("chmod +x {}: {e}", path.display()));
+}
