@@ -296,39 +296,42 @@ async fn compile_all(
             batch.build.jobserver = jobserver.as_ref();
         }
         let builds = progress::Builds::new(in_turn.len());
-        type Built = (HashMap<(Unit, Platform), PathBuf>, TargetDirLock);
-        let results: Vec<Result<Built>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = in_turn
-                .iter()
-                .map(|(target_dir, batches)| {
-                    let builds = &builds;
-                    scope.spawn(move || {
-                        let lock = TargetDirLock::acquire(target_dir)?;
-                        let mut executables = HashMap::new();
-                        for batch in batches {
-                            for (unit, path) in build_batch(batch, builds)? {
-                                executables.insert((unit, batch.platform.clone()), path);
+        // Every target dir this run builds in, taken before any build and
+        // in one order (the map's): two runs that each took one and waited
+        // for the other's would wait forever.
+        let locks = in_turn
+            .keys()
+            .map(|target_dir| TargetDirLock::acquire(target_dir))
+            .collect::<Result<Vec<_>>>()?;
+        let results: Vec<Result<HashMap<(Unit, Platform), PathBuf>>> =
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = in_turn
+                    .values()
+                    .map(|batches| {
+                        let builds = &builds;
+                        scope.spawn(move || {
+                            let mut executables = HashMap::new();
+                            for batch in batches {
+                                for (unit, path) in build_batch(batch, builds)? {
+                                    executables.insert((unit, batch.platform.clone()), path);
+                                }
                             }
-                        }
-                        Ok((executables, lock))
+                            Ok(executables)
+                        })
                     })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|handle| {
-                    handle
-                        .join()
-                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a build thread panicked")))
-                })
-                .collect()
-        });
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|handle| {
+                        handle
+                            .join()
+                            .unwrap_or_else(|_| Err(anyhow::anyhow!("a build thread panicked")))
+                    })
+                    .collect()
+            });
         let mut executables = HashMap::new();
-        let mut locks = Vec::new();
         for built in results {
-            let (built, lock) = built?;
-            executables.extend(built);
-            locks.push(lock);
+            executables.extend(built?);
         }
         Ok((executables, locks))
     })

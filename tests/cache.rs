@@ -15,7 +15,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use support::image::{PushedRef, expect_ran, fetch_index, run_chroot};
-use support::krust::{build_on_scratch, hello_krust, krust};
+use support::krust::{build_on_scratch, build_on_scratch_without_dir, hello_krust, krust};
 use support::{Registry, base, copy_tree, shared, tools, unique_name};
 
 /// `--no-push` build of hello-krust onto the registry's multi-platform base,
@@ -397,4 +397,65 @@ fn a_run_waits_for_another_holding_the_target_dir() {
         .unwrap_or_else(|| panic!("no Blocking line: {}", run.describe()));
     let finished = run.stderr.find("Finished").unwrap_or(usize::MAX);
     assert!(blocking < finished, "{}", run.describe());
+}
+
+/// Two runs building the same two triples into one target dir both finish:
+/// a run takes all its triples' directories before building, in one order,
+/// so neither can hold one that the other waits for. The test holds both
+/// directories while the runs start, then lets them go at once, so that the
+/// runs race for them; taken one by one (as they once were), each run got
+/// one and waited for the other's in one round of ten or so.
+#[test]
+fn two_runs_on_two_triples_do_not_deadlock() {
+    tools::require_default_rust_targets();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = dir.path().join("target");
+    let run = || {
+        build_on_scratch_without_dir()
+            .args(["--no-push", "--platform", "linux/amd64,linux/arm64"])
+            .arg(hello_krust())
+            .env("CARGO_TARGET_DIR", &target)
+    };
+    run().run().expect_success();
+    let hold = |triple: &str| {
+        let lock = target
+            .join("krust/build")
+            .join(triple)
+            .join("krust-run.lock");
+        let file = std::fs::File::create(&lock).expect("lock file");
+        file.lock().expect("lock");
+        file
+    };
+    for round in 1..=20 {
+        let held = [
+            hold("aarch64-unknown-linux-musl"),
+            hold("x86_64-unknown-linux-musl"),
+        ];
+        let mut runs = vec![run().spawn(), run().spawn()];
+        std::thread::sleep(Duration::from_millis(700));
+        drop(held);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        for i in 0..runs.len() {
+            let status = loop {
+                if let Some(status) = runs[i].try_wait().expect("wait") {
+                    break Some(status);
+                }
+                if std::time::Instant::now() > deadline {
+                    break None;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            };
+            if status.is_none() {
+                for child in &mut runs {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+                panic!("round {round}: the two runs wait for each other");
+            }
+            assert!(
+                status.is_some_and(|s| s.success()),
+                "round {round}: {status:?}"
+            );
+        }
+    }
 }
