@@ -280,6 +280,48 @@ features = ["red"]
     }
 }
 
+/// Two members of a workspace with a bin of one name (`server`), the second
+/// given another image name: cargo writes both to `release/server`, so one
+/// cargo invocation (or two in a row) would put one package's binary in
+/// both images. Each image must run its own package's binary.
+#[test]
+fn bins_of_one_name_in_two_packages_each_reach_their_image() {
+    tools::require_default_rust_targets();
+    let shared = shared();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("ws");
+    std::fs::create_dir_all(&root).expect("mkdir ws");
+    std::fs::write(
+        root.join("Cargo.toml"),
+        "[workspace]\nmembers = [\"a\", \"b\"]\nresolver = \"2\"\n",
+    )
+    .expect("workspace manifest");
+    for (package, extra) in [
+        ("a", ""),
+        (
+            "b",
+            "\n[package.metadata.krust.bin.server]\nname = \"b-server\"\n",
+        ),
+    ] {
+        let main = format!("fn main() {{\n    println!(\"server of {package}\");\n}}\n");
+        package_with_bins(&root, package, &[("server", main.as_str())], extra);
+    }
+    let repo = format!("{}/{}", shared.registry.host(), unique_name("same-bin"));
+    let run = build_on_scratch(&root)
+        .arg("--workspace")
+        .env("KRUST_REPO", &repo)
+        .run();
+    let refs = run.refs();
+    assert_eq!(refs.len(), 2, "{}", run.describe());
+    for (name, expected) in [("server", "server of a"), ("b-server", "server of b")] {
+        let pushed = refs
+            .iter()
+            .find(|r| r.repo.ends_with(&format!("/{name}")))
+            .unwrap_or_else(|| panic!("no image {name}:\n{}", run.describe()));
+        assert_eq!(run_amd64(pushed, "server").trim_end(), expected, "{name}");
+    }
+}
+
 /// main.rs of the cfg package: which rustflags reached rustc.
 const CFG_MAIN: &str = r#"fn main() {
     println!("build.rustflags: {}, cfg(windows) table: {}", cfg!(krust_build), cfg!(krust_windows));

@@ -162,35 +162,51 @@ struct Invocation {
     features: HashMap<String, Vec<String>>,
 }
 
-/// Splits the bins of one batch into as few cargo invocations as there are
-/// feature sets in its most divided package: the n-th invocation builds the
-/// bins of each package's n-th feature set, so a package never has two
-/// feature sets in one invocation (where cargo would give every bin their
-/// union).
+/// Splits the bins of one batch into cargo invocations such that none holds
+/// two feature sets of one package (cargo would give every bin of it their
+/// union) or two bins of one name (cargo would write both to
+/// `release/<bin>`, one over the other). Each (package, feature set) goes
+/// to the first invocation it fits in, so there are as few as that allows:
+/// one when every package has one feature set and bin names are unique.
 fn invocations(wants: &[&Wanted]) -> Vec<Invocation> {
-    let mut by_package: BTreeMap<&str, BTreeMap<Vec<String>, BTreeSet<Unit>>> = BTreeMap::new();
+    let mut groups: BTreeMap<(&str, Vec<String>), BTreeSet<Unit>> = BTreeMap::new();
     for want in wants {
-        by_package
-            .entry(want.unit.package.as_str())
-            .or_default()
-            .entry(feature_set(&want.features))
+        groups
+            .entry((want.unit.package.as_str(), feature_set(&want.features)))
             .or_default()
             .insert(want.unit.clone());
     }
     let mut out: Vec<Invocation> = Vec::new();
-    for (package, sets) in by_package {
-        for (n, (features, units)) in sets.into_iter().enumerate() {
-            if out.len() == n {
+    for ((package, features), units) in groups {
+        let fits = |invocation: &Invocation| {
+            invocation.units.iter().all(|built| {
+                let other_features = built.package == package
+                    && invocation
+                        .features
+                        .get(package)
+                        .map(Vec::as_slice)
+                        .unwrap_or_default()
+                        != features.as_slice();
+                let same_name = units
+                    .iter()
+                    .any(|unit| unit.bin == built.bin && unit.package != built.package);
+                !other_features && !same_name
+            })
+        };
+        let n = match out.iter().position(fits) {
+            Some(n) => n,
+            None => {
                 out.push(Invocation {
                     units: BTreeSet::new(),
                     features: HashMap::new(),
                 });
+                out.len() - 1
             }
-            if let Some(invocation) = out.get_mut(n) {
-                invocation.units.extend(units);
-                if !features.is_empty() {
-                    invocation.features.insert(package.to_string(), features);
-                }
+        };
+        if let Some(invocation) = out.get_mut(n) {
+            invocation.units.extend(units);
+            if !features.is_empty() {
+                invocation.features.insert(package.to_string(), features);
             }
         }
     }
@@ -299,6 +315,38 @@ mod tests {
         // One feature set per package: one invocation.
         let same = [want("api", "api", &["prod"]), want("jobs", "cron", &["a"])];
         assert_eq!(invocations(&same.iter().collect::<Vec<_>>()).len(), 1);
+    }
+
+    #[test]
+    fn bins_of_one_name_in_two_packages_get_their_own_invocation() {
+        let want = |package: &str, bin: &str| Wanted {
+            unit: Unit {
+                manifest_path: PathBuf::from(format!("/w/{package}/Cargo.toml")),
+                package: package.into(),
+                bin: bin.into(),
+            },
+            platform: Platform::new("linux", "amd64", None),
+            linker: None,
+            build_std: false,
+            features: Vec::new(),
+        };
+        let wants = [
+            want("a", "server"),
+            want("a", "tool"),
+            want("b", "server"),
+            want("c", "other"),
+        ];
+        let split = invocations(&wants.iter().collect::<Vec<_>>());
+        let units = |invocation: &Invocation| -> Vec<String> {
+            invocation
+                .units
+                .iter()
+                .map(|u| format!("{}/{}", u.package, u.bin))
+                .collect()
+        };
+        assert_eq!(split.len(), 2);
+        assert_eq!(units(&split[0]), ["a/server", "a/tool", "c/other"]);
+        assert_eq!(units(&split[1]), ["b/server"]);
     }
 
     #[test]

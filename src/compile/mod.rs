@@ -213,16 +213,49 @@ pub fn build(
         .into());
     }
     for unit in &request.units {
-        if !executables.contains_key(unit) {
+        let Some(executable) = executables.get_mut(unit) else {
             bail!(
                 "cargo build for {} reported no executable for bin `{}` of package `{}`",
                 request.triple,
                 unit.bin,
                 unit.package
             );
-        }
+        };
+        *executable = keep_executable(&request.target_dir, unit, executable)?;
     }
     Ok(executables)
+}
+
+/// A path of the unit's own for the executable cargo reported: a hard link
+/// to it (the same file, no copy), under `krust-bins/<package>/<bin>`.
+/// cargo writes every bin to `release/<bin>`, so the next invocation in the
+/// same target dir, building another package's bin of that name, would
+/// replace it before it is layered; cargo replaces that path rather than
+/// rewrite the file, so the link keeps this build's binary.
+fn keep_executable(target_dir: &Path, unit: &Unit, executable: &Path) -> Result<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = target_dir.join("krust-bins").join(&unit.package);
+    let kept = dir.join(&unit.bin);
+    let same_file =
+        |a: &std::fs::Metadata, b: &std::fs::Metadata| (a.dev(), a.ino()) == (b.dev(), b.ino());
+    // Linked already: a new link would move the file's ctime, which the
+    // layer cache reads as a change.
+    if let (Ok(kept_meta), Ok(built)) = (std::fs::metadata(&kept), std::fs::metadata(executable))
+        && same_file(&kept_meta, &built)
+    {
+        return Ok(kept);
+    }
+    let link = || -> std::io::Result<()> {
+        std::fs::create_dir_all(&dir)?;
+        match std::fs::remove_file(&kept) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err),
+            _ => {}
+        }
+        std::fs::hard_link(executable, &kept)
+    };
+    link()
+        .with_context(|| format!("cannot link {} to {}", executable.display(), kept.display()))?;
+    Ok(kept)
 }
 
 /// `--config`/env settings that make the strategy happen, leaving every
