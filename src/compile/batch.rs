@@ -275,9 +275,9 @@ fn qualified_features(features: &[String], packages: &BTreeSet<&str>) -> Vec<Str
 mod tests {
     use super::*;
 
-    #[test]
-    fn bins_of_one_package_with_other_features_get_their_own_invocation() {
-        let want = |package: &str, bin: &str, features: &[&str]| Wanted {
+    /// A bin of `package` for linux/amd64 with its own `features`.
+    fn want(package: &str, bin: &str, features: &[&str]) -> Wanted {
+        Wanted {
             unit: Unit {
                 manifest_path: PathBuf::from(format!("/w/{package}/Cargo.toml")),
                 package: package.into(),
@@ -287,7 +287,11 @@ mod tests {
             linker: None,
             build_std: false,
             features: features.iter().map(|f| f.to_string()).collect(),
-        };
+        }
+    }
+
+    #[test]
+    fn bins_of_one_package_with_other_features_get_their_own_invocation() {
         let wants = [
             want("api", "api", &["prod"]),
             want("jobs", "cron", &[]),
@@ -319,22 +323,11 @@ mod tests {
 
     #[test]
     fn bins_of_one_name_in_two_packages_get_their_own_invocation() {
-        let want = |package: &str, bin: &str| Wanted {
-            unit: Unit {
-                manifest_path: PathBuf::from(format!("/w/{package}/Cargo.toml")),
-                package: package.into(),
-                bin: bin.into(),
-            },
-            platform: Platform::new("linux", "amd64", None),
-            linker: None,
-            build_std: false,
-            features: Vec::new(),
-        };
         let wants = [
-            want("a", "server"),
-            want("a", "tool"),
-            want("b", "server"),
-            want("c", "other"),
+            want("a", "server", &[]),
+            want("a", "tool", &[]),
+            want("b", "server", &[]),
+            want("c", "other", &[]),
         ];
         let split = invocations(&wants.iter().collect::<Vec<_>>());
         let units = |invocation: &Invocation| -> Vec<String> {
