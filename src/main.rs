@@ -22,7 +22,10 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             progress::error(format!("{err:#}"));
-            ExitCode::FAILURE
+            match err.downcast_ref::<pipeline::Interrupted>() {
+                Some(interrupted) => ExitCode::from(interrupted.exit_code),
+                None => ExitCode::FAILURE,
+            }
         }
     }
 }

@@ -26,17 +26,64 @@ use crate::publish::{OciLayout, RegistrySink};
 use crate::registry::{RegistryClient, Timeouts};
 use crate::store::BlobStore;
 
-/// [`run`] on a runtime of its own, for callers outside async code.
+/// [`run`] on a runtime of its own, for callers outside async code. A
+/// SIGINT or SIGTERM stops the run as an error does: what it was writing
+/// (an OCI layout, temporaries, `--image-refs`) is removed on the way out,
+/// instead of the process dying mid-write. cargo, in the same process group,
+/// gets a terminal's Ctrl-C itself; a blocking step (a build, a layer being
+/// compressed) ends before the run stops.
 pub fn run_blocking(plan: &Plan) -> Result<Vec<ImageIndex>> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let result = runtime.block_on(run(plan));
+    let result = runtime.block_on(async {
+        tokio::select! {
+            biased;
+            interrupted = interrupted() => Err(interrupted.into()),
+            result = run(plan) => result,
+        }
+    });
     // Work nobody waits for any more (CA roots loaded for an HTTPS attempt
     // that lost) must not delay the exit.
     runtime.shutdown_background();
     result
+}
+
+/// The run was stopped by a signal.
+#[derive(Debug)]
+pub struct Interrupted {
+    pub signal: &'static str,
+    /// The exit status a shell gives a process the signal ended (128 + its
+    /// number), so that scripts see the interruption.
+    pub exit_code: u8,
+}
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "interrupted by {}; what this run had begun to write was removed",
+            self.signal
+        )
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// Waits for SIGINT or SIGTERM (for ever where they cannot be caught).
+async fn interrupted() -> Interrupted {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => Interrupted { signal: "SIGINT", exit_code: 130 },
+        _ = term.recv() => Interrupted { signal: "SIGTERM", exit_code: 143 },
+    }
 }
 
 /// Runs the whole pipeline for a plan.

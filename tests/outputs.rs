@@ -10,7 +10,9 @@
 //! - `--image-refs` and `--oci-layout-path` on a really full disk (a small
 //!   tmpfs) fail cleanly and leave what was there before, nothing else;
 //! - layout entries are named by the repository path, so `team-a/api` and
-//!   `team-b/api` live side by side.
+//!   `team-b/api` live side by side;
+//! - a run stopped by SIGINT or SIGTERM while it writes a layout removes
+//!   it, and leaves no `--image-refs` file or temporary.
 
 mod support;
 
@@ -497,4 +499,77 @@ fn a_layout_with_a_damaged_index_json_is_named_and_left_alone() {
         .run();
     expect_failure(&run, &["index.json", "--oci-layout-path"]);
     assert!(snapshot(tmp.path()) == before, "the layout is untouched");
+}
+
+/// SIGINT (and SIGTERM) in the middle of writing a layout: the run ends with
+/// the shell's status for the signal (130, 143), nothing on stdout, one
+/// `error:` line, and neither the layout it had begun (its base layer's
+/// download hangs on a rogue registry) nor `--image-refs` or a temporary
+/// of it is left.
+#[test]
+fn a_run_stopped_by_a_signal_leaves_nothing_half_written() {
+    use support::rogue::{Answer, Rogue, RogueBase};
+    tools::require_default_rust_targets();
+    let rogue = Rogue::start();
+    let served = RogueBase::amd64().serve(&rogue, "base", "latest", |_| {}, |_| {});
+    rogue.route(
+        "GET",
+        &format!("/v2/base/blobs/{}", served.layer.digest),
+        Answer::hang(),
+    );
+    let base = format!("{}/base:latest", rogue.host());
+    for (signal, status) in [("INT", 130), ("TERM", 143)] {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let layout = tmp.path().join("out/layout");
+        let refs_dir = tmp.path().join("refs");
+        std::fs::create_dir(&refs_dir).expect("refs dir");
+        let mut child = support::krust::krust([
+            "build",
+            "--no-push",
+            "--platform",
+            "linux/amd64",
+            "--base-image",
+            &base,
+        ])
+        .arg(hello_krust())
+        .arg("--oci-layout-path")
+        .arg(&layout)
+        .arg("--image-refs")
+        .arg(refs_dir.join("refs.txt"))
+        .spawn_piped();
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while !layout.join("blobs").exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the layout was never begun"
+            );
+            assert!(child.try_wait().expect("wait").is_none(), "it ended early");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        run_ok(
+            Command::new("kill").args([format!("-{signal}"), child.id().to_string()]),
+            Duration::from_secs(10),
+            "kill",
+        );
+        let output = child.wait_with_output().expect("wait for it");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(status), "SIG{signal}: {stderr}");
+        assert!(output.stdout.is_empty(), "SIG{signal}: stdout");
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.contains("error:") && l.contains(&format!("SIG{signal}"))),
+            "SIG{signal}: {stderr}"
+        );
+        assert!(
+            !tmp.path().join("out").exists(),
+            "SIG{signal}: the layout stayed"
+        );
+        assert_eq!(
+            names(&snapshot(&refs_dir)),
+            Vec::<&str>::new(),
+            "SIG{signal}: --image-refs left something"
+        );
+    }
 }

@@ -99,6 +99,17 @@ impl Krust {
             .unwrap_or_else(|e| panic!("cannot start {command}: {e}"))
     }
 
+    /// Start it in the background with stdout and stderr piped, for tests
+    /// that signal it halfway and then read what it printed.
+    pub fn spawn_piped(self) -> std::process::Child {
+        let (mut cmd, command) = self.command();
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {command}: {e}"))
+    }
+
     /// The command, and how to name it in messages.
     fn command(&self) -> (Command, String) {
         let exe = env!("CARGO_BIN_EXE_cargo-krust");
