@@ -46,6 +46,12 @@ pub struct PendingFile {
 
 impl PendingFile {
     pub fn create(path: &Path) -> Result<PendingFile> {
+        if path.is_dir() {
+            anyhow::bail!(
+                "cannot write {}: it is a directory; name a file",
+                path.display()
+            );
+        }
         let dir = match path.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir,
             _ => Path::new("."),

@@ -399,6 +399,9 @@ fn image_refs_file_holds_the_printed_references() {
     let failed = build().arg("--image-refs").arg(&unwritable).run();
     failed.expect_clean_error(&["image references", &unwritable.display().to_string()]);
     assert!(!failed.stderr.contains("Building"), "{}", failed.describe());
+    let failed = build().arg("--image-refs").arg(tmp.path()).run();
+    failed.expect_clean_error(&["image references", "is a directory"]);
+    assert!(!failed.stderr.contains("Building"), "{}", failed.describe());
 }
 
 #[test]
