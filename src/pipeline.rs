@@ -88,6 +88,9 @@ async fn interrupted() -> Interrupted {
 
 /// Runs the whole pipeline for a plan.
 pub async fn run(plan: &Plan) -> Result<Vec<ImageIndex>> {
+    if let Some(dir) = &plan.oci_layout {
+        OciLayout::new(dir).check()?;
+    }
     let store = BlobStore::open(&plan.target_dir.join("krust"))?;
     let client = Arc::new(registry_client(plan)?);
 

@@ -499,6 +499,17 @@ fn a_layout_with_a_damaged_index_json_is_named_and_left_alone() {
         .run();
     expect_failure(&run, &["index.json", "--oci-layout-path"]);
     assert!(snapshot(tmp.path()) == before, "the layout is untouched");
+    // Found before anything is built; as is a layout path that is a file.
+    assert!(!run.stderr.contains("Building"), "{}", run.describe());
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, "x").expect("write a file");
+    let run = build_on_scratch(&hello_krust())
+        .arg("--no-push")
+        .arg("--oci-layout-path")
+        .arg(&file)
+        .run();
+    expect_failure(&run, &[&file.display().to_string(), "not a directory"]);
+    assert!(!run.stderr.contains("Building"), "{}", run.describe());
 }
 
 /// SIGINT (and SIGTERM) in the middle of writing a layout: the run ends with

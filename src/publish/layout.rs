@@ -47,6 +47,25 @@ impl OciLayout {
         }
     }
 
+    /// Checks, before anything is built, that the layout can be written:
+    /// the directory is one or does not exist yet, its index.json (if any)
+    /// is an index, and the nearest existing directory takes new files.
+    pub fn check(&self) -> Result<()> {
+        let context = || format!("cannot write the OCI layout {}", self.dir.display());
+        if self.dir.exists() && !self.dir.is_dir() {
+            bail!(
+                "cannot write the OCI layout {}: it is not a directory; pick another --oci-layout-path",
+                self.dir.display()
+            );
+        }
+        existing_entries(&self.dir.join("index.json")).with_context(context)?;
+        if let Some(existing) = self.dir.ancestors().find(|dir| dir.is_dir()) {
+            // Made and dropped at once: only whether it can be made counts.
+            fsutil::temp_file_in(existing).with_context(context)?;
+        }
+        Ok(())
+    }
+
     /// Writes every blob of every image, then index.json; on failure,
     /// removes what it added (see the module documentation).
     pub async fn write(
