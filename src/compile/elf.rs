@@ -295,7 +295,7 @@ impl Elf {
             .iter()
             .filter(|s| s.kind == PT_LOAD)
             .find(|s| address >= s.address && address - s.address < s.size)
-            .map(|s| s.offset + (address - s.address))
+            .and_then(|s| s.offset.checked_add(address - s.address))
     }
 }
 
