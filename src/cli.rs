@@ -263,7 +263,13 @@ pub struct BuildOptions {
     pub target_dir: Option<PathBuf>,
 
     /// Number of parallel jobs for builds and pushes.
-    #[arg(short = 'j', long, value_name = "N", help_heading = "Cargo")]
+    #[arg(
+        short = 'j',
+        long,
+        value_name = "N",
+        value_parser = clap::value_parser!(u16).range(1..),
+        help_heading = "Cargo"
+    )]
     pub jobs: Option<u16>,
 
     /// Use verbose output (-vv for more).

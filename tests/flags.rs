@@ -6,8 +6,9 @@
 //! - `--profile`/`--release`, `-F/--features`, `--all-features`,
 //!   `--no-default-features`: the image, unpacked with umoci and run under
 //!   chroot, prints what the build enabled;
-//! - `--locked` against an outdated Cargo.lock; `--target-dir` holding
-//!   cargo's output and the cache;
+//! - `--locked` and `--frozen` against an outdated Cargo.lock; `-j/--jobs`
+//!   reaching cargo; `--package`; `--target-dir` holding cargo's output and
+//!   the cache;
 //! - `-q` (nothing on stderr but errors, pushing included), `--color`;
 //! - `build --image-refs FILE` (resolve's is in tests/resolve.rs);
 //! - `version`, `completions` (the bash script run by bash), and a stdout
@@ -242,6 +243,12 @@ fn locked_refuses_an_outdated_lock_file() {
         .run()
         .expect_clean_error(&["Cargo.lock", "--locked"]);
     assert_eq!(read_lock(), before, "--locked must leave Cargo.lock alone");
+    // --frozen is --locked and --offline: the same refusal.
+    work.build(&pkg)
+        .args(["--no-push", "--frozen"])
+        .run()
+        .expect_clean_error(&["Cargo.lock", "--frozen"]);
+    assert_eq!(read_lock(), before, "--frozen must leave Cargo.lock alone");
 
     // Without it cargo brings the lock file up to date; then --locked holds.
     work.build(&pkg).arg("--no-push").run().single_ref();
@@ -254,6 +261,40 @@ fn locked_refuses_an_outdated_lock_file() {
         .args(["--no-push", "--locked"])
         .run()
         .single_ref();
+}
+
+/// `-j N` reaches cargo as `--jobs N` (shown with `-v`); 0 is refused.
+#[test]
+fn jobs_reach_cargo() {
+    let work = Workdir::new();
+    let pkg = work.fixture_copy();
+    let run = work.build(&pkg).args(["--no-push", "-v", "-j", "1"]).run();
+    run.single_ref();
+    assert!(run.stderr.contains(r#""--jobs" "1""#), "{}", run.describe());
+    work.build(&pkg)
+        .args(["--no-push", "--jobs", "0"])
+        .run()
+        .expect_clean_error(&["--jobs", "0"]);
+}
+
+/// `--package NAME` (the long form of `-p`) selects that workspace member.
+#[test]
+fn package_long_form_selects_a_member() {
+    let run = krust([
+        "build",
+        "--no-push",
+        "--base-image",
+        "scratch",
+        "--platform",
+        "linux/amd64",
+        "--package",
+        "api",
+    ])
+    .arg(support::example("workspace"))
+    .run();
+    let refs = run.refs();
+    assert_eq!(refs.len(), 1, "{}", run.describe());
+    assert_eq!(refs[0].repo, "api", "{}", run.describe());
 }
 
 #[test]
