@@ -220,8 +220,8 @@ impl KrustRun {
     }
 
     /// Assert a clean failure: an exit code in 1..=99 (101 is a panic), empty
-    /// stdout, no panic or backtrace, an `error:` line, and one stderr line
-    /// containing every word of `words` (case-insensitive). Returns that line.
+    /// stdout, no panic or backtrace, and an `error:` line containing every
+    /// word of `words` (case-insensitive). Returns that line.
     pub fn expect_clean_error(&self, words: &[&str]) -> String {
         assert!(
             self.status
@@ -254,12 +254,13 @@ impl KrustRun {
         self.stderr
             .lines()
             .find(|line| {
-                let line = line.to_lowercase();
-                words.iter().all(|w| line.contains(&w.to_lowercase()))
+                let plain = strip_ansi(line).to_lowercase();
+                plain.starts_with("error:")
+                    && words.iter().all(|w| plain.contains(&w.to_lowercase()))
             })
             .unwrap_or_else(|| {
                 panic!(
-                    "no stderr line contains all of {words:?}:\n{}",
+                    "no `error:` line contains all of {words:?}:\n{}",
                     self.describe()
                 )
             })
