@@ -201,7 +201,8 @@ pub struct BuildOptions {
     #[arg(long, value_name = "DIR", help_heading = "Output")]
     pub oci_layout_path: Option<PathBuf>,
 
-    /// Also write the printed references to FILE.
+    /// Also write the printed references to FILE (replaced whole; checked
+    /// writable before anything is built).
     #[arg(long, value_name = "FILE", help_heading = "Output")]
     pub image_refs: Option<PathBuf>,
 
