@@ -263,7 +263,7 @@ impl fmt::Display for RegistryError {
             ErrorKind::Local(message) => f.write_str(message)?,
             ErrorKind::GaveUpEarlier(earlier) => write!(
                 f,
-                "{earlier} (earlier in this run; registry {registry} is not asked again)"
+                "{earlier}; that was earlier in this run, and registry {registry} is not asked again"
             )?,
         }
         match (self.attempts, self.out_of_time) {
