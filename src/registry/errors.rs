@@ -221,7 +221,7 @@ impl fmt::Display for RegistryError {
                 wait: Wait::Stall(silence),
             } => write!(
                 f,
-                "registry {registry} went silent (or sent less than {} KiB/s) for {} during {request}; if it is only slow, raise {SETTING}",
+                "registry {registry} went silent, or moved less than {} KiB/s, for {} during {request}; if it is only slow, raise {SETTING}",
                 super::timeouts::LEAST_RATE / 1024,
                 seconds(*silence)
             )?,
