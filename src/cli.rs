@@ -211,8 +211,8 @@ pub struct BuildOptions {
     pub insecure_registry: Vec<String>,
 
     /// Give up on a registry operation, retries included, after SECONDS; a
-    /// transfer that keeps moving is only stopped by silence of half that
-    /// [default: 60].
+    /// transfer that keeps moving (1 KiB/s or more) is only stopped by
+    /// silence of half that [default: 60].
     #[arg(
         long,
         env = "KRUST_REGISTRY_TIMEOUT",

@@ -4,7 +4,8 @@
 //! base with Docker media types on the real registry.
 //!
 //! Every failure must be clean: an exit code from 1 to 99, nothing on
-//! stdout, one `error:` line naming the culprit, and within a bounded time.
+//! stdout, one `error:` line naming the culprit, and within about one
+//! registry timeout (see [`within_budget`]).
 //! The base is resolved before anything is compiled, so most cases fail
 //! before cargo runs; those that need the binary (per-platform documents,
 //! downloads, uploads) find hello-krust compiled in the shared target dir.
@@ -22,11 +23,18 @@ use support::{shared, tools, unique_name};
 
 /// The `--registry-timeout` of runs that are not about hangs: long enough
 /// never to fire on a loaded machine, short enough to bound a failure.
-const TIMEOUT: &str = "10";
+const TIMEOUT: u64 = 10;
 
-/// How long any failing run may take, beyond its registry timeout (start-up,
-/// `cargo metadata`, a no-op cargo build).
-const SLACK: Duration = Duration::from_secs(20);
+/// What a failing run may take besides registry time: start-up, `cargo
+/// metadata`, a no-op cargo build, on a loaded machine.
+const STARTUP: Duration = Duration::from_secs(6);
+
+/// How long a run with a registry timeout of `seconds` may take to fail:
+/// one budget and a half (the operation that ran out of it, and what
+/// overlapped it), never one budget per operation, plus [`STARTUP`].
+fn within_budget(seconds: u64) -> Duration {
+    Duration::from_secs(seconds).mul_f64(1.5) + STARTUP
+}
 
 /// hello-krust for linux/amd64 on `base`, nothing pushed.
 fn build_on(base: &str) -> Krust {
@@ -34,7 +42,7 @@ fn build_on(base: &str) -> Krust {
     krust(["build", "--no-push", "--platform", "linux/amd64"])
         .arg(hello_krust())
         .args(["--base-image", base])
-        .env("KRUST_REGISTRY_TIMEOUT", TIMEOUT)
+        .env("KRUST_REGISTRY_TIMEOUT", TIMEOUT.to_string())
 }
 
 /// hello-krust compiled once for linux/amd64 (on scratch), so that timed
@@ -98,14 +106,14 @@ fn fails_within(krust: Krust, bound: Duration, words: &[&str]) -> String {
 fn gives_up(krust: Krust, seconds: u64, words: &[&str]) -> String {
     fails_within(
         krust.env("KRUST_REGISTRY_TIMEOUT", seconds.to_string()),
-        Duration::from_secs(seconds) + SLACK,
+        within_budget(seconds),
         words,
     )
 }
 
 /// [`fails_within`] for runs whose registry timeout is [`TIMEOUT`].
 fn fails(krust: Krust, words: &[&str]) -> String {
-    fails_within(krust, Duration::from_secs(10) + SLACK, words)
+    fails_within(krust, within_budget(TIMEOUT), words)
 }
 
 /// A rogue registry serving a good [`RogueBase`] as `base:latest`, with the
@@ -591,7 +599,7 @@ fn a_registry_that_never_answers() {
         build_on(&reference)
             .env("KRUST_REGISTRY_TIMEOUT", "600")
             .args(["--registry-timeout", "3"]),
-        Duration::from_secs(3) + SLACK,
+        within_budget(3),
         &[&rogue.host(), "--registry-timeout"],
     );
 }
@@ -636,8 +644,13 @@ fn a_document_that_stalls_halfway() {
 /// A layer download that stalls (for an OCI layout).
 #[test]
 fn a_layer_download_that_stalls() {
-    let (_rogue, served, reference) =
-        base_with_blob(|s| &s.layer, |len| Delivery::StallAfter(len / 2));
+    layer_download_gives_up(|len| Delivery::StallAfter(len / 2));
+}
+
+/// A base layer downloaded for an OCI layout, delivered as `delivery`
+/// says: the run gives up within its budget, naming the layer.
+fn layer_download_gives_up(delivery: fn(usize) -> Delivery) {
+    let (_rogue, served, reference) = base_with_blob(|s| &s.layer, delivery);
     warm_up();
     let layout = tempfile::tempdir().expect("layout dir");
     gives_up(
@@ -652,18 +665,98 @@ fn a_layer_download_that_stalls() {
 /// An upload the registry never reads nor answers: the push gives up.
 #[test]
 fn an_upload_that_is_never_answered() {
+    upload_gives_up(Answer::hang(), "--registry-timeout");
+}
+
+/// A push whose uploads open a session, then get `put` as the answer to
+/// their PUT: the run gives up within its budget, naming the registry and
+/// `word`.
+fn upload_gives_up(put: Answer, word: &str) {
     let rogue = Rogue::start();
     rogue.route(
         "POST",
         "/v2/x/hello-krust/blobs/uploads/",
         Answer::status(202).header("Location", "/v2/x/hello-krust/blobs/uploads/u1"),
     );
-    rogue.route("PUT", "/v2/x/hello-krust/blobs/uploads/u1", Answer::hang());
+    rogue.route("PUT", "/v2/x/hello-krust/blobs/uploads/u1", put);
     warm_up();
     gives_up(
         build_on_scratch(&hello_krust()).env("KRUST_REPO", format!("{}/x", rogue.host())),
         3,
-        &[&rogue.host(), "--registry-timeout"],
+        &[&rogue.host(), word],
+    );
+}
+
+/// A push target that accepts connections and answers its ping, then
+/// nothing, while the base registry is fine: the run ends within about one
+/// budget, not one per operation. The first operation on it (the streamed
+/// upload of a large new layer) spends the budget; the tag lookup and the
+/// blob checks that follow are not even sent.
+#[test]
+fn a_push_target_that_stops_answering() {
+    let (_base_registry, _, base) = rogue_base(|_| {}, |_| {}, |_| {});
+    let target = Rogue::start();
+    target.fallback(Answer::hang());
+    // A target dir of its own, compiled first: its lock, held while the
+    // layers are written, keeps no other test waiting.
+    let target_dir = tempfile::tempdir().expect("target dir");
+    build_on(&base)
+        .env("CARGO_TARGET_DIR", target_dir.path())
+        .run()
+        .single_ref();
+    // A 9 MiB data layer, through the global config: new to the cache, it
+    // is uploaded while it is written.
+    let config = tempfile::tempdir().expect("config dir");
+    let data = config.path().join("krust").join("static");
+    std::fs::create_dir_all(&data).expect("data dir");
+    std::fs::write(data.join("blob.bin"), vec![0; 9 << 20]).expect("data file");
+    std::fs::write(
+        config.path().join("krust").join("config.toml"),
+        "data = \"static\"\n",
+    )
+    .expect("config.toml");
+    gives_up(
+        krust(["build", "--platform", "linux/amd64"])
+            .arg(hello_krust())
+            .args(["--base-image", &base])
+            .env("KRUST_REPO", format!("{}/x", target.host()))
+            .env("CARGO_TARGET_DIR", target_dir.path())
+            .env("XDG_CONFIG_HOME", config.path()),
+        6,
+        &[&target.host(), "--registry-timeout"],
+    );
+    let requests = target.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.method == "POST" && r.path() == "/v2/x/hello-krust/blobs/uploads/"),
+        "the large layer was not streamed: {requests:#?}"
+    );
+    assert!(
+        requests.iter().all(|r| r.method != "HEAD"),
+        "the registry was asked again after it stopped answering: {requests:#?}"
+    );
+}
+
+/// A byte every half second: never silent for the stall limit (half the
+/// budget), yet far below any real link.
+const TRICKLE: Delivery = Delivery::Trickle(Duration::from_millis(500));
+
+/// A layer download that trickles (for an OCI layout) is a stall, not a
+/// transfer that keeps moving.
+#[test]
+fn a_layer_download_that_trickles() {
+    layer_download_gives_up(|_| TRICKLE);
+}
+
+/// An upload answered with an error whose body trickles: the message is
+/// not waited for past the stall limit, and the upload gives up within its
+/// budget.
+#[test]
+fn an_upload_error_that_trickles() {
+    upload_gives_up(
+        Answer::error(500, "UNKNOWN", "the disk is on fire").delivered(TRICKLE),
+        "500",
     );
 }
 
@@ -735,6 +828,22 @@ fn a_token_endpoint_that_never_answers() {
         3,
         &[&rogue.host(), "--registry-timeout"],
     );
+}
+
+/// A token that cannot go in an HTTP header (a line break in it) blames
+/// the token server, not credentials nobody configured.
+#[test]
+fn a_token_that_cannot_go_in_a_header() {
+    let (rogue, reference) = token_base(Answer::json(&json!({"token": "t0k\r\nX-Injected: yes"})));
+    let line = fails(
+        build_on(&reference),
+        &[
+            &rogue.host(),
+            "the token request",
+            "not allowed in an HTTP header",
+        ],
+    );
+    assert!(!line.contains("configured"), "{line}");
 }
 
 // -------------------------------------------------- credential helpers
@@ -817,6 +926,52 @@ fn a_credential_helper_that_hangs() {
     );
 }
 
+/// A helper that prints without end is stopped at 1 MiB and named with
+/// its config file, long before its time is up.
+#[test]
+fn a_credential_helper_that_prints_too_much() {
+    let case = HelperCase::basic("cat >/dev/null\nexec yes");
+    fails(
+        case.build(),
+        &[
+            "docker-credential-krust-rogue",
+            &case.helper.config_file(),
+            "more than 1024 KiB",
+        ],
+    );
+}
+
+/// A helper that answers, but leaves a process of its own holding its
+/// output open, has not finished answering: it times out, and that process
+/// is stopped with it.
+#[test]
+fn a_credential_helper_that_leaves_its_output_open() {
+    let dir = tempfile::tempdir().expect("pid dir");
+    let pid_file = dir.path().join("pid");
+    let case = HelperCase::basic(&format!(
+        "sleep 60 &\necho $! > '{}'\nprintf '{{\"Username\":\"u\",\"Secret\":\"p\"}}'",
+        pid_file.display()
+    ));
+    gives_up(
+        case.build(),
+        3,
+        &["docker-credential-krust-rogue", "--registry-timeout"],
+    );
+    let pid = std::fs::read_to_string(&pid_file).expect("the helper's pid file");
+    let pid = pid.trim();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| !stat.contains(") Z "))
+    {
+        if Instant::now() > deadline {
+            // Not left behind by the test either.
+            let _ = std::process::Command::new("kill").arg(pid).status();
+            panic!("the helper's background process {pid} is still running");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A helper that fails says so with its own message (not "cannot run"),
 /// one that answers something other than its JSON is named with its file,
 /// and one that is not installed is named with the fix.
@@ -883,6 +1038,84 @@ fn credential_helpers_that_answer() {
         "the identity token was not exchanged: {:?}",
         case.rogue.requests()
     );
+}
+
+// ------------------------------------------------------------ the cache
+
+/// Base documents damaged in the cache are never trusted: a config with a
+/// bit flipped (it still parses) or a manifest cut short is fetched again,
+/// giving the same image as before; offline, the error names the damaged
+/// file and the fix.
+#[test]
+fn damaged_cached_base_documents() {
+    let (_rogue, served, reference) = rogue_base(|_| {}, |_| {}, |_| {});
+    warm_up();
+    let first = build_on(&reference).run().single_ref();
+    let cached = |served: &Served| {
+        support::shared_target_dir()
+            .join("krust/blobs/sha256")
+            .join(served.digest.trim_start_matches("sha256:"))
+    };
+
+    let config = cached(&served.config);
+    let good = std::fs::read(&config).expect("the cached config");
+    let text = String::from_utf8(good.clone()).expect("config text");
+    // `n` to `m` is one bit.
+    let flipped = text.replacen(":/bin\"", ":/bim\"", 1);
+    assert_ne!(flipped, text, "no PATH in {text}");
+    std::fs::write(&config, flipped).expect("damage the cached config");
+    fails(
+        build_on(&reference).arg("--offline"),
+        &[
+            &reference,
+            &config.display().to_string(),
+            "damaged",
+            "without --offline",
+        ],
+    );
+    assert_eq!(build_on(&reference).run().single_ref(), first);
+    assert_eq!(
+        std::fs::read(&config).expect("the cached config"),
+        good,
+        "the damaged config was not replaced"
+    );
+
+    let manifest = cached(&served.manifest);
+    let good = std::fs::read(&manifest).expect("the cached manifest");
+    std::fs::write(&manifest, &good[..good.len() / 2]).expect("damage the cached manifest");
+    assert_eq!(build_on(&reference).run().single_ref(), first);
+    assert_eq!(std::fs::read(&manifest).expect("the manifest"), good);
+}
+
+// ------------------------------------------------ what reaches the terminal
+
+/// Strings a registry chose — a platform, a media type — holding a line
+/// break and a terminal escape reach the error line escaped: one `error:`
+/// line, and no escape sequence for the terminal.
+#[test]
+fn registry_strings_reach_the_terminal_escaped() {
+    const ESCAPED: &str = "\\nerror: all is well\\u{1b}[31m";
+    let cases: [(Edit, &str); 2] = [
+        (
+            |index| {
+                index["manifests"][0]["platform"]["architecture"] =
+                    json!("amd64\nerror: all is well\u{1b}[31m")
+            },
+            "it has: linux/amd64",
+        ),
+        (
+            |index| {
+                index["manifests"][0]["mediaType"] =
+                    json!("application/vnd.x\nerror: all is well\u{1b}[31m")
+            },
+            "media type application/vnd.x",
+        ),
+    ];
+    for (edit_index, words) in cases {
+        let (_rogue, _, reference) = rogue_base(|_| {}, |_| {}, edit_index);
+        let line = fails(build_on(&reference), &[&reference, words, ESCAPED]);
+        assert!(!line.contains('\u{1b}'), "{line:?}");
+    }
 }
 
 // ---------------------------------------------- Docker media types

@@ -5,8 +5,9 @@
 //! manifests and nests no index for a platform; a manifest is an image
 //! manifest with a config and its layers; a config names its platform, which
 //! must be the one its index entry promised, and one diff_id per layer.
-//! Pure functions of bytes, so that any input a registry could send can be
-//! tried on them (see the tests).
+//! Whatever of theirs an error quotes (a media type, a platform, a value)
+//! goes through [`printable`]. Pure functions of bytes, so that any input a
+//! registry could send can be tried on them (see the tests).
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
@@ -16,6 +17,7 @@ use crate::oci::{
     MEDIA_TYPE_OCI_MANIFEST, digest_hex, manifest_media_type,
 };
 use crate::platform::Platform;
+use crate::registry::printable;
 
 /// A content descriptor, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,12 +65,12 @@ impl Descriptor {
 
 /// A value as messages quote it: short, whatever a registry sent.
 fn shown(value: &Value) -> String {
-    let text = value.to_string();
-    if text.chars().count() > 80 {
-        format!("{}…", text.chars().take(80).collect::<String>())
-    } else {
-        text
-    }
+    printable(&value.to_string())
+}
+
+/// A platform a document names, as messages quote it.
+pub fn shown_platform(platform: &Platform) -> String {
+    printable(&platform.to_string())
 }
 
 /// Whether a media type names an image manifest.
@@ -107,7 +109,10 @@ pub fn parse_top(bytes: &[u8]) -> Result<(String, Top)> {
     } else if is_image_manifest(&media_type) {
         Top::Manifest(parse_manifest(bytes)?)
     } else {
-        bail!("it has media type {media_type}, which is neither an image manifest nor an index")
+        bail!(
+            "it has media type {}, which is neither an image manifest nor an index",
+            printable(&media_type)
+        )
     };
     Ok((media_type, top))
 }
@@ -140,7 +145,8 @@ pub fn index_entries(index: &Value) -> Result<Vec<IndexEntry>> {
         }
         if is_index(&manifest.media_type) {
             bail!(
-                "it nests an index for {platform}; cargo-krust needs one image manifest per platform"
+                "it nests an index for {}; cargo-krust needs one image manifest per platform",
+                shown_platform(&platform)
             );
         }
         entries.push(IndexEntry {
@@ -170,7 +176,10 @@ pub fn parse_manifest(bytes: &[u8]) -> Result<Manifest> {
         );
     }
     if !is_image_manifest(&media_type) {
-        bail!("its manifest has media type {media_type}, which is no image manifest");
+        bail!(
+            "its manifest has media type {}, which is no image manifest",
+            printable(&media_type)
+        );
     }
     let value = json(bytes, "manifest")?;
     let config = Descriptor::from_json(
@@ -254,6 +263,7 @@ pub fn check_image(manifest: &Manifest, config: &Config, expected: &Platform) ->
     let same = found.os == expected.os
         && found.arch == expected.arch
         && (!config.states_variant || found.variant == expected.variant);
+    let (expected, found) = (shown_platform(expected), shown_platform(found));
     if !same {
         bail!(
             "its {expected} image has a config for {found}: the index and the config disagree, and the image would be labelled with the wrong platform"
@@ -451,6 +461,33 @@ mod tests {
             assert!(parse_config(&bytes(&config)).is_err(), "{config}");
         }
         assert!(parse_config(b"[1]").is_err());
+    }
+
+    /// Strings a registry chose reach messages escaped: one line, no
+    /// terminal escapes.
+    #[test]
+    fn registry_strings_are_quoted_safely() {
+        const EVIL: &str = "x\nerror: fake\u{1b}[31m";
+        let assert_safe = |err: String| {
+            assert!(!err.contains('\n') && !err.contains('\u{1b}'), "{err}");
+            assert!(err.contains("\\n") && err.contains("\\u{1b}[31m"), "{err}");
+        };
+        let mut odd = index();
+        odd["mediaType"] = json!(EVIL);
+        assert_safe(error(parse_top(&bytes(&odd))));
+        let mut odd = manifest();
+        odd["mediaType"] = json!(EVIL);
+        assert_safe(error(parse_manifest(&bytes(&odd))));
+        let mut nested = index();
+        nested["manifests"][0]["mediaType"] = json!(MEDIA_TYPE_OCI_INDEX);
+        nested["manifests"][0]["platform"]["architecture"] = json!(EVIL);
+        assert_safe(error(parse_top(&bytes(&nested))));
+        let manifest = parse_manifest(&bytes(&manifest())).unwrap();
+        let mut config = config();
+        config["variant"] = json!(EVIL);
+        let config = parse_config(&bytes(&config)).unwrap();
+        let expected = Platform::new("linux", "amd64", Some("v1"));
+        assert_safe(error(check_image(&manifest, &config, &expected)));
     }
 
     /// Odd JSON values for the mutations below.

@@ -4,7 +4,8 @@
 //! `documents.rs` before it is used (sizes, digests, platforms, layers).
 //! Documents are cached in the blob store by digest, so a tag costs one HEAD
 //! request per run (a digest reference none), and `--offline` resolves tags
-//! from the last digest seen. Base layers are never downloaded here: they
+//! from the last digest seen. Cached documents are hashed again when read
+//! (they are small): a damaged one is fetched anew, or, offline, an error. Base layers are never downloaded here: they
 //! stay remote descriptors until a sink needs their bytes.
 
 mod documents;
@@ -15,9 +16,10 @@ use serde_json::Value;
 
 use crate::image_name::parse_reference;
 use crate::platform::Platform;
-use crate::registry::{RegistryClient, verify_digest};
+use crate::progress;
+use crate::registry::{RegistryClient, printable, verify_digest};
 use crate::store::BlobStore;
-use documents::{Config, Descriptor, Manifest, Top};
+use documents::{Config, Descriptor, Manifest, Top, shown_platform};
 
 /// A resolved base image.
 #[derive(Debug, Clone)]
@@ -155,11 +157,14 @@ impl BaseImage {
                 format!(
                     "base image {} has no {platform} image (it has: {}); choose platforms it has with --platform, or another base image",
                     self.configured,
-                    self.entries
-                        .iter()
-                        .map(|e| e.platform.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    printable(
+                        &self
+                            .entries
+                            .iter()
+                            .map(|e| e.platform.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
                 )
             })
     }
@@ -181,18 +186,19 @@ impl BaseImage {
             offline: self.offline,
         };
         let entry = &self.entry(platform)?.manifest;
+        let platform_shown = shown_platform(platform);
         if !documents::is_image_manifest(&entry.media_type) {
             bail!(
-                "base image {configured}: its {platform} entry has media type {}, which is no image manifest cargo-krust can build on",
-                entry.media_type
+                "base image {configured}: its {platform_shown} entry has media type {}, which is no image manifest cargo-krust can build on",
+                printable(&entry.media_type)
             );
         }
-        let what = format!("{platform} manifest");
+        let what = format!("{platform_shown} manifest");
         let bytes = documents
             .manifest(&entry.digest, Some(entry.size), &what)
             .await?;
         let manifest = documents::parse_manifest(&bytes)
-            .with_context(|| format!("base image {configured} ({platform})"))?;
+            .with_context(|| format!("base image {configured} ({platform_shown})"))?;
         let config = documents.config(&manifest).await?;
         documents::check_image(&manifest, &config, platform)
             .with_context(|| format!("base image {configured}"))?;
@@ -269,15 +275,38 @@ impl Documents<'_> {
         documents::parse_config(&bytes).with_context(|| format!("base image {configured}"))
     }
 
-    /// The stored bytes, `None` when they must be fetched (an error offline).
+    /// The stored bytes if they still hash to `digest`; `None` when they
+    /// must be fetched (an error offline). A damaged copy is deleted, so
+    /// that the fetched one takes its place.
     fn cached(&self, digest: &str, what: &str) -> Result<Option<Vec<u8>>> {
-        match self.store.read(digest) {
-            Some(bytes) => Ok(Some(bytes)),
-            None if self.offline => bail!(
-                "the {what} of base image {} ({digest}) is not in the cache, and --offline forbids fetching it: run once without --offline",
-                self.configured
-            ),
-            None => Ok(None),
+        let configured = self.configured;
+        let Some(bytes) = self.store.read(digest) else {
+            if self.offline {
+                bail!(
+                    "the {what} of base image {configured} ({digest}) is not in the cache, and --offline forbids fetching it: run once without --offline"
+                );
+            }
+            return Ok(None);
+        };
+        if verify_digest(&bytes, digest, what).is_ok() {
+            return Ok(Some(bytes));
+        }
+        let path = self.store.path(digest)?;
+        if self.offline {
+            bail!(
+                "the cached {what} of base image {configured} ({}) is damaged: its bytes no longer hash to {digest}, and --offline forbids fetching it again; run once without --offline (or `cargo clean`)",
+                path.display()
+            );
+        }
+        progress::verbose(format!(
+            "the cached {what} of base image {configured} ({}) is damaged; fetching it again",
+            path.display()
+        ));
+        match std::fs::remove_file(&path) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                Err(err).with_context(|| format!("cannot remove the damaged {}", path.display()))
+            }
+            _ => Ok(None),
         }
     }
 }

@@ -128,6 +128,9 @@ impl RegistrySink {
         let (registry, repository) = (name.registry().to_string(), name.repository().to_string());
         let session = match self.client.open_streamed_blob(&registry, &repository).await {
             Ok(session) => session,
+            // Not lost when the registry stopped answering: the client
+            // remembers it, and the publish fails at once with this error
+            // instead of waiting for the registry again.
             Err(err) => {
                 progress::verbose(format!("{err:#}; the blob is sent once made"));
                 return None;
@@ -246,7 +249,7 @@ impl RegistrySink {
         let name = &image.name;
         // One HEAD per tag: when every tag already names this index, the
         // registry holds it and everything below it; nothing is sent.
-        let stale_tags = self.stale_tags(image).await;
+        let stale_tags = self.stale_tags(image).await?;
         if stale_tags.is_empty() {
             // A rebuilt but identical layer was streamed: its session is
             // cancelled, not left open.
@@ -282,24 +285,23 @@ impl RegistrySink {
     }
 
     /// The tags that do not point at the index yet. A tag that cannot be
-    /// looked up counts as stale: the push then finds out what is wrong.
-    async fn stale_tags<'i>(&self, image: &'i ImageIndex) -> Vec<&'i String> {
+    /// looked up counts as stale (the push then finds out what is wrong),
+    /// unless the registry stopped answering: that ends the push.
+    async fn stale_tags<'i>(&self, image: &'i ImageIndex) -> Result<Vec<&'i String>> {
         let lookups = image.tags.iter().map(|tag| async move {
             let current = self.client.manifest_digest(&image.name.with_tag(tag)).await;
             match current {
-                Ok(Some(digest)) if digest == image.index.digest => None,
-                Ok(_) => Some(tag),
+                Ok(Some(digest)) if digest == image.index.digest => Ok(None),
+                Ok(_) => Ok(Some(tag)),
+                Err(err) if crate::registry::stopped_answering(&err) => Err(err),
                 Err(err) => {
                     progress::verbose(format!("cannot look up tag {tag}: {err:#}"));
-                    Some(tag)
+                    Ok(Some(tag))
                 }
             }
         });
-        futures_util::future::join_all(lookups)
-            .await
-            .into_iter()
-            .flatten()
-            .collect()
+        let stale = try_join_all(lookups).await?;
+        Ok(stale.into_iter().flatten().collect())
     }
 
     async fn put_manifest(&self, name: &ImageName, blob: &Blob, tag_or_digest: &str) -> Result<()> {

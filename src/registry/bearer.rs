@@ -4,17 +4,19 @@
 //! answer read as leniently as Docker reads it, and a cache of tokens per
 //! (registry, scope), renewed before they expire. A mount asks for push on
 //! the target and pull on the source repository in one token (oci-client
-//! asks for the target only, which registries answer with 401).
+//! asks for the target only, which registries answer with 401). A token
+//! request, answer included, takes at most one budget, whatever operation
+//! needs it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use reqwest::header::HeaderValue;
 use reqwest::{StatusCode, Url};
 
 use super::credentials::{Credential, Secret};
-use super::errors::{ErrorKind, RegistryError, body_detail};
-use super::timeouts::Activity;
+use super::errors::{ErrorKind, RegistryError, Wait, body_detail};
 use super::tls::Http;
 use super::transport::read_limited;
 
@@ -205,9 +207,43 @@ pub struct TokenRequest<'a> {
 /// Token answers are small; anything larger is refused.
 const TOKEN_ANSWER_LIMIT: usize = 1024 * 1024;
 
-/// Asks the token server for a token. `plain_http_ok` says whether
+/// The `Authorization` value for `token`, kept out of `Debug` output;
+/// `None` when the token holds characters a header cannot carry.
+pub fn bearer_header(token: &Secret) -> Option<HeaderValue> {
+    let mut header = HeaderValue::from_str(&format!("Bearer {}", token.expose())).ok()?;
+    header.set_sensitive(true);
+    Some(header)
+}
+
+/// Asks the token server for a token, within one budget (even inside a
+/// blob transfer, which is not bound by it). `plain_http_ok` says whether
 /// credentials may go to an `http://` realm.
 pub async fn fetch_token(
+    http: &Http,
+    wanted: TokenRequest<'_>,
+    plain_http_ok: bool,
+) -> Result<Token, RegistryError> {
+    let budget = http.timeouts.budget();
+    let (registry, request) = (wanted.registry, token_request_name(wanted.realm));
+    tokio::time::timeout(budget, ask_token_server(http, wanted, plain_http_ok))
+        .await
+        .unwrap_or_else(|_| {
+            Err(RegistryError::new(
+                registry,
+                ErrorKind::TimedOut {
+                    request,
+                    wait: Wait::Budget(budget),
+                },
+            ))
+        })
+}
+
+/// How messages name a token request to `realm`.
+fn token_request_name(realm: &Url) -> String {
+    format!("the token request to {}", realm_name(realm))
+}
+
+async fn ask_token_server(
     http: &Http,
     wanted: TokenRequest<'_>,
     plain_http_ok: bool,
@@ -227,7 +263,7 @@ pub async fn fetch_token(
             },
         ));
     }
-    let request = format!("the token request to {}", realm_name(realm));
+    let request = token_request_name(realm);
     let builder = match credential {
         Credential::IdentityToken(refresh) => {
             let mut form = url::form_urlencoded::Serializer::new(String::new());
@@ -270,9 +306,7 @@ pub async fn fetch_token(
         }
     };
     let issued = Instant::now();
-    let response = http
-        .send(registry, &request, builder, &Activity::new())
-        .await?;
+    let response = http.send_small(registry, &request, builder).await?;
     let status = response.status();
     let headers = response.headers().clone();
     let body = read_limited(
@@ -316,11 +350,16 @@ pub async fn fetch_token(
             ErrorKind::Protocol(format!("{request} was answered {what}")),
         )
     })?;
-    Ok(Token::new(
-        Secret::new(answer.token),
-        issued,
-        answer.lifetime,
-    ))
+    let token = Secret::new(answer.token);
+    if bearer_header(&token).is_none() {
+        return Err(RegistryError::new(
+            registry,
+            ErrorKind::Protocol(format!(
+                "{request} was answered with a token holding characters not allowed in an HTTP header"
+            )),
+        ));
+    }
+    Ok(Token::new(token, issued, answer.lifetime))
 }
 
 /// The realm without its query, for messages.
@@ -343,6 +382,14 @@ mod tests {
             ["repository:base:pull", "repository:x/app:pull,push"]
         );
         assert_eq!(Scope::mount("b", "a"), Scope::mount("b", "a"));
+    }
+
+    #[test]
+    fn tokens_that_cannot_go_in_a_header() {
+        assert!(bearer_header(&Secret::new("eyJ.a-b_c~d+e/f=")).is_some());
+        for bad in ["t\nX-Injected: 1", "t\r", "t\u{0}", "t\u{7f}"] {
+            assert!(bearer_header(&Secret::new(bad)).is_none(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -5,23 +5,25 @@
 //! and the first one with something for the registry wins; Docker Hub's
 //! aliases name one registry. `auths` entries are decoded by
 //! `docker_credential`, `registrytoken` is read here, and credential helpers
-//! (`credHelpers`, `credsStore`) are run here, with a time limit: a helper's
-//! "not found" means anonymous, and every other problem is an error naming
-//! the helper, the file and the fix. Secrets live in [`Secret`], which never
+//! (`credHelpers`, `credsStore`) are run here, with a time limit and a cap
+//! on what they print, in a process group of their own that is killed
+//! whole when they fail to answer: a helper's "not found" means anonymous,
+//! and every other problem is an error naming the helper, the file and the
+//! fix. Secrets live in [`Secret`], which never
 //! prints its value.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use docker_credential::{CredentialRetrievalError, DockerCredential};
 use serde::Deserialize;
 use serde_json::Value;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
-use super::errors::shorten;
+use super::errors::printable;
 use super::timeouts::SETTING;
 
 /// A password or token. Its `Debug` hides the value, so it cannot end up in
@@ -286,6 +288,10 @@ impl ConfigSource<'_> {
             Err(HelperError::Malformed) => Err(format!(
                 "{named} gave an answer for {registry} that is not JSON with Username and Secret"
             )),
+            Err(HelperError::TooLong) => Err(format!(
+                "{named} printed more than {} KiB for {registry}, which is no credential; check it with `echo {server} | {program} get`",
+                HELPER_OUTPUT_LIMIT / 1024
+            )),
         }
     }
 }
@@ -301,7 +307,13 @@ enum HelperError {
     Failed(String),
     /// It answered something else than `{"Username", "Secret"}`.
     Malformed,
+    /// It printed more than [`HELPER_OUTPUT_LIMIT`], and was stopped.
+    TooLong,
 }
+
+/// A helper's answer is a few hundred bytes; more, on stdout or stderr, is
+/// not read.
+const HELPER_OUTPUT_LIMIT: u64 = 1024 * 1024;
 
 /// What a helper answers to `get`.
 #[derive(Deserialize)]
@@ -314,7 +326,9 @@ struct HelperAnswer {
 /// The credential helpers' protocol: `PROGRAM get`, the server on stdin,
 /// `{"Username","Secret"}` on stdout; `<token>` as the user means an
 /// identity token; a failure saying "credentials not found" means there
-/// are none (`None`). A helper still running after `timeout` is killed.
+/// are none (`None`). A helper still running after `timeout`, or whose
+/// output is still open then (something it started holds it), is killed
+/// with everything in its process group.
 async fn run_helper(
     program: &std::ffi::OsStr,
     server: &str,
@@ -325,22 +339,21 @@ async fn run_helper(
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .map_err(HelperError::CannotRun)?;
-    let stdin = child.stdin.take();
-    let talk = async move {
-        if let Some(mut stdin) = stdin {
-            // A helper that stops reading (or never starts) makes this fail
-            // with a broken pipe; its exit status and words say why.
-            let _ = stdin.write_all(server.as_bytes()).await;
-        }
-        child.wait_with_output().await
+    let group = child.id();
+    let talked = match tokio::time::timeout(timeout, talk(&mut child, server)).await {
+        Ok(talked) => talked,
+        Err(_) => Err(HelperError::TimedOut(timeout)),
     };
-    let output = match tokio::time::timeout(timeout, talk).await {
-        Err(_) => return Err(HelperError::TimedOut(timeout)),
-        Ok(Err(err)) => return Err(HelperError::Failed(err.to_string())),
-        Ok(Ok(output)) => output,
+    let output = match talked {
+        Ok(output) => output,
+        Err(err) => {
+            kill_group(group);
+            return Err(err);
+        }
     };
     if !output.status.success() {
         let stdout = String::from_utf8_lossy(&output.stdout);
@@ -351,7 +364,7 @@ async fn run_helper(
         }
         let first_line = said.lines().map(str::trim).find(|l| !l.is_empty());
         return Err(HelperError::Failed(match first_line {
-            Some(line) => shorten(line),
+            Some(line) => printable(line),
             None => format!("{} and said nothing", output.status),
         }));
     }
@@ -365,6 +378,73 @@ async fn run_helper(
             password: Secret::new(secret),
         }),
     })
+}
+
+/// What a helper said, and how it ended.
+struct HelperOutput {
+    status: ExitStatus,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+/// Sends `server` to the helper while reading its output to the end (up to
+/// the cap), then waits for it.
+async fn talk(
+    child: &mut tokio::process::Child,
+    server: &str,
+) -> Result<HelperOutput, HelperError> {
+    let stdin = child.stdin.take();
+    let write = async {
+        if let Some(mut stdin) = stdin {
+            // A helper that stops reading (or never starts) makes this fail
+            // with a broken pipe; its exit status and words say why.
+            let _ = stdin.write_all(server.as_bytes()).await;
+        }
+        Ok(())
+    };
+    let (_, stdout, stderr) = tokio::try_join!(
+        write,
+        read_capped(child.stdout.take()),
+        read_capped(child.stderr.take())
+    )?;
+    let status = child
+        .wait()
+        .await
+        .map_err(|err| HelperError::Failed(err.to_string()))?;
+    Ok(HelperOutput {
+        status,
+        stdout,
+        stderr,
+    })
+}
+
+/// All of a pipe, unless it holds more than [`HELPER_OUTPUT_LIMIT`].
+async fn read_capped(pipe: Option<impl AsyncRead + Unpin>) -> Result<Vec<u8>, HelperError> {
+    let mut bytes = Vec::new();
+    if let Some(pipe) = pipe {
+        pipe.take(HELPER_OUTPUT_LIMIT + 1)
+            .read_to_end(&mut bytes)
+            .await
+            .map_err(|err| HelperError::Failed(err.to_string()))?;
+    }
+    if bytes.len() as u64 > HELPER_OUTPUT_LIMIT {
+        return Err(HelperError::TooLong);
+    }
+    Ok(bytes)
+}
+
+/// Kills the process group a helper leads: the helper, and whatever it
+/// started and left behind.
+fn kill_group(leader: Option<u32>) {
+    use rustix::process::{Pid, Signal, kill_process_group};
+    // Never pid 1: kill(-1) would reach every process.
+    let group = leader
+        .and_then(|id| i32::try_from(id).ok())
+        .filter(|id| *id > 1)
+        .and_then(Pid::from_raw);
+    if let Some(group) = group {
+        let _ = kill_process_group(group, Signal::KILL);
+    }
 }
 
 #[cfg(test)]
@@ -583,32 +663,77 @@ mod tests {
         assert!(matches!(err, Err(HelperError::CannotRun(_))), "{err:?}");
     }
 
-    #[tokio::test]
-    async fn a_helper_that_hangs_is_stopped() {
+    /// Runs the helper `script` (which writes a pid to the file it is
+    /// given) with a short time limit: it times out, and that process is
+    /// stopped (gone, or a zombie until it is reaped).
+    async fn times_out_and_is_stopped(script: impl Fn(&Path) -> String) {
         let dir = tempfile::tempdir().unwrap();
         let pid_file = dir.path().join("pid");
-        let hangs = helper(
-            dir.path(),
-            "hangs",
-            &format!("echo $$ > '{}'; exec sleep 60", pid_file.display()),
-        );
+        let program = helper(dir.path(), "helper", &script(&pid_file));
         let started = std::time::Instant::now();
-        let err = run_helper(hangs.as_os_str(), "r.example", Duration::from_millis(500)).await;
+        let err = run_helper(program.as_os_str(), "r.example", Duration::from_millis(700)).await;
         assert!(matches!(err, Err(HelperError::TimedOut(_))), "{err:?}");
         assert!(started.elapsed() < Duration::from_secs(5));
-        // Killed: gone, or a zombie until it is reaped.
         let pid = std::fs::read_to_string(&pid_file).unwrap();
         let stat = format!("/proc/{}/stat", pid.trim());
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         loop {
             match std::fs::read_to_string(&stat) {
-                Err(_) => break,
-                Ok(text) if text.contains(") Z ") => break,
+                Err(_) => return,
+                Ok(text) if text.contains(") Z ") => return,
                 Ok(_) => {
-                    assert!(std::time::Instant::now() < deadline, "helper still running");
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "{} still running",
+                        pid.trim()
+                    );
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_helper_that_hangs_is_stopped() {
+        times_out_and_is_stopped(|pid| format!("echo $$ > '{}'; exec sleep 60", pid.display()))
+            .await;
+    }
+
+    /// A helper that answers and exits, leaving a process of its own
+    /// holding its stdout: it times out, as it never finishes answering,
+    /// and that process is stopped with it.
+    #[tokio::test]
+    async fn what_a_helper_leaves_holding_its_output_is_stopped() {
+        times_out_and_is_stopped(|pid| {
+            format!(
+                r#"sleep 60 & echo $! > '{}'; printf '{{"Username":"u","Secret":"p"}}'"#,
+                pid.display()
+            )
+        })
+        .await;
+    }
+
+    /// A helper printing without end is stopped at the cap, long before its
+    /// time is up.
+    #[tokio::test]
+    async fn a_helper_that_prints_too_much_is_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, body) in [
+            ("endless", "cat >/dev/null; yes '{\"Username\":\"u\"}'"),
+            (
+                "endless-stderr",
+                "cat >/dev/null; yes 'a long complaint' >&2",
+            ),
+            (
+                "two-mib",
+                "cat >/dev/null; head -c 2097152 /dev/zero | tr '\\0' x",
+            ),
+        ] {
+            let program = helper(dir.path(), name, body);
+            let started = std::time::Instant::now();
+            let err = run_helper(program.as_os_str(), "r.example", Duration::from_secs(30)).await;
+            assert!(matches!(err, Err(HelperError::TooLong)), "{name}: {err:?}");
+            assert!(started.elapsed() < Duration::from_secs(10), "{name}");
         }
     }
 

@@ -16,8 +16,8 @@ use tokio::io::AsyncWriteExt;
 
 use super::bearer::Scope;
 use super::errors::{ErrorKind, RegistryError};
-use super::timeouts::next_chunk;
-use super::transport::{Body, Transport, checked_digest, chunk_error};
+use super::timeouts::{Pace, next_chunk};
+use super::transport::{Body, Operation, Transport, checked_digest, chunk_error};
 use crate::progress;
 
 /// A blob wanted: its digest and its size, as its descriptor says.
@@ -35,6 +35,7 @@ struct Incoming<'a> {
     request: String,
     wanted: Wanted<'a>,
     body: BoxStream<'static, reqwest::Result<Bytes>>,
+    pace: Pace,
     count: u64,
     hasher: Sha256,
 }
@@ -71,6 +72,7 @@ impl<'a> Incoming<'a> {
             request,
             wanted,
             body: response.bytes_stream().boxed(),
+            pace: Pace::new(transport.timeouts),
             count: 0,
             hasher: Sha256::new(),
         };
@@ -85,7 +87,7 @@ impl<'a> Incoming<'a> {
     /// The next chunk, `None` at the end.
     async fn next(&mut self) -> Result<Option<Bytes>, RegistryError> {
         let timeouts = self.transport.timeouts;
-        let chunk = next_chunk(&mut self.body, timeouts.stall())
+        let chunk = next_chunk(&mut self.body, &mut self.pace)
             .await
             .map_err(|err| chunk_error(self.registry, &self.request, err, timeouts))?;
         if let Some(chunk) = &chunk {
@@ -144,9 +146,7 @@ pub async fn to_file(
         )
     };
     transport
-        .retry
-        .for_transfer()
-        .run(registry, &what, || async {
+        .retried(Operation::Transfer, registry, &what, || async {
             let mut incoming = Incoming::open(transport, registry, repository, wanted).await?;
             let transfer = progress::transfer(
                 "Downloading",
@@ -184,8 +184,7 @@ pub async fn to_memory(
     }
     let what = format!("download of {} from {registry}/{repository}", wanted.digest);
     transport
-        .retry
-        .run(registry, &what, || async {
+        .retried(Operation::Request, registry, &what, || async {
             let mut incoming = Incoming::open(transport, registry, repository, wanted).await?;
             let mut body = Vec::new();
             while let Some(chunk) = incoming.next().await? {

@@ -69,6 +69,9 @@ pub enum ErrorKind {
     Protocol(String),
     /// A local file could not be read or written.
     Local(String),
+    /// Not sent: the registry stopped answering earlier in the run (the
+    /// error that showed it, as a message).
+    GaveUpEarlier(String),
 }
 
 /// Which wait of [`ErrorKind::TimedOut`] ran out.
@@ -76,7 +79,8 @@ pub enum ErrorKind {
 pub enum Wait {
     /// No connection was made in time.
     Connect,
-    /// The registry went silent this long in the middle of a request.
+    /// The registry went silent (or moved less than
+    /// [`super::timeouts::LEAST_RATE`]) this long in the middle of a request.
     Stall(Duration),
     /// The operation with its retries took its whole budget.
     Budget(Duration),
@@ -121,6 +125,18 @@ impl RegistryError {
             } => Some(None),
             _ => None,
         }
+    }
+
+    /// Whether this failure shows that the registry stopped answering: an
+    /// operation ran out of time, or no connection could be made. Later
+    /// operations on it are not tried (see the transport).
+    pub fn shows_registry_gone(&self) -> bool {
+        matches!(
+            self.kind,
+            ErrorKind::TimedOut { .. }
+                | ErrorKind::Connection { connect: true, .. }
+                | ErrorKind::GaveUpEarlier(_)
+        )
     }
 
     /// Whether the registry said "no such thing" (404).
@@ -205,7 +221,8 @@ impl fmt::Display for RegistryError {
                 wait: Wait::Stall(silence),
             } => write!(
                 f,
-                "registry {registry} went silent for {} during {request}; if it is only slow, raise {SETTING}",
+                "registry {registry} went silent, or moved less than {} KiB/s, for {} during {request}; if it is only slow, raise {SETTING}",
+                super::timeouts::LEAST_RATE / 1024,
                 seconds(*silence)
             )?,
             ErrorKind::TimedOut {
@@ -244,6 +261,10 @@ impl fmt::Display for RegistryError {
             )?,
             ErrorKind::Protocol(message) => write!(f, "registry {registry}: {message}")?,
             ErrorKind::Local(message) => f.write_str(message)?,
+            ErrorKind::GaveUpEarlier(earlier) => write!(
+                f,
+                "{earlier}; that was earlier in this run, and registry {registry} is not asked again"
+            )?,
         }
         match (self.attempts, self.out_of_time) {
             (1, None) => {}
@@ -355,11 +376,11 @@ pub fn body_detail(body: &[u8]) -> String {
             .filter(|s| !s.is_empty())
             .collect();
         if !parts.is_empty() {
-            return shorten(&parts.join("; "));
+            return printable(&parts.join("; "));
         }
     }
     let text = String::from_utf8_lossy(body);
-    shorten(
+    printable(
         text.lines()
             .map(str::trim)
             .find(|l| !l.is_empty())
@@ -367,15 +388,31 @@ pub fn body_detail(body: &[u8]) -> String {
     )
 }
 
-/// A message cut to a line's worth, without control characters.
-pub fn shorten(text: &str) -> String {
+/// Text from outside (a registry, a document, a helper) as a message may
+/// quote it: control characters and the invisible ones that reorder text
+/// escaped (`\n`, `\u{1b}`), so that it can neither break the one `error:`
+/// line nor drive the terminal, and cut to a line's worth.
+pub fn printable(text: &str) -> String {
     const LIMIT: usize = 200;
-    let text: String = text.chars().filter(|c| !c.is_control()).collect();
-    if text.chars().count() > LIMIT {
-        format!("{}…", text.chars().take(LIMIT).collect::<String>())
-    } else {
-        text
+    let mut shown = String::new();
+    for (n, c) in text.chars().enumerate() {
+        if n == LIMIT {
+            shown.push('…');
+            break;
+        }
+        if c.is_control() || is_invisible_format(c) {
+            shown.extend(c.escape_default());
+        } else {
+            shown.push(c);
+        }
     }
+    shown
+}
+
+/// Invisible characters that change how text around them shows: zero-width
+/// ones, bidirectional overrides and isolates, the byte-order mark.
+fn is_invisible_format(c: char) -> bool {
+    matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
 }
 
 /// A status error as the registry would give it (tests).
@@ -407,6 +444,19 @@ mod tests {
         );
         assert_eq!(body_detail(b""), "");
         assert!(body_detail("x".repeat(500).as_bytes()).ends_with('…'));
+    }
+
+    #[test]
+    fn outside_text_is_printed_on_one_line_without_escapes() {
+        assert_eq!(printable("linux/amd64"), "linux/amd64");
+        assert_eq!(
+            printable("amd64\n\u{1b}[31mred\r\t"),
+            "amd64\\n\\u{1b}[31mred\\r\\t"
+        );
+        assert_eq!(printable("a\u{202e}b"), "a\\u{202e}b");
+        assert_eq!(printable("déjà vu ✓"), "déjà vu ✓");
+        let long = printable(&"\u{1b}".repeat(500));
+        assert!(long.ends_with('…') && !long.contains('\u{1b}'), "{long}");
     }
 
     #[test]

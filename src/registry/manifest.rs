@@ -9,8 +9,8 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
 
 use super::bearer::Scope;
-use super::errors::{ErrorKind, RegistryError, shorten};
-use super::transport::{Body, Transport, checked_digest, read_limited};
+use super::errors::{ErrorKind, RegistryError, printable};
+use super::transport::{Body, Operation, Transport, checked_digest, read_limited};
 use crate::oci::{ACCEPTED_MANIFEST_TYPES, digest_hex, sha256_digest};
 
 /// Registries refuse manifests over 4 MiB; twice that is plenty.
@@ -76,7 +76,7 @@ fn content_digest(
             registry,
             ErrorKind::Protocol(format!(
                 "{request} was answered with a Docker-Content-Digest that is no sha256 digest: `{}`",
-                shorten(&String::from_utf8_lossy(value.as_bytes()))
+                printable(&String::from_utf8_lossy(value.as_bytes()))
             )),
         )),
     }
@@ -92,8 +92,7 @@ pub async fn pull(
     let path = manifest_path(registry, repository, reference)?;
     let request = format!("GET {path}");
     transport
-        .retry
-        .run(registry, &request, || async {
+        .retried(Operation::Request, registry, &request, || async {
             let response = read(transport, registry, repository, Method::GET, &path).await?;
             let response = transport
                 .expect(registry, &request, response, &[StatusCode::OK])
@@ -137,8 +136,7 @@ pub async fn digest(
     let path = manifest_path(registry, repository, reference)?;
     let request = format!("HEAD {path}");
     let header = transport
-        .retry
-        .run(registry, &request, || async {
+        .retried(Operation::Request, registry, &request, || async {
             let response = read(transport, registry, repository, Method::HEAD, &path).await?;
             if response.status() == StatusCode::NOT_FOUND {
                 return Ok(None);
@@ -180,8 +178,7 @@ pub async fn push(
     })?;
     headers.insert(CONTENT_TYPE, content_type);
     transport
-        .retry
-        .run(registry, &request, || async {
+        .retried(Operation::Request, registry, &request, || async {
             let response = transport
                 .send_path(
                     registry,

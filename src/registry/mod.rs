@@ -8,10 +8,13 @@
 //! - `credentials.rs`: the Docker config, podman's auth file, helpers;
 //! - `challenge.rs`, `bearer.rs`: Basic and Bearer challenges, tokens per scope;
 //! - `transport.rs`: ping, authentication, redirects;
-//! - `timeouts.rs`: the budget of an operation, connect and stall limits;
+//! - `timeouts.rs`: the budget of an operation, connect and stall limits,
+//!   the least pace of a body;
 //! - `retry.rs`: backoff, `Retry-After`, within the budget;
 //! - `upload.rs`, `download.rs`, `manifest.rs`: the protocol itself;
-//! - `errors.rs`: one error type naming registry, request and fix.
+//! - `errors.rs`: one error type naming registry, request and fix, and
+//!   [`printable`], through which anything a registry sends reaches a
+//!   message.
 //!
 //! oci-client's `Reference` names images throughout cargo-krust, but its
 //! client is not used for requests: it has no retries, asks mount tokens for
@@ -48,6 +51,7 @@ use upload::Source;
 
 pub use upload::StreamedSession;
 
+pub use errors::printable;
 pub use scheme::is_loopback;
 pub use timeouts::{DEFAULT_BUDGET, Timeouts};
 
@@ -329,6 +333,17 @@ fn tag_or_digest(reference: &Reference) -> String {
 /// references carry the blob digest, which is not part of the image name).
 fn repo_of(reference: &Reference) -> String {
     format!("{}/{}", reference.registry(), reference.repository())
+}
+
+/// Whether `err` comes from a registry that stopped answering (an
+/// operation ran out of time, or no connection could be made): the run
+/// cannot go on with that registry, which is not asked again.
+pub fn stopped_answering(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<errors::RegistryError>()
+            .is_some_and(errors::RegistryError::shows_registry_gone)
+    })
 }
 
 /// Digest check for bytes that will be trusted as a manifest or config.

@@ -87,8 +87,8 @@ impl Http {
     }
 
     /// Sends a request built on this client (`request` names it) and waits
-    /// for the head of its answer, unless the registry stays silent for the
-    /// stall timeout; `activity` hears of the request body's progress.
+    /// for the head of its answer, unless it stalls; `activity` hears of the
+    /// request body's progress.
     pub async fn send(
         &self,
         registry: &str,
@@ -96,11 +96,25 @@ impl Http {
         builder: RequestBuilder,
         activity: &Activity,
     ) -> Result<Response, RegistryError> {
-        let stall = self.timeouts.stall();
-        match unless_stalled(builder.send(), activity, stall).await {
+        match unless_stalled(builder.send(), activity).await {
             Ok(sent) => sent.map_err(|err| from_reqwest(registry, request, &err, self.no_roots)),
-            Err(Stalled) => Err(RegistryError::stalled(registry, request, stall)),
+            Err(Stalled) => Err(RegistryError::stalled(
+                registry,
+                request,
+                self.timeouts.stall(),
+            )),
         }
+    }
+
+    /// [`Self::send`] for a request whose body, if any, is small.
+    pub async fn send_small(
+        &self,
+        registry: &str,
+        request: &str,
+        builder: RequestBuilder,
+    ) -> Result<Response, RegistryError> {
+        let activity = Activity::new(self.timeouts);
+        self.send(registry, request, builder, &activity).await
     }
 }
 

@@ -6,29 +6,34 @@
 //! token once, and redirects are followed by hand so that an upload keeps
 //! its method and body (re-read from its file) and credentials never go to
 //! another host. Every wait is bounded ([`super::timeouts`]): a request
-//! whose registry goes silent, while sending or receiving, fails as a
-//! stall. Retries are the operations' business ([`super::retry`]).
+//! whose registry goes silent (or nearly), while sending or receiving,
+//! fails as a stall. Operations run through [`Transport::retried`]: retries
+//! are theirs ([`super::retry`]), and a registry that one of them found
+//! gone (out of time, or no connection) is not asked again in the run, so
+//! that a hung registry costs one budget, not one per operation.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, RwLock};
+use std::task::Poll;
 
 use bytes::Bytes;
-use futures_util::{StreamExt, TryStreamExt};
-use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, HeaderMap, HeaderValue, LOCATION};
+use futures_util::{Stream, StreamExt};
+use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, HeaderMap, LOCATION};
 use reqwest::{Method, Response, StatusCode, Url};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::OnceCell;
 use tokio_util::io::ReaderStream;
 
-use super::bearer::{Scope, TokenCache, TokenRequest, fetch_token};
+use super::bearer::{Scope, TokenCache, TokenRequest, bearer_header, fetch_token};
 use super::challenge::{self, Challenge};
 use super::credentials::{Credential, Keychain, Secret};
 use super::errors::{ErrorKind, RegistryError, body_detail, from_reqwest};
 use super::retry::{RetryPolicy, retry_after};
 use super::scheme::SchemePolicy;
-use super::timeouts::{Activity, ChunkError, Timeouts, next_chunk};
+use super::timeouts::{Activity, ChunkError, Pace, Timeouts, next_chunk};
 use super::tls::{Http, LazyHttp};
 use crate::progress::{self, Transfer};
 
@@ -74,6 +79,16 @@ impl Endpoint {
     }
 }
 
+/// What an operation is, for its retry policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// Stopped, attempt and all, when its budget ends.
+    Request,
+    /// A blob transfer: an attempt still moving may outlast the budget
+    /// (see [`RetryPolicy::for_transfer`]).
+    Transfer,
+}
+
 /// A request body that can be produced again for a redirect or a retry,
 /// except a stream, which is sent once.
 #[derive(Clone)]
@@ -110,10 +125,12 @@ pub struct Transport {
     schemes: SchemePolicy,
     keychain: Keychain,
     pub timeouts: Timeouts,
-    pub retry: RetryPolicy,
+    retry: RetryPolicy,
     endpoints: PerRegistry<Arc<Endpoint>>,
     credentials: PerRegistry<Credential>,
     tokens: TokenCache,
+    /// Registries found gone in this run, with the message that showed it.
+    gone: std::sync::Mutex<HashMap<String, String>>,
 }
 
 /// Something worked out once per registry (a ping, a credential lookup).
@@ -149,7 +166,53 @@ impl Transport {
             endpoints: Default::default(),
             credentials: Default::default(),
             tokens: TokenCache::default(),
+            gone: Default::default(),
         })
+    }
+
+    /// Runs an operation on `registry` with the retry policy for its
+    /// `kind` (`what` names it), unless the registry was found gone
+    /// earlier; a failure that shows it gone is remembered.
+    pub async fn retried<T, F, Fut>(
+        &self,
+        kind: Operation,
+        registry: &str,
+        what: &str,
+        operation: F,
+    ) -> Result<T, RegistryError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, RegistryError>>,
+    {
+        self.still_there(registry)?;
+        let policy = match kind {
+            Operation::Request => self.retry,
+            Operation::Transfer => self.retry.for_transfer(),
+        };
+        let outcome = policy.run(registry, what, operation).await;
+        if let Err(err) = &outcome
+            && err.shows_registry_gone()
+            && !matches!(err.kind, ErrorKind::GaveUpEarlier(_))
+        {
+            self.gone
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(registry.to_string())
+                .or_insert_with(|| err.to_string());
+        }
+        outcome
+    }
+
+    /// An error when `registry` was found gone earlier in this run.
+    fn still_there(&self, registry: &str) -> Result<(), RegistryError> {
+        let gone = self.gone.lock().unwrap_or_else(|e| e.into_inner());
+        match gone.get(registry) {
+            Some(earlier) => Err(RegistryError::new(
+                registry,
+                ErrorKind::GaveUpEarlier(earlier.clone()),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// The HTTP client for a URL: the plain one for `http://`, which never
@@ -166,6 +229,7 @@ impl Transport {
 
     /// The registry's endpoint, pinging it on first use.
     pub async fn endpoint(&self, registry: &str) -> Result<Arc<Endpoint>, RegistryError> {
+        self.still_there(registry)?;
         once_per(&self.endpoints, registry)
             .get_or_try_init(|| self.probe(registry))
             .await
@@ -235,7 +299,7 @@ impl Transport {
         progress::trace(&request);
         let http = self.http_for(registry, url.as_str()).await?;
         let response = http
-            .send(registry, &request, http.client.get(url), &Activity::new())
+            .send_small(registry, &request, http.client.get(url))
             .await?;
         let status = response.status();
         progress::trace(format!("{request} -> {status}"));
@@ -385,6 +449,7 @@ impl Transport {
         body: Body,
     ) -> Result<Response, RegistryError> {
         let registry = &endpoint.registry;
+        self.still_there(registry)?;
         let mut method = method;
         let mut url = url;
         let mut body = body;
@@ -409,12 +474,22 @@ impl Transport {
                     builder = builder.basic_auth(username, Some(password.expose()));
                 }
                 Some(Auth::Bearer(token)) => {
-                    let value = format!("Bearer {}", token.expose());
-                    builder = builder.header(AUTHORIZATION, sensitive_header(registry, &value)?);
+                    // Tokens from a token server are checked on arrival:
+                    // one that cannot go in a header is a configured one.
+                    let header = bearer_header(token).ok_or_else(|| {
+                        RegistryError::new(
+                            registry,
+                            ErrorKind::Credentials(
+                                "the configured registry token contains characters not allowed in an HTTP header"
+                                    .into(),
+                            ),
+                        )
+                    })?;
+                    builder = builder.header(AUTHORIZATION, header);
                 }
                 None => {}
             }
-            let activity = Arc::new(Activity::new());
+            let activity = Arc::new(Activity::new(self.timeouts));
             builder = attach(builder, &method, &body, registry, &activity).await?;
             progress::trace(&request);
             let response = http.send(registry, &request, builder, &activity).await?;
@@ -554,18 +629,12 @@ async fn attach(
             if let Some(transfer) = transfer {
                 transfer.set_position(*offset);
             }
-            let transfer = transfer.clone();
-            let activity = activity.clone();
-            let stream =
-                ReaderStream::with_capacity(file.take(*len), 256 * 1024).inspect_ok(move |chunk| {
-                    activity.moved();
-                    if let Some(transfer) = &transfer {
-                        transfer.advance(chunk.len() as u64);
-                    }
-                });
-            builder
-                .header(CONTENT_LENGTH, *len)
-                .body(reqwest::Body::wrap_stream(stream))
+            let chunks = ReaderStream::with_capacity(file.take(*len), 256 * 1024);
+            builder.header(CONTENT_LENGTH, *len).body(watched_body(
+                chunks,
+                activity.clone(),
+                transfer.clone(),
+            ))
         }
         Body::Stream { chunks, transfer } => {
             let Some(mut receiver) = chunks.lock().unwrap_or_else(|e| e.into_inner()).take() else {
@@ -574,37 +643,39 @@ async fn attach(
                     ErrorKind::Local("a streamed body cannot be sent twice".into()),
                 ));
             };
-            let transfer = transfer.clone();
-            let activity = activity.clone();
-            let stream = futures_util::stream::poll_fn(move |cx| {
+            let waits = activity.clone();
+            let produced = futures_util::stream::poll_fn(move |cx| {
                 let polled = receiver.poll_recv(cx);
-                activity.waiting_locally(polled.is_pending());
+                waits.waiting_locally(polled.is_pending());
                 polled
             })
-            .map(Ok::<Bytes, std::io::Error>)
-            .inspect_ok(move |chunk| {
-                if let Some(transfer) = &transfer {
-                    transfer.advance(chunk.len() as u64);
-                }
-            });
-            builder.body(reqwest::Body::wrap_stream(stream))
+            .map(Ok::<Bytes, std::io::Error>);
+            builder.body(watched_body(produced, activity.clone(), transfer.clone()))
         }
     })
 }
 
-/// A header value that `http` keeps out of its `Debug` output.
-fn sensitive_header(registry: &str, value: &str) -> Result<HeaderValue, RegistryError> {
-    let mut header = HeaderValue::from_str(value).map_err(|_| {
-        RegistryError::new(
-            registry,
-            ErrorKind::Credentials(
-                "the configured credentials contain characters not allowed in an HTTP header"
-                    .into(),
-            ),
-        )
-    })?;
-    header.set_sensitive(true);
-    Ok(header)
+/// A request body that tells `activity` (and `transfer`, if any) of every
+/// chunk the connection takes, and of its end.
+fn watched_body(
+    mut chunks: impl Stream<Item = std::io::Result<Bytes>> + Unpin + Send + 'static,
+    activity: Arc<Activity>,
+    transfer: Option<Arc<Transfer>>,
+) -> reqwest::Body {
+    reqwest::Body::wrap_stream(futures_util::stream::poll_fn(move |cx| {
+        let polled = chunks.poll_next_unpin(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(chunk))) => {
+                activity.moved(chunk.len());
+                if let Some(transfer) = &transfer {
+                    transfer.advance(chunk.len() as u64);
+                }
+            }
+            Poll::Ready(None) => activity.body_sent(),
+            _ => {}
+        }
+        polled
+    }))
 }
 
 /// `METHOD /path` on the registry, `METHOD https://host/path` elsewhere;
@@ -631,7 +702,7 @@ pub fn checked_digest<'d>(registry: &str, digest: &'d str) -> Result<&'d str, Re
             registry,
             ErrorKind::Protocol(format!(
                 "`{}` is no sha256 digest and cannot be asked for",
-                super::errors::shorten(digest)
+                super::errors::printable(digest)
             )),
         )),
     }
@@ -656,7 +727,7 @@ fn sane_location(
     value: &str,
     plain_ok: impl Fn(&str) -> bool,
 ) -> Result<Url, String> {
-    let shown = || super::errors::shorten(value.split('?').next().unwrap_or(value));
+    let shown = || super::errors::printable(value.split('?').next().unwrap_or(value));
     let url = request
         .join(value)
         .map_err(|_| format!("that is no URL: `{}`", shown()))?;
@@ -696,17 +767,21 @@ pub async fn status_error(
     )
 }
 
-/// The start of an error body, summarised; what came before the registry
-/// went silent, if it does.
+/// The start of an error body, summarised: what came within a stall
+/// window (it is only a message), or before the registry stalled.
 async fn read_error_body(response: Response, timeouts: Timeouts) -> String {
     let mut body = Vec::new();
     let mut stream = response.bytes_stream();
-    while let Ok(Some(chunk)) = next_chunk(&mut stream, timeouts.stall()).await {
-        body.extend_from_slice(&chunk);
-        if body.len() >= ERROR_BODY_LIMIT {
-            break;
+    let mut pace = Pace::new(timeouts);
+    let reading = async {
+        while let Ok(Some(chunk)) = next_chunk(&mut stream, &mut pace).await {
+            body.extend_from_slice(&chunk);
+            if body.len() >= ERROR_BODY_LIMIT {
+                break;
+            }
         }
-    }
+    };
+    let _ = tokio::time::timeout(timeouts.stall(), reading).await;
     body_detail(&body)
 }
 
@@ -722,7 +797,8 @@ pub async fn read_limited(
 ) -> Result<Bytes, RegistryError> {
     let mut body = Vec::new();
     let mut stream = response.bytes_stream();
-    while let Some(chunk) = next_chunk(&mut stream, timeouts.stall())
+    let mut pace = Pace::new(timeouts);
+    while let Some(chunk) = next_chunk(&mut stream, &mut pace)
         .await
         .map_err(|err| chunk_error(registry, request, err, timeouts))?
     {

@@ -20,7 +20,7 @@ use reqwest::{Method, StatusCode, Url};
 
 use super::bearer::Scope;
 use super::errors::{ErrorKind, RegistryError, is_transient_status};
-use super::transport::{Body, Endpoint, Transport, checked_digest};
+use super::transport::{Body, Endpoint, Operation, Transport, checked_digest};
 use crate::progress::{self, Transfer};
 
 /// Where the bytes of an upload are read from (again, on each attempt).
@@ -67,9 +67,7 @@ pub async fn upload(
         scope: &scope,
     };
     transport
-        .retry
-        .for_transfer()
-        .run(registry, &what, || async {
+        .retried(Operation::Transfer, registry, &what, || async {
             let endpoint = transport.endpoint(registry).await?;
             if !endpoint.monolithic_refused.load(Ordering::Relaxed) {
                 let (session, _) = upload.open_session(&endpoint).await?;
@@ -263,8 +261,8 @@ pub async fn open_streamed(
 ) -> Result<StreamedSession, RegistryError> {
     let scope = Scope::push(repository);
     transport
-        .retry
-        .run(
+        .retried(
+            Operation::Request,
             registry,
             &format!("start of an upload to {registry}/{repository}"),
             || async {
@@ -378,8 +376,7 @@ pub async fn exists(
     let request = format!("HEAD {path}");
     let scope = Scope::push(repository);
     transport
-        .retry
-        .run(registry, &request, || async {
+        .retried(Operation::Request, registry, &request, || async {
             let response = transport
                 .send_path(
                     registry,
@@ -413,8 +410,7 @@ pub async fn mount(
     let path = format!("/v2/{repository}/blobs/uploads/");
     let what = format!("mount of {digest} from {from} into {registry}/{repository}");
     transport
-        .retry
-        .run(registry, &what, || async {
+        .retried(Operation::Request, registry, &what, || async {
             let endpoint = transport.endpoint(registry).await?;
             let mut url = endpoint.url(&path)?;
             url.query_pairs_mut()

@@ -1,7 +1,7 @@
 //! A registry that misbehaves on purpose, for the faults no real registry
 //! will produce on demand: every answer is chosen by the test, as a map from
 //! (method, path) to an [`Answer`] — a status, headers and a body, delivered
-//! whole, truncated, stalled halfway or never. It can ask for Basic
+//! whole, truncated, stalled halfway, a byte at a time, or never. It can ask for Basic
 //! credentials or Bearer tokens (its token endpoint answers whatever the
 //! test wants), serves documents and blobs with a correct or a wrong
 //! `Docker-Content-Digest`, and records every request it received, so that
@@ -35,6 +35,9 @@ pub enum Delivery {
     /// The head and the first `sent` bytes of the body, then nothing more
     /// until the server stops.
     StallAfter(usize),
+    /// The head, then the body one byte at a time, each after this pause:
+    /// never silent for long, yet hardly moving.
+    Trickle(Duration),
     /// The request is accepted (its body left unread) and never answered.
     Hang,
     /// The connection is closed without a byte of answer.
@@ -367,6 +370,16 @@ fn send(
             }
             Delivery::Truncated { sent } => {
                 stream.write_all(&answer.body[..sent.min(answer.body.len())])?;
+            }
+            Delivery::Trickle(pause) => {
+                for byte in &answer.body {
+                    if stop.load(Ordering::SeqCst) {
+                        return Ok(());
+                    }
+                    stream.flush()?;
+                    std::thread::sleep(pause);
+                    stream.write_all(std::slice::from_ref(byte))?;
+                }
             }
             _ => stream.write_all(&answer.body)?,
         }
