@@ -192,6 +192,26 @@ pub struct BuildOptions {
     #[arg(long, value_name = "REF", help_heading = "Image")]
     pub base_image: Option<String>,
 
+    /// Label to set in the image config, KEY=VALUE (repeatable; overrides
+    /// the `labels` key entry by entry).
+    #[arg(long, value_name = "KEY=VALUE", help_heading = "Image")]
+    pub image_label: Vec<String>,
+
+    /// Annotation to set on every manifest and the index, KEY=VALUE
+    /// (repeatable; overrides the `annotations` key entry by entry).
+    #[arg(long, value_name = "KEY=VALUE", help_heading = "Image")]
+    pub image_annotation: Vec<String>,
+
+    /// User the image runs as, e.g. `65532:65532` or `nonroot` (overrides
+    /// the `user` key).
+    #[arg(long, value_name = "USER", help_heading = "Image")]
+    pub image_user: Option<String>,
+
+    /// Print `REPO/NAME:TAG` (the first tag) instead of `REPO/NAME@sha256:…`,
+    /// on stdout, in resolved YAML and in --image-refs.
+    #[arg(long, help_heading = "Image")]
+    pub tag_only: bool,
+
     /// Build everything but push nothing; still print the reference (same digest).
     #[arg(long, help_heading = "Output")]
     pub no_push: bool,
@@ -318,6 +338,10 @@ impl BuildOptions {
             tags: self.tags.clone(),
             platforms: self.platforms.clone(),
             base_image: self.base_image.clone(),
+            image_labels: self.image_label.clone(),
+            image_annotations: self.image_annotation.clone(),
+            image_user: self.image_user.clone(),
+            tag_only: self.tag_only,
             no_push: self.no_push,
             oci_layout_path: self.oci_layout_path.clone(),
             insecure_registry: self.insecure_registry.clone(),

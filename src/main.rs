@@ -77,7 +77,10 @@ fn build(args: BuildArgs) -> Result<()> {
     let refs_file = image_refs_file(args.options.image_refs.as_deref())?;
     let plan = plan::plan(args.directory.as_deref(), &options, &args.cargo_args)?;
     let indexes = pipeline::run_blocking(&plan)?;
-    let references: Vec<String> = indexes.iter().map(|i| i.reference()).collect();
+    let references: Vec<String> = indexes
+        .iter()
+        .map(|i| i.printed_reference(options.tag_only))
+        .collect();
     write_image_refs(refs_file, &references)?;
     write_stdout(lines(&references).as_bytes())
 }

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use support::image::{PushedRef, expect_ran, fetch_index, pull_and_unpack, run_chroot};
-use support::krust::{build_on_scratch, hello_krust, krust};
+use support::krust::{build_on_scratch, hello_krust, krust, resolve_on_scratch};
 use support::{copy_tree, shared, tools, unique_name};
 
 #[test]
@@ -205,19 +205,11 @@ fn two_references_resolved_to_one_image_name_are_refused() {
         std::fs::create_dir(tmp.path().join(dir)).expect("mkdir");
         support::cargo_new_bin(&tmp.path().join(dir), "app");
     }
-    let run = krust([
-        "resolve",
-        "--no-push",
-        "--base-image",
-        "scratch",
-        "--platform",
-        "linux/amd64",
-        "-f",
-        "-",
-    ])
-    .current_dir(tmp.path())
-    .stdin("a: krust://a/app\nb: krust://b/app\n")
-    .run();
+    let run = resolve_on_scratch()
+        .args(["-f", "-"])
+        .current_dir(tmp.path())
+        .stdin("a: krust://a/app\nb: krust://b/app\n")
+        .run();
     let line =
         run.expect_clean_error(&["bin `app` of package `app`", "krust.local/app", "name = "]);
     for dir in ["a", "b"] {

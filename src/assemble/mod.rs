@@ -49,6 +49,15 @@ impl ImageIndex {
     pub fn reference(&self) -> String {
         format!("{}@{}", self.name, self.index.digest)
     }
+
+    /// The line printed for this image: [`reference`](Self::reference), or
+    /// with `--tag-only` `REPO/NAME:TAG` naming its first tag (as ko does).
+    pub fn printed_reference(&self, tag_only: bool) -> String {
+        match self.tags.first() {
+            Some(tag) if tag_only => format!("{}:{tag}", self.name),
+            _ => self.reference(),
+        }
+    }
 }
 
 /// The base of one platform image, if any.

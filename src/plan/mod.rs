@@ -44,6 +44,13 @@ pub struct Options {
     pub tags: Vec<String>,
     pub platforms: Vec<String>,
     pub base_image: Option<String>,
+    /// `--image-label KEY=VALUE`, as given (parsed with the command-line layer).
+    pub image_labels: Vec<String>,
+    /// `--image-annotation KEY=VALUE`, as given.
+    pub image_annotations: Vec<String>,
+    pub image_user: Option<String>,
+    /// `--tag-only`: references name the first tag instead of the digest.
+    pub tag_only: bool,
     pub no_push: bool,
     pub oci_layout_path: Option<PathBuf>,
     pub insecure_registry: Vec<String>,
@@ -490,9 +497,14 @@ pub fn metadata_error(err: cargo_metadata::Error, what: &str) -> anyhow::Error {
     }
 }
 
-/// The command-line layer: `--base-image`, `--platform`, `--tag`.
+/// The command-line layer: `--base-image`, `--platform`, `--tag`,
+/// `--image-label`, `--image-annotation`, `--image-user`, `--build-std`.
 fn cli_settings(options: &Options) -> Result<Settings> {
+    let origin = Origin::CommandLine;
     let settings = Settings {
+        labels: settings::key_value_map(&options.image_labels, &origin, "labels")?,
+        annotations: settings::key_value_map(&options.image_annotations, &origin, "annotations")?,
+        user: options.image_user.clone(),
         base_image: options.base_image.clone(),
         // `--platform ""` (an empty variable in a script) sets nothing, as
         // an empty KRUST_PLATFORMS does: it must not become zero platforms.
@@ -505,7 +517,7 @@ fn cli_settings(options: &Options) -> Result<Settings> {
         build_std: options.build_std.then_some(true),
         ..Settings::default()
     };
-    settings.validate(&Origin::CommandLine)?;
+    settings.validate(&origin)?;
     Ok(settings)
 }
 

@@ -121,6 +121,9 @@ impl Origin {
                 "base-image" => "--base-image".into(),
                 "platforms" => "--platform".into(),
                 "tags" => "--tag".into(),
+                "labels" => "--image-label".into(),
+                "annotations" => "--image-annotation".into(),
+                "user" => "--image-user".into(),
                 other => format!("--{other}"),
             },
         }
@@ -133,6 +136,27 @@ impl Origin {
             Origin::CommandLine => "the command line".into(),
         }
     }
+}
+
+/// The `KEY=VALUE` arguments of a repeatable flag (`--image-label`,
+/// `--image-annotation`) as the map of setting `key`, a later KEY winning;
+/// `None` when the flag was not given, so that lower layers still count.
+pub fn key_value_map(
+    pairs: &[String],
+    origin: &Origin,
+    key: &str,
+) -> Result<Option<BTreeMap<String, String>>> {
+    if pairs.is_empty() {
+        return Ok(None);
+    }
+    let parse = |pair: &String| match pair.split_once('=') {
+        Some((name, value)) if !name.trim().is_empty() => Ok((name.to_string(), value.to_string())),
+        _ => bail!(
+            "{}: `{pair}` is not KEY=VALUE with a non-empty KEY; write e.g. `org.opencontainers.image.vendor=acme`",
+            origin.key(key)
+        ),
+    };
+    pairs.iter().map(parse).collect::<Result<_>>().map(Some)
 }
 
 /// A `[package.metadata.krust]` table: package settings plus per-bin tables.
@@ -622,6 +646,33 @@ mod tests {
             );
             assert!(err.contains(expected), "{value}: {err}");
         }
+    }
+
+    #[test]
+    fn command_line_key_values_become_maps_and_name_their_flag() {
+        let cli = Origin::CommandLine;
+        let pairs = ["a=1", "b=x=y", "a=2"].map(String::from);
+        let map = key_value_map(&pairs, &cli, "labels").unwrap().unwrap();
+        assert_eq!(map["a"], "2", "a later KEY wins");
+        assert_eq!(map["b"], "x=y", "split at the first `=`");
+        assert_eq!(key_value_map(&[], &cli, "labels").unwrap(), None);
+        for (pair, key, flag) in [
+            ("novalue", "labels", "--image-label"),
+            ("=v", "annotations", "--image-annotation"),
+        ] {
+            let err = key_value_map(&[pair.to_string()], &cli, key).unwrap_err();
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("{flag}: `{pair}` is not KEY=VALUE")),
+                "{err}"
+            );
+        }
+        let user = Settings {
+            user: Some(String::new()),
+            ..Settings::default()
+        };
+        let err = user.validate(&cli).unwrap_err().to_string();
+        assert!(err.starts_with("--image-user: must not be empty"), "{err}");
     }
 
     #[test]

@@ -71,7 +71,10 @@ pub fn resolve(files: &[PathBuf], recursive: bool, options: &Options) -> Result<
         let plan = planner.finish(&[])?;
         let indexes =
             pipeline::run_blocking(&plan).map_err(|err| name_failed(err, &plan, &origins))?;
-        indexes.iter().map(|index| index.reference()).collect()
+        indexes
+            .iter()
+            .map(|index| index.printed_reference(options.tag_only))
+            .collect()
     };
     for (origin, reference) in origins.iter().zip(&references) {
         progress::verbose(format!("{origin} → {reference}"));

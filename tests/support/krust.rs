@@ -286,6 +286,19 @@ pub fn build_on_scratch_without_dir() -> Krust {
     ])
 }
 
+/// `cargo-krust resolve` on `scratch` for linux/amd64, pushing nothing:
+/// the cheapest real resolve (add `-f FILE`).
+pub fn resolve_on_scratch() -> Krust {
+    krust([
+        "resolve",
+        "--no-push",
+        "--base-image",
+        "scratch",
+        "--platform",
+        "linux/amd64",
+    ])
+}
+
 /// The hello-krust example crate.
 pub fn hello_krust() -> PathBuf {
     repo_root().join("examples").join("hello-krust")
