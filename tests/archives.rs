@@ -1,75 +1,110 @@
-//! The archive outputs, read by skopeo:
+//! The archive outputs, read by skopeo and podman:
 //!
 //! - a two-platform build written with `--oci-archive` is one OCI index
 //!   with both platforms (`oci-archive:FILE` and `oci-archive:FILE:NAME`),
-//!   the index the run printed;
-//! - the same run's `--tarball` is a docker-archive of the host's platform
-//!   whose config (and so its layers' diff_ids) is the OCI layout's;
-//! - an archive whose directory is missing is refused before anything is
+//!   the index the run printed, and `podman load` takes it (the host's
+//!   platform); the same run's `--tarball` is a docker-archive of the
+//!   host's platform whose config (so its layers' diff_ids) is the OCI
+//!   layout's, and whose layers skopeo copies out, digests verified;
+//! - a workspace run (three images) puts every image in both archives,
+//!   each under its name, and `podman load` of the docker-archive loads
+//!   all three;
+//! - an archive whose directory is missing, or a `--tarball` for images
+//!   built without the host's platform, is refused before anything is
 //!   built, and nothing is left.
 
 mod support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::krust::{build_on_scratch, hello_krust, krust};
+use support::krust::{Krust, build_on_scratch, hello_krust, krust};
 use support::process::run_ok;
-use support::{sha256_digest, tools};
+use support::{example, sha256_digest, tools};
+
+const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// `skopeo inspect ARGS TRANSPORT`'s stdout.
-fn skopeo_inspect(args: &[&str], transport: String) -> Vec<u8> {
+fn skopeo_inspect(args: &[&str], transport: &str) -> Vec<u8> {
     let skopeo = tools::require("skopeo", "skopeo");
     run_ok(
         Command::new(skopeo)
             .arg("inspect")
             .args(args)
-            .arg(&transport),
-        Duration::from_secs(60),
+            .arg(transport),
+        TOOL_TIMEOUT,
         &format!("skopeo inspect {transport}"),
     )
     .stdout
 }
 
+/// podman with a containers storage of its own under `dir` (vfs, so that
+/// it needs no kernel support), apart from the machine's.
+fn podman(dir: &Path, args: &[&str]) -> Vec<u8> {
+    let podman = tools::require("podman", "podman");
+    run_ok(
+        Command::new(podman)
+            .arg("--root")
+            .arg(dir.join("root"))
+            .arg("--runroot")
+            .arg(dir.join("runroot"))
+            .args(["--storage-driver", "vfs"])
+            .args(args),
+        TOOL_TIMEOUT,
+        &format!("podman {}", args.join(" ")),
+    )
+    .stdout
+}
+
 fn json(bytes: &[u8]) -> Value {
-    serde_json::from_slice(bytes).expect("JSON from skopeo")
+    serde_json::from_slice(bytes).expect("JSON")
 }
 
 fn at(path: &Path) -> String {
     path.display().to_string()
 }
 
+/// Where [`with_outputs`] writes in `dir`: the OCI layout, the OCI
+/// archive and the docker-archive.
+fn outputs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    (
+        dir.join("layout"),
+        dir.join("images.oci.tar"),
+        dir.join("images.docker.tar"),
+    )
+}
+
+/// `build` writing an OCI layout and both archives into `dir`.
+fn with_outputs(build: Krust, dir: &Path) -> Krust {
+    let (layout, oci_archive, tarball) = outputs(dir);
+    build
+        .arg("--oci-layout-path")
+        .arg(layout)
+        .arg("--oci-archive")
+        .arg(oci_archive)
+        .arg("--tarball")
+        .arg(tarball)
+}
+
 #[test]
 fn a_two_platform_build_goes_into_an_oci_archive_and_a_docker_archive() {
     tools::require_default_rust_targets();
     let tmp = tempfile::tempdir().expect("tempdir");
-    let (layout, oci_archive, tarball) = (
-        tmp.path().join("layout"),
-        tmp.path().join("images.oci.tar"),
-        tmp.path().join("images.docker.tar"),
-    );
-    let pushed = krust(["build", "--base-image", "scratch", "--no-push"])
+    let (layout, oci_archive, tarball) = outputs(tmp.path());
+    let build = krust(["build", "--base-image", "scratch", "--no-push"])
         .args(["--platform", "linux/amd64,linux/arm64"])
-        .arg(hello_krust())
-        .arg("--oci-layout-path")
-        .arg(&layout)
-        .arg("--oci-archive")
-        .arg(&oci_archive)
-        .arg("--tarball")
-        .arg(&tarball)
-        .run()
-        .single_ref();
+        .arg(hello_krust());
+    let pushed = with_outputs(build, tmp.path()).run().single_ref();
 
     for transport in [
         format!("oci-archive:{}", at(&oci_archive)),
         format!("oci-archive:{}:hello-krust:latest", at(&oci_archive)),
     ] {
-        let raw = skopeo_inspect(&["--raw"], transport.clone());
+        let raw = skopeo_inspect(&["--raw"], &transport);
         assert_eq!(sha256_digest(&raw), pushed.digest, "{transport}");
-        let index = json(&raw);
-        let platforms: Vec<String> = index["manifests"]
+        let platforms: Vec<String> = json(&raw)["manifests"]
             .as_array()
             .expect("an index")
             .iter()
@@ -81,46 +116,114 @@ fn a_two_platform_build_goes_into_an_oci_archive_and_a_docker_archive() {
             "{transport}"
         );
     }
+    let podman_dir = tmp.path().join("podman");
+    podman(&podman_dir, &["load", "-i", &at(&oci_archive)]);
+    let loaded = json(&podman(
+        &podman_dir,
+        &["image", "inspect", "krust.local/hello-krust:latest"],
+    ));
+    assert_eq!(loaded[0]["Digest"], pushed.digest.as_str(), "{loaded}");
+    assert_eq!(loaded[0]["Architecture"], "amd64", "{loaded}");
 
     // One platform, the host's: the layout's amd64 config, byte for byte.
     let docker = format!("docker-archive:{}", at(&tarball));
-    let config = skopeo_inspect(&["--config", "--raw"], docker.clone());
+    let config = skopeo_inspect(&["--config", "--raw"], &docker);
     let layout_config = skopeo_inspect(
         &["--config", "--raw", "--override-arch", "amd64"],
-        format!("oci:{}:hello-krust:latest", at(&layout)),
+        &format!("oci:{}:hello-krust:latest", at(&layout)),
     );
     assert_eq!(json(&config)["architecture"], "amd64");
     let diff_ids = &json(&config)["rootfs"]["diff_ids"];
     assert!(diff_ids.as_array().is_some_and(|ids| !ids.is_empty()));
     assert_eq!(diff_ids, &json(&layout_config)["rootfs"]["diff_ids"]);
     assert_eq!(config, layout_config);
-    // skopeo reads the image whole, layers included, from the archive.
-    let inspected = json(&skopeo_inspect(&[], docker));
-    assert_eq!(inspected["Architecture"], "amd64");
-    assert_eq!(
-        inspected["Layers"].as_array().map(Vec::len),
-        diff_ids.as_array().map(Vec::len),
-        "{inspected}"
+    // Every layer read back, its digest (the diff_id) verified by skopeo.
+    let copied = tmp.path().join("copied");
+    run_ok(
+        Command::new(tools::require("skopeo", "skopeo"))
+            .arg("copy")
+            .arg(&docker)
+            .arg(format!("oci:{}:copied", at(&copied))),
+        TOOL_TIMEOUT,
+        "skopeo copy docker-archive: oci:",
     );
+    let copied_config = skopeo_inspect(
+        &["--config", "--raw"],
+        &format!("oci:{}:copied", at(&copied)),
+    );
+    assert_eq!(json(&copied_config)["rootfs"]["diff_ids"], *diff_ids);
 }
 
 #[test]
-fn an_archive_in_a_missing_directory_is_refused_before_anything_is_built() {
+fn every_image_of_a_workspace_goes_into_both_archives() {
     tools::require_default_rust_targets();
     let tmp = tempfile::tempdir().expect("tempdir");
-    for flag in ["--oci-archive", "--tarball"] {
-        let file = tmp.path().join("missing").join("images.tar");
-        let run = build_on_scratch(&hello_krust())
-            .arg("--no-push")
-            .arg(flag)
-            .arg(&file)
-            .run();
-        run.expect_clean_error(&[&at(&file), flag]);
+    let (layout, oci_archive, tarball) = outputs(tmp.path());
+    let build = build_on_scratch(&example("workspace")).arg("--no-push");
+    let run = with_outputs(build, tmp.path()).run();
+    let refs = run.refs();
+    assert_eq!(refs.len(), 3, "{}", run.describe());
+
+    let podman_dir = tmp.path().join("podman");
+    podman(&podman_dir, &["load", "-i", &at(&tarball)]);
+    for pushed in &refs {
+        let name = format!("{}:latest", pushed.repo);
+        let raw = skopeo_inspect(
+            &["--raw"],
+            &format!("oci-archive:{}:{name}", at(&oci_archive)),
+        );
+        assert_eq!(sha256_digest(&raw), pushed.digest, "{name}");
+        let full_name = format!("{}/{name}", pushed.host);
+        let config = skopeo_inspect(
+            &["--config", "--raw"],
+            &format!("docker-archive:{}:{full_name}", at(&tarball)),
+        );
+        let layout_config = skopeo_inspect(
+            &["--config", "--raw"],
+            &format!("oci:{}:{name}", at(&layout)),
+        );
+        assert_eq!(config, layout_config, "{name}");
+        let loaded = json(&podman(&podman_dir, &["image", "inspect", &full_name]));
+        assert_eq!(
+            loaded[0]["Id"].as_str(),
+            sha256_digest(&config).strip_prefix("sha256:"),
+            "{full_name}: {loaded}"
+        );
+    }
+}
+
+#[test]
+fn an_archive_that_cannot_be_written_is_refused_before_anything_is_built() {
+    tools::require_default_rust_targets();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let file = tmp.path().join("missing").join("images.tar");
+    let expect_refused = |run: support::krust::KrustRun, words: &[&str]| {
+        run.expect_clean_error(words);
         assert!(!run.stderr.contains("Building"), "{}", run.describe());
         let left: Vec<_> = std::fs::read_dir(tmp.path())
             .expect("read tmp")
             .map(|e| e.expect("entry").file_name())
             .collect();
-        assert!(left.is_empty(), "{flag} left {left:?}");
+        assert!(left.is_empty(), "{words:?}: left {left:?}");
+    };
+    for flag in ["--oci-archive", "--tarball"] {
+        let run = build_on_scratch(&hello_krust())
+            .arg("--no-push")
+            .arg(flag)
+            .arg(&file)
+            .run();
+        expect_refused(run, &[&at(&file), flag]);
     }
+    // A docker-archive holds one platform: the host's, which these lack.
+    let file = tmp.path().join("images.tar");
+    let run = krust(["build", "--base-image", "scratch", "--no-push"])
+        .args(["--platform", "linux/arm64,linux/arm/v7"])
+        .arg(hello_krust())
+        .arg("--tarball")
+        .arg(&file)
+        .run();
+    expect_refused(
+        run,
+        &["--tarball", "linux/arm64, linux/arm/v7", "--platform"],
+    );
 }
