@@ -20,6 +20,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
+use support::disk::SmallDisk;
 use support::krust::{Krust, build_on_scratch, hello_krust, krust};
 use support::process::run_ok;
 use support::{example, sha256_digest, tools};
@@ -226,4 +227,33 @@ fn an_archive_that_cannot_be_written_is_refused_before_anything_is_built() {
         run,
         &["--tarball", "linux/arm64, linux/arm/v7", "--platform"],
     );
+}
+
+/// An archive that does not fit on its disk (the layer is bigger than the
+/// disk): a clean error naming it and the cause, and the disk as it was, an
+/// older archive of the same name included, no temporary left.
+#[test]
+fn an_archive_on_a_full_disk_is_written_whole_or_not_at_all() {
+    tools::require_default_rust_targets();
+    let disk = SmallDisk::mount("128k");
+    let file = disk.mount.join("images.tar");
+    std::fs::write(&file, "an older archive").expect("write the older archive");
+    for flag in ["--oci-archive", "--tarball"] {
+        let run = build_on_scratch(&hello_krust())
+            .arg("--no-push")
+            .arg(flag)
+            .arg(&file)
+            .run();
+        run.expect_clean_error(&[&at(&file), "no space left"]);
+        let left: Vec<_> = std::fs::read_dir(&disk.mount)
+            .expect("read the disk")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(left, ["images.tar"], "{flag}");
+        assert_eq!(
+            std::fs::read_to_string(&file).expect("read the older archive"),
+            "an older archive",
+            "{flag}"
+        );
+    }
 }
