@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::disk::SmallDisk;
-use support::krust::{Krust, build_on_scratch, hello_krust, krust};
+use support::krust::{Krust, KrustRun, build_on_scratch, hello_krust, krust};
 use support::process::run_ok;
 use support::{example, sha256_digest, tools};
 
@@ -193,27 +193,36 @@ fn every_image_of_a_workspace_goes_into_both_archives() {
     }
 }
 
+/// A `--no-push` build of hello-krust (amd64) writing `flag FILE`.
+fn hello_into(flag: &str, file: &Path) -> KrustRun {
+    build_on_scratch(&hello_krust())
+        .arg("--no-push")
+        .arg(flag)
+        .arg(file)
+        .run()
+}
+
+/// The names of the entries of `dir`.
+fn names_in(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
 #[test]
 fn an_archive_that_cannot_be_written_is_refused_before_anything_is_built() {
     tools::require_default_rust_targets();
     let tmp = tempfile::tempdir().expect("tempdir");
     let file = tmp.path().join("missing").join("images.tar");
-    let expect_refused = |run: support::krust::KrustRun, words: &[&str]| {
+    let expect_refused = |run: KrustRun, words: &[&str]| {
         run.expect_clean_error(words);
         assert!(!run.stderr.contains("Building"), "{}", run.describe());
-        let left: Vec<_> = std::fs::read_dir(tmp.path())
-            .expect("read tmp")
-            .map(|e| e.expect("entry").file_name())
-            .collect();
+        let left = names_in(tmp.path());
         assert!(left.is_empty(), "{words:?}: left {left:?}");
     };
     for flag in ["--oci-archive", "--tarball"] {
-        let run = build_on_scratch(&hello_krust())
-            .arg("--no-push")
-            .arg(flag)
-            .arg(&file)
-            .run();
-        expect_refused(run, &[&at(&file), flag]);
+        expect_refused(hello_into(flag, &file), &[&at(&file), flag]);
     }
     // A docker-archive holds one platform: the host's, which these lack.
     let file = tmp.path().join("images.tar");
@@ -239,17 +248,8 @@ fn an_archive_on_a_full_disk_is_written_whole_or_not_at_all() {
     let file = disk.mount.join("images.tar");
     std::fs::write(&file, "an older archive").expect("write the older archive");
     for flag in ["--oci-archive", "--tarball"] {
-        let run = build_on_scratch(&hello_krust())
-            .arg("--no-push")
-            .arg(flag)
-            .arg(&file)
-            .run();
-        run.expect_clean_error(&[&at(&file), "no space left"]);
-        let left: Vec<_> = std::fs::read_dir(&disk.mount)
-            .expect("read the disk")
-            .map(|e| e.expect("entry").file_name())
-            .collect();
-        assert_eq!(left, ["images.tar"], "{flag}");
+        hello_into(flag, &file).expect_clean_error(&[&at(&file), "no space left"]);
+        assert_eq!(names_in(&disk.mount), ["images.tar"], "{flag}");
         assert_eq!(
             std::fs::read_to_string(&file).expect("read the older archive"),
             "an older archive",
