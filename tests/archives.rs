@@ -6,6 +6,9 @@
 //!   platform); the same run's `--tarball` is a docker-archive of the
 //!   host's platform whose config (so its layers' diff_ids) is the OCI
 //!   layout's, and whose layers skopeo copies out, digests verified;
+//! - a push onto the registry's two-platform base, with both archives in
+//!   the same run: the docker-archive holds the base's layers too, and its
+//!   config (diff_ids) is the registry's amd64 one;
 //! - a workspace run (three images) puts every image in both archives,
 //!   each under its name, and `podman load` of the docker-archive loads
 //!   all three;
@@ -23,7 +26,7 @@ use serde_json::Value;
 use support::disk::SmallDisk;
 use support::krust::{Krust, KrustRun, build_on_scratch, hello_krust, krust};
 use support::process::run_ok;
-use support::{example, sha256_digest, tools};
+use support::{example, image, sha256_digest, shared, tools};
 
 const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -139,20 +142,49 @@ fn a_two_platform_build_goes_into_an_oci_archive_and_a_docker_archive() {
     assert_eq!(diff_ids, &json(&layout_config)["rootfs"]["diff_ids"]);
     assert_eq!(config, layout_config);
     // Every layer read back, its digest (the diff_id) verified by skopeo.
-    let copied = tmp.path().join("copied");
+    assert_eq!(copied_diff_ids(&docker, tmp.path()), *diff_ids);
+}
+
+/// The diff_ids of the image at `transport` once skopeo has copied it
+/// into an OCI layout under `dir`, every layer read and its digest
+/// checked on the way.
+fn copied_diff_ids(transport: &str, dir: &Path) -> Value {
+    let copied = format!("oci:{}:copied", at(&dir.join("copied")));
     run_ok(
         Command::new(tools::require("skopeo", "skopeo"))
             .arg("copy")
-            .arg(&docker)
-            .arg(format!("oci:{}:copied", at(&copied))),
+            .arg(transport)
+            .arg(&copied),
         TOOL_TIMEOUT,
-        "skopeo copy docker-archive: oci:",
+        &format!("skopeo copy {transport} {copied}"),
     );
-    let copied_config = skopeo_inspect(
-        &["--config", "--raw"],
-        &format!("oci:{}:copied", at(&copied)),
+    json(&skopeo_inspect(&["--config", "--raw"], &copied))["rootfs"]["diff_ids"].clone()
+}
+
+#[test]
+fn a_push_onto_a_base_writes_the_base_layers_into_the_archives_too() {
+    tools::require_default_rust_targets();
+    let shared = shared();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (_, oci_archive, tarball) = outputs(tmp.path());
+    let build = krust(["build"])
+        .arg(hello_krust())
+        .args(["--base-image", &shared.bases.multi_ref])
+        .env("KRUST_REPO", format!("{}/archives", shared.registry.host()));
+    let pushed = with_outputs(build, tmp.path()).run().single_ref();
+
+    let index = image::fetch_index(&shared.registry, &pushed);
+    let amd64 = index.image("amd64");
+    assert!(amd64.layers.len() > 1, "a base layer and the binary's");
+    let docker = format!("docker-archive:{}", at(&tarball));
+    let config = json(&skopeo_inspect(&["--config", "--raw"], &docker));
+    assert_eq!(config, amd64.config);
+    assert_eq!(
+        copied_diff_ids(&docker, tmp.path()),
+        amd64.config["rootfs"]["diff_ids"]
     );
-    assert_eq!(json(&copied_config)["rootfs"]["diff_ids"], *diff_ids);
+    let raw = skopeo_inspect(&["--raw"], &format!("oci-archive:{}", at(&oci_archive)));
+    assert_eq!(sha256_digest(&raw), pushed.digest);
 }
 
 #[test]
