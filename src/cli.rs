@@ -221,6 +221,16 @@ pub struct BuildOptions {
     #[arg(long, value_name = "DIR", help_heading = "Output")]
     pub oci_layout_path: Option<PathBuf>,
 
+    /// Also write the images, every platform, as an OCI archive (the OCI
+    /// layout as one tar, for `podman load` or skopeo's `oci-archive:`).
+    #[arg(long, value_name = "FILE", help_heading = "Output")]
+    pub oci_archive: Option<PathBuf>,
+
+    /// Also write the images as a docker-archive for `docker load`, one
+    /// platform: the host's, unless an image is built for one only.
+    #[arg(long, value_name = "FILE", help_heading = "Output")]
+    pub tarball: Option<PathBuf>,
+
     /// Also write the printed references to FILE (replaced whole; checked
     /// writable before anything is built).
     #[arg(long, value_name = "FILE", help_heading = "Output")]
@@ -344,6 +354,8 @@ impl BuildOptions {
             tag_only: self.tag_only,
             no_push: self.no_push,
             oci_layout_path: self.oci_layout_path.clone(),
+            oci_archive: self.oci_archive.clone(),
+            tarball: self.tarball.clone(),
             insecure_registry: self.insecure_registry.clone(),
             registry_timeout: self.registry_timeout,
             profile: self.profile.clone(),

@@ -1,6 +1,6 @@
 //! Files that appear whole or not at all: written to a temporary file in the
 //! destination's directory (so on the same file system) and renamed over the
-//! destination. Shared by the blob store's caches, the OCI layout and
+//! destination. Shared by the blob store's caches, the OCI layout, the archives and
 //! `--image-refs`.
 
 use std::fs::Permissions;
@@ -36,6 +36,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     PendingFile::create(path)?.commit(bytes)
 }
 
+/// The directory `path` is in (`.` for a bare file name).
+pub fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
 /// A file to be written whole later, its temporary made now: a destination
 /// that cannot be written is found before the work whose result it holds.
 /// Dropped uncommitted, it leaves nothing behind.
@@ -52,11 +60,8 @@ impl PendingFile {
                 path.display()
             );
         }
-        let dir = match path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir,
-            _ => Path::new("."),
-        };
-        let temp = temp_file_in(dir).with_context(|| format!("cannot write {}", path.display()))?;
+        let temp = temp_file_in(parent_dir(path))
+            .with_context(|| format!("cannot write {}", path.display()))?;
         Ok(PendingFile {
             path: path.to_path_buf(),
             temp,
@@ -64,13 +69,20 @@ impl PendingFile {
     }
 
     /// Writes `bytes` and renames the temporary over the destination.
-    pub fn commit(mut self, bytes: &[u8]) -> Result<()> {
+    pub fn commit(self, bytes: &[u8]) -> Result<()> {
+        self.commit_with(|file| Ok(file.write_all(bytes)?))
+    }
+
+    /// Has `write` fill the file, then renames the temporary over the
+    /// destination; when `write` fails, the temporary goes.
+    pub fn commit_with(
+        mut self,
+        write: impl FnOnce(&mut std::fs::File) -> Result<()>,
+    ) -> Result<()> {
         let path = &self.path;
         // Through the file itself: the temporary's own errors name its
         // passing name, which means nothing to the user.
-        self.temp
-            .as_file_mut()
-            .write_all(bytes)
+        write(self.temp.as_file_mut())
             .with_context(|| format!("cannot write {}", path.display()))?;
         self.temp
             .persist(path)

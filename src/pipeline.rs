@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use futures_util::future::try_join_all;
-use futures_util::{StreamExt, TryStreamExt, stream};
 
 use crate::assemble::layer::{self, LayerBlob, LayerInputs};
 use crate::assemble::{self, ImageIndex, PlatformBase, PlatformInput};
@@ -22,7 +21,7 @@ use crate::image_name::ImageName;
 use crate::plan::{BaseSpec, ImageJob, Plan, Workspace};
 use crate::platform::{self, Listed, Platform};
 use crate::progress;
-use crate::publish::{OciLayout, RegistrySink};
+use crate::publish::{Archive, ArchiveFormat, OciLayout, RegistrySink, Sink};
 use crate::registry::{RegistryClient, Timeouts};
 use crate::store::BlobStore;
 
@@ -88,16 +87,27 @@ async fn interrupted() -> Interrupted {
 
 /// Runs the whole pipeline for a plan.
 pub async fn run(plan: &Plan) -> Result<Vec<ImageIndex>> {
-    if let Some(dir) = &plan.oci_layout {
-        OciLayout::new(dir).check()?;
-    }
     let store = BlobStore::open(&plan.target_dir.join("krust"))?;
     let client = Arc::new(registry_client(plan)?);
+    let jobs = plan.jobs.max(1);
+    // The registry sink also uploads large layers while they are written.
+    let registry = plan
+        .push
+        .then(|| Arc::new(RegistrySink::new(client.clone(), store.clone(), jobs)));
+    let sinks = sinks(plan, registry.clone(), &client, &store);
+    for sink in &sinks {
+        sink.check()?;
+    }
 
     progress::trace("planned");
     let bases = fetch_bases(plan, &client, &store).await?;
     progress::trace("base images resolved");
     let platforms = job_platforms(plan, &bases)?;
+    for (job, job_platforms) in plan.images.iter().zip(&platforms) {
+        for sink in &sinks {
+            sink.check_platforms(&job.name, job_platforms)?;
+        }
+    }
     // Every base document is fetched and checked before anything compiles:
     // a broken base fails the run in seconds, not after the build.
     let base_images = fetch_platform_bases(plan, &bases, &platforms, &client, &store).await?;
@@ -105,10 +115,6 @@ pub async fn run(plan: &Plan) -> Result<Vec<ImageIndex>> {
     let (executables, target_dirs) = compile_all(plan, &platforms).await?;
     progress::trace("compiled");
 
-    let jobs = plan.jobs.max(1);
-    let sink = plan
-        .push
-        .then(|| Arc::new(RegistrySink::new(client.clone(), store.clone(), jobs)));
     let created = timestamp(plan.epoch);
     let mut indexes = Vec::new();
     for ((job, job_platforms), job_bases) in plan.images.iter().zip(&platforms).zip(&base_images) {
@@ -124,7 +130,7 @@ pub async fn run(plan: &Plan) -> Result<Vec<ImageIndex>> {
                 job_bases,
                 &executables,
                 &store,
-                sink.as_ref(),
+                registry.as_ref(),
                 &created,
                 plan.epoch,
             )
@@ -135,18 +141,41 @@ pub async fn run(plan: &Plan) -> Result<Vec<ImageIndex>> {
     // Every executable is in its layer: other runs may build again.
     drop(target_dirs);
 
-    if let Some(sink) = &sink {
-        stream::iter(indexes.iter())
-            .map(|index| sink.publish(index))
-            .buffer_unordered(jobs)
-            .try_collect::<Vec<()>>()
-            .await?;
-    }
-    if let Some(dir) = &plan.oci_layout {
-        OciLayout::new(dir).write(&indexes, &client, &store).await?;
-        progress::status("Wrote", format!("OCI layout {}", dir.display()));
+    for sink in &sinks {
+        sink.publish(&indexes).await?;
     }
     Ok(indexes)
+}
+
+/// Every sink the plan asks for, the registry first.
+fn sinks(
+    plan: &Plan,
+    registry: Option<Arc<RegistrySink>>,
+    client: &Arc<RegistryClient>,
+    store: &BlobStore,
+) -> Vec<Arc<dyn Sink>> {
+    let mut sinks: Vec<Arc<dyn Sink>> = Vec::new();
+    if let Some(registry) = registry {
+        sinks.push(registry);
+    }
+    if let Some(dir) = &plan.oci_layout {
+        sinks.push(Arc::new(OciLayout::new(dir, client.clone(), store.clone())));
+    }
+    let archives = [
+        (&plan.oci_archive, ArchiveFormat::Oci),
+        (&plan.tarball, ArchiveFormat::Docker),
+    ];
+    for (file, format) in archives {
+        if let Some(file) = file {
+            sinks.push(Arc::new(Archive::new(
+                file,
+                format,
+                client.clone(),
+                store.clone(),
+            )));
+        }
+    }
+    sinks
 }
 
 fn registry_client(plan: &Plan) -> Result<RegistryClient> {

@@ -23,6 +23,7 @@ use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
+use support::disk::SmallDisk;
 use support::image::{TarEntry, gunzip, tar_entries};
 use support::krust::{KrustRun, build_on_scratch, hello_krust};
 use support::process::run_ok;
@@ -145,50 +146,6 @@ fn expect_failure(run: &KrustRun, words: &[&str]) -> String {
     );
     assert!(line.starts_with("error:"), "{line}");
     line
-}
-
-/// A tmpfs of `size` mounted on a fresh directory, unmounted on drop (even
-/// when the test fails): a disk that really fills up.
-struct SmallDisk {
-    mount: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl SmallDisk {
-    fn mount(size: &str) -> SmallDisk {
-        tools::require_root();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mount = dir.path().join("disk");
-        std::fs::create_dir(&mount).expect("mount point");
-        run_ok(
-            Command::new("mount")
-                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-                .arg(&mount),
-            Duration::from_secs(30),
-            "mount -t tmpfs (needs root)",
-        );
-        SmallDisk { mount, _dir: dir }
-    }
-
-    /// Writes a file that takes every byte left.
-    fn fill(&self) {
-        let mut filler = File::create(self.mount.join("filler")).expect("create filler");
-        let chunk = vec![0xa5u8; 4096];
-        loop {
-            match filler.write(&chunk) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e) if e.raw_os_error() == Some(28) => break,
-                Err(e) => panic!("fill tmpfs: {e}"),
-            }
-        }
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.mount).status();
-    }
 }
 
 /// Bytes that do not compress (xorshift), so a layer keeps their size.

@@ -53,6 +53,8 @@ pub struct Options {
     pub tag_only: bool,
     pub no_push: bool,
     pub oci_layout_path: Option<PathBuf>,
+    pub oci_archive: Option<PathBuf>,
+    pub tarball: Option<PathBuf>,
     pub insecure_registry: Vec<String>,
     /// `--registry-timeout`, in seconds.
     pub registry_timeout: Option<u64>,
@@ -80,6 +82,10 @@ pub struct Plan {
     pub cargo: CargoOptions,
     pub push: bool,
     pub oci_layout: Option<PathBuf>,
+    /// `--oci-archive`.
+    pub oci_archive: Option<PathBuf>,
+    /// `--tarball`: a docker-archive.
+    pub tarball: Option<PathBuf>,
     pub insecure_registries: Vec<String>,
     /// The budget of one registry operation with its retries.
     pub registry_timeout: std::time::Duration,
@@ -352,6 +358,8 @@ fn finish(
             .as_deref()
             .map(absolute)
             .transpose()?,
+        oci_archive: options.oci_archive.as_deref().map(absolute).transpose()?,
+        tarball: options.tarball.as_deref().map(absolute).transpose()?,
         insecure_registries: options.insecure_registry.clone(),
         registry_timeout: options.registry_timeout.map_or(
             crate::registry::DEFAULT_BUDGET,

@@ -17,8 +17,10 @@ use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
+use futures_util::future::LocalBoxFuture;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
@@ -27,11 +29,15 @@ use crate::fsutil;
 use crate::oci::{ANNOTATION_REF_NAME, Blob, MEDIA_TYPE_OCI_INDEX, canonical_json, digest_hex};
 use crate::store::BlobStore;
 
-use super::download;
+use super::{Sink, download};
+use crate::progress;
 use crate::registry::RegistryClient;
 
 pub struct OciLayout {
     dir: PathBuf,
+    /// Where blobs not in the local store come from (base layers).
+    client: Arc<RegistryClient>,
+    store: BlobStore,
 }
 
 /// The annotation containerd and others use for the full image name.
@@ -41,9 +47,11 @@ const ANNOTATION_IMAGE_NAME: &str = "io.containerd.image.name";
 const LAYOUT_VERSION: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 
 impl OciLayout {
-    pub fn new(dir: &Path) -> OciLayout {
+    pub fn new(dir: &Path, client: Arc<RegistryClient>, store: BlobStore) -> OciLayout {
         OciLayout {
             dir: dir.to_path_buf(),
+            client,
+            store,
         }
     }
 
@@ -68,14 +76,9 @@ impl OciLayout {
 
     /// Writes every blob of every image, then index.json; on failure,
     /// removes what it added (see the module documentation).
-    pub async fn write(
-        &self,
-        images: &[ImageIndex],
-        client: &RegistryClient,
-        store: &BlobStore,
-    ) -> Result<()> {
+    pub async fn write(&self, images: &[ImageIndex]) -> Result<()> {
         let mut added = Added::before_writing(&self.dir);
-        self.write_all(images, client, store, &mut added)
+        self.write_all(images, &self.client, &self.store, &mut added)
             .await
             .with_context(|| format!("cannot write the OCI layout {}", self.dir.display()))?;
         added.keep();
@@ -148,17 +151,9 @@ impl OciLayout {
             return Ok(());
         }
         let mut temp = fsutil::temp_file_in(blobs_dir)?;
-        match blob.bytes() {
-            Some(bytes) => temp
-                .as_file_mut()
-                .write_all(bytes)
-                .with_context(|| format!("cannot write {}", path.display()))?,
-            None => {
-                let source = download(client, store, blob).await?;
-                tokio::task::block_in_place(|| copy_verified(&source, blob, temp.as_file_mut()))
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-            }
-        }
+        let source = blob_content(client, store, blob).await?;
+        tokio::task::block_in_place(|| source.copy_to(blob, temp.as_file_mut()))
+            .with_context(|| format!("cannot write {}", path.display()))?;
         temp.persist(&path)
             .map_err(|e| e.error)
             .with_context(|| format!("cannot write {}", path.display()))?;
@@ -170,10 +165,53 @@ impl OciLayout {
     }
 }
 
+impl Sink for OciLayout {
+    fn check(&self) -> Result<()> {
+        OciLayout::check(self)
+    }
+
+    fn publish<'a>(&'a self, images: &'a [ImageIndex]) -> LocalBoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.write(images).await?;
+            progress::status("Wrote", format!("OCI layout {}", self.dir.display()));
+            Ok(())
+        })
+    }
+}
+
+/// Where a blob's bytes are, once a remote one is downloaded.
+pub(super) enum BlobContent<'b> {
+    Memory(&'b [u8]),
+    File(PathBuf),
+}
+
+/// The bytes of `blob`, downloaded into the store first when they are
+/// remote and not cached.
+pub(super) async fn blob_content<'b>(
+    client: &RegistryClient,
+    store: &BlobStore,
+    blob: &'b Blob,
+) -> Result<BlobContent<'b>> {
+    Ok(match blob.bytes() {
+        Some(bytes) => BlobContent::Memory(bytes),
+        None => BlobContent::File(download(client, store, blob).await?),
+    })
+}
+
+impl BlobContent<'_> {
+    /// Writes the bytes to `to` (a file's checked against `blob`).
+    pub(super) fn copy_to(&self, blob: &Blob, to: &mut impl Write) -> Result<()> {
+        match self {
+            BlobContent::Memory(bytes) => Ok(to.write_all(bytes)?),
+            BlobContent::File(path) => copy_verified(path, blob, to),
+        }
+    }
+}
+
 /// Copies the blob's bytes from `source`, checking they are what its
-/// descriptor says: a damaged cache file must not become a layout that
-/// names one digest and holds other bytes.
-fn copy_verified(source: &Path, blob: &Blob, to: &mut File) -> Result<()> {
+/// descriptor says: a damaged cache file must not become a layout or an
+/// archive that names one digest and holds other bytes.
+fn copy_verified(source: &Path, blob: &Blob, to: &mut impl Write) -> Result<()> {
     let mut from =
         File::open(source).with_context(|| format!("cannot read {}", source.display()))?;
     let mut hasher = Sha256::new();

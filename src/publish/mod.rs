@@ -4,7 +4,10 @@
 //! image's, or one this run pushed — else an upload; each blob transferred
 //! once per run and at most `--jobs` transfers at a time), then manifests,
 //! then the index under each tag that does not name it yet. The layout sink
-//! writes an OCI image layout. `--no-push` simply means "no registry sink".
+//! writes an OCI image layout, the archive sinks one tar file each.
+//! `--no-push` simply means "no registry sink". Every sink is a [`Sink`]:
+//! the pipeline checks each before anything is built and hands each the
+//! same assembled indexes.
 //!
 //! A layer that is new to the local cache (a rebuilt binary) is uploaded
 //! while it is being compressed, as `docker push` does: its digest is not
@@ -13,6 +16,7 @@
 //! the session cancelled. Whatever goes wrong with such a stream only sends
 //! the blob the usual way, from the store, when the image is published.
 
+pub mod archive;
 pub mod layout;
 
 use std::collections::HashMap;
@@ -21,7 +25,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
-use futures_util::future::try_join_all;
+use futures_util::future::{LocalBoxFuture, try_join_all};
 use futures_util::{StreamExt, TryStreamExt, stream};
 use oci_client::Reference;
 use tokio::sync::{Mutex, OnceCell, Semaphore};
@@ -29,6 +33,7 @@ use tokio::sync::{Mutex, OnceCell, Semaphore};
 use crate::assemble::ImageIndex;
 use crate::image_name::ImageName;
 use crate::oci::{Blob, BlobSource};
+use crate::platform::Platform;
 use crate::progress;
 use crate::registry::{RegistryClient, StreamedSession};
 use crate::store::BlobStore;
@@ -67,7 +72,42 @@ pub struct StreamedUpload {
     session: tokio::task::JoinHandle<Result<StreamedSession>>,
 }
 
+pub use archive::{Archive, ArchiveFormat};
 pub use layout::OciLayout;
+
+/// A place the images of a run go (ko's publisher). A sink that writes
+/// files writes them all or nothing over the run. Its futures are not
+/// `Send`: the pipeline awaits them in its own task.
+pub trait Sink {
+    /// Checks, before anything is built, that the destination can be
+    /// written.
+    fn check(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Checks, before anything is built, that the sink can take the image
+    /// `name` built for `platforms`.
+    fn check_platforms(&self, _name: &ImageName, _platforms: &[Platform]) -> Result<()> {
+        Ok(())
+    }
+
+    /// Publishes every image of the run.
+    fn publish<'a>(&'a self, images: &'a [ImageIndex]) -> LocalBoxFuture<'a, Result<()>>;
+}
+
+impl Sink for RegistrySink {
+    /// Pushes the images, at most `--jobs` at once.
+    fn publish<'a>(&'a self, images: &'a [ImageIndex]) -> LocalBoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            stream::iter(images)
+                .map(|image| self.publish_image(image))
+                .buffer_unordered(self.jobs)
+                .try_collect::<Vec<()>>()
+                .await?;
+            Ok(())
+        })
+    }
+}
 
 /// A blob in a repository: (registry, repository, digest).
 type BlobKey = (String, String, String);
@@ -157,7 +197,7 @@ impl RegistrySink {
 
     /// Ends a streamed upload once its blob is made (`None`: it could not
     /// be), in the background: the registry may still be taking the last
-    /// bytes while the rest of the image is assembled. [`Self::publish`]
+    /// bytes while the rest of the image is assembled. [`Self::publish_image`]
     /// waits for it before it pushes that blob.
     pub async fn finish_stream(self: &Arc<Self>, upload: StreamedUpload, blob: Option<&Blob>) {
         let Some(blob) = blob else {
@@ -176,7 +216,7 @@ impl RegistrySink {
 
     /// Commits a streamed session unless the repository holds the blob
     /// already, in which case the upload is stopped. Never fails: a blob
-    /// not committed here is simply sent by [`Self::publish`].
+    /// not committed here is simply sent by [`Self::publish_image`].
     async fn end_stream(&self, upload: StreamedUpload, blob: &Blob) {
         let name = upload.name.clone();
         let cell = self.done_cell(blob_key(&name, &blob.digest)).await;
@@ -245,7 +285,7 @@ impl RegistrySink {
     }
 
     /// Pushes one index with everything it references, then its tags.
-    pub async fn publish(&self, image: &ImageIndex) -> Result<()> {
+    async fn publish_image(&self, image: &ImageIndex) -> Result<()> {
         let name = &image.name;
         // One HEAD per tag: when every tag already names this index, the
         // registry holds it and everything below it; nothing is sent.

@@ -20,12 +20,14 @@
 //! - [`base`]: build the distroless-like base images as an OCI layout and push them.
 //! - [`krust`]: run the `cargo-krust` binary with a controlled environment.
 //! - [`image`]: inspect pushed images (skopeo + blobs), unpack and run them.
+//! - [`disk`]: a tmpfs that really fills up.
 //! - [`elf`]: read just enough of an ELF header to check architecture and linking.
 //! - [`tools`]: fail loudly (never skip) when a required tool is missing.
 #![allow(dead_code)]
 
 pub mod base;
 pub mod certs;
+pub mod disk;
 pub mod elf;
 pub mod faults;
 pub mod http;
