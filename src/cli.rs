@@ -52,6 +52,17 @@ pub enum Command {
     /// Arguments after `--` go to kubectl; the exit status is kubectl's.
     /// kubectl is not started when any build fails.
     Create(Box<ApplyArgs>),
+    /// Log in to a registry: check the credentials with it, then store them
+    /// as `docker login` does.
+    ///
+    /// They go into `$DOCKER_CONFIG/config.json` (else
+    /// `~/.docker/config.json`), or to the credential helper that file names
+    /// for the registry (`credHelpers`, `credsStore`). The password is read
+    /// from stdin only.
+    Login(LoginArgs),
+    /// Log out of a registry: remove its credentials from the Docker config
+    /// (or erase them from its credential helper).
+    Logout(LogoutArgs),
     /// Print the version of cargo-krust.
     Version,
     /// Print a shell completion script.
@@ -123,6 +134,58 @@ pub struct ApplyArgs {
     /// Extra arguments passed to kubectl after `--`.
     #[arg(last = true, value_name = "KUBECTL_ARGS")]
     pub kubectl_args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The registry, as HOST[:PORT] (`docker.io` for Docker Hub).
+    pub registry: String,
+
+    /// The account to log in as.
+    #[arg(short = 'u', long, value_name = "USER", required = true)]
+    pub username: String,
+
+    /// Read the password (or token) from stdin, e.g. `cat pw.txt | cargo krust login …`.
+    #[arg(long)]
+    pub password_stdin: bool,
+
+    /// Refused: a password on the command line shows in `ps` and the shell
+    /// history (use --password-stdin).
+    #[arg(short = 'p', long, value_name = "PASSWORD", hide = true)]
+    pub password: Option<String>,
+
+    #[command(flatten)]
+    pub connection: RegistryConnection,
+}
+
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// The registry, as HOST[:PORT] (`docker.io` for Docker Hub).
+    pub registry: String,
+
+    #[command(flatten)]
+    pub connection: RegistryConnection,
+}
+
+/// How `login` and `logout` reach a registry and its credential helper.
+#[derive(Debug, Args)]
+pub struct RegistryConnection {
+    /// Allow plain HTTP to this registry (loopback registries always may).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub insecure_registry: Vec<String>,
+
+    /// Give up on the registry after SECONDS (a credential helper after half) [default: 60].
+    #[arg(
+        long,
+        env = "KRUST_REGISTRY_TIMEOUT",
+        value_name = "SECONDS",
+        value_parser = clap::value_parser!(u64).range(1..=86_400)
+    )]
+    pub registry_timeout: Option<u64>,
+
+    /// Use verbose output (-vv for every request; never a secret).
+    #[arg(short = 'v', long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
 }
 
 /// Options shared by every command that builds images.

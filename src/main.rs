@@ -11,8 +11,11 @@ use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser};
 use clap_complete::Shell;
 
-use cargo_krust::cli::{ApplyArgs, BuildArgs, Cli, Command, ResolveArgs, normalize_args};
+use cargo_krust::cli::{
+    ApplyArgs, BuildArgs, Cli, Command, LoginArgs, RegistryConnection, ResolveArgs, normalize_args,
+};
 use cargo_krust::fsutil::PendingFile;
+use cargo_krust::registry::{DEFAULT_BUDGET, Timeouts, login};
 use cargo_krust::resolve::{self, kubectl};
 use cargo_krust::{pipeline, plan, progress};
 
@@ -36,6 +39,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Resolve(args) => write_stdout(resolve_with(&args)?.text.as_bytes())?,
         Command::Apply(args) => return kubectl_with("apply", *args),
         Command::Create(args) => return kubectl_with("create", *args),
+        Command::Login(args) => log_in(args)?,
+        Command::Logout(args) => {
+            let timeouts = set_up_connection(&args.connection);
+            login::logout(&args.registry, timeouts)?
+        }
         Command::Version => {
             write_stdout(format!("cargo-krust {}\n", env!("CARGO_PKG_VERSION")).as_bytes())?
         }
@@ -80,6 +88,41 @@ fn build(args: BuildArgs) -> Result<()> {
     let references: Vec<String> = indexes.iter().map(|i| i.reference()).collect();
     write_image_refs(refs_file, &references)?;
     write_stdout(lines(&references).as_bytes())
+}
+
+/// `login`: the password from stdin only, never from the command line.
+fn log_in(args: LoginArgs) -> Result<()> {
+    let timeouts = set_up_connection(&args.connection);
+    if args.password.is_some() {
+        anyhow::bail!(
+            "-p/--password is refused: a password on the command line shows in `ps` and the shell history; pipe it to --password-stdin instead"
+        );
+    }
+    if !args.password_stdin {
+        anyhow::bail!(
+            "no password: pipe it to --password-stdin, e.g. `cat password.txt | cargo krust login {} -u {} --password-stdin`",
+            cargo_krust::registry::printable(&args.registry),
+            cargo_krust::registry::printable(&args.username)
+        );
+    }
+    let password = login::password_from(std::io::stdin().lock())?;
+    login::login(&login::Login {
+        registry: args.registry,
+        username: args.username,
+        password,
+        insecure: args.connection.insecure_registry,
+        timeouts,
+    })
+}
+
+/// Logging for `login`/`logout`, and how long the registry may take.
+fn set_up_connection(connection: &RegistryConnection) -> Timeouts {
+    progress::init(false, connection.verbose, progress::Color::Auto);
+    Timeouts::new(
+        connection
+            .registry_timeout
+            .map_or(DEFAULT_BUDGET, std::time::Duration::from_secs),
+    )
 }
 
 /// Runs a resolve with logging set up, and writes `--image-refs`.
