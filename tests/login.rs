@@ -312,3 +312,84 @@ fn credential_helper_stores_and_erases() {
         "the password was on a command line: {calls}"
     );
 }
+
+/// Docker Hub's names are one registry: `logout docker.io` removes the
+/// entry `docker login` writes (`https://index.docker.io/v1/`) and its
+/// aliases, and nothing else, without asking any registry.
+#[test]
+fn docker_hub_names_are_one_registry() {
+    let dir = tempfile::tempdir().expect("config dir");
+    let config = json!({"auths": {
+        "https://index.docker.io/v1/": {"auth": "eDp5"},
+        "registry-1.docker.io": {"auth": "eDp5"},
+        "ghcr.io": {"auth": "eDp5"},
+    }});
+    std::fs::write(dir.path().join("config.json"), config.to_string()).expect("config.json");
+    let run = with_config(&["logout", "docker.io"], dir.path()).run();
+    expect_quiet_success(&run, &["Logged out", "index.docker.io"]);
+    assert_eq!(
+        read_config(dir.path()),
+        json!({"auths": {"ghcr.io": {"auth": "eDp5"}}})
+    );
+}
+
+/// A helper that hangs on `store` is stopped within its time (half of
+/// --registry-timeout), and one that fails repeating what it got has the
+/// password cut out of its words; either way the config stays as it was.
+#[test]
+fn failing_helpers_are_bounded_and_never_echo_the_password() {
+    let tls = tls_registry();
+    let host = tls.registry.host();
+    let dir = tempfile::tempdir().expect("helper dir");
+    support::write_script(
+        &dir.path().join("docker-credential-krust-hangs"),
+        "#!/bin/sh\nexec sleep 60\n",
+    );
+    support::write_script(
+        &dir.path().join("docker-credential-krust-echoes"),
+        "#!/bin/sh\necho \"cannot store $(cat)\" >&2\nexit 1\n",
+    );
+    let path = format!(
+        "{}:{}",
+        dir.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for (helper, words) in [
+        (
+            "krust-hangs",
+            ["did not answer within 2s", "--registry-timeout"],
+        ),
+        ("krust-echoes", ["failed for", "cannot store"]),
+    ] {
+        let config_dir = dir.path().join(helper);
+        std::fs::create_dir_all(&config_dir).expect("config dir");
+        let before = json!({"credsStore": helper}).to_string();
+        std::fs::write(config_dir.join("config.json"), &before).expect("config.json");
+        let started = std::time::Instant::now();
+        let run = with_config(
+            &[
+                "login",
+                &host,
+                "-u",
+                USER,
+                "--password-stdin",
+                "--registry-timeout",
+                "4",
+            ],
+            &config_dir,
+        )
+        .env("PATH", &path)
+        .stdin(tls.password.clone())
+        .run();
+        let line = run.expect_clean_error(&[&format!("docker-credential-{helper}"), &host]);
+        for word in words {
+            assert!(line.contains(word), "{word:?}: {line}");
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(20));
+        assert_no_secret(&run, &tls.password);
+        assert_eq!(
+            std::fs::read_to_string(config_dir.join("config.json")).expect("config.json"),
+            before
+        );
+    }
+}

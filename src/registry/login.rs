@@ -223,6 +223,10 @@ impl DockerConfig {
         let Some(path) = docker_config_file() else {
             bail!("cannot find the Docker config: neither DOCKER_CONFIG nor HOME is set");
         };
+        DockerConfig::read_at(path)
+    }
+
+    fn read_at(path: PathBuf) -> Result<DockerConfig> {
         // Through a symbolic link, as docker does: the link stays.
         let path = std::fs::canonicalize(&path).unwrap_or(path);
         let bytes = match std::fs::read(&path) {
@@ -359,5 +363,142 @@ impl NamedHelper {
             check: &check,
         }
         .failure(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_lose_the_line_end_echo_adds() {
+        for (input, expected) in [
+            ("s3cret\n", "s3cret"),
+            ("s3cret\r\n", "s3cret"),
+            ("s3cret", "s3cret"),
+            ("two words \n\n", "two words \n"),
+        ] {
+            let password = password_from(input.as_bytes()).unwrap();
+            assert_eq!(password.expose(), expected, "{input:?}");
+        }
+        for input in [&b"\n"[..], b"", b"\xff\xfe\n"] {
+            let err = password_from(input).unwrap_err().to_string();
+            assert!(err.contains("--password-stdin"), "{err}");
+        }
+        let huge = vec![b'x'; 2 * PASSWORD_LIMIT as usize];
+        let err = password_from(&huge[..]).unwrap_err().to_string();
+        assert!(err.contains("no password"), "{err}");
+    }
+
+    #[test]
+    fn registries_are_named_as_docker_names_them() {
+        for (named, host, server) in [
+            ("localhost:5000", "localhost:5000", "localhost:5000"),
+            ("https://GHCR.io/", "ghcr.io", "ghcr.io"),
+            ("docker.io", "index.docker.io", DOCKER_HUB_SERVER),
+            ("registry-1.docker.io", "index.docker.io", DOCKER_HUB_SERVER),
+            (
+                "https://index.docker.io/v1/",
+                "index.docker.io",
+                DOCKER_HUB_SERVER,
+            ),
+        ] {
+            let got = registry_host(named).unwrap();
+            assert_eq!(got, host, "{named}");
+            assert_eq!(helper_server(&got), server, "{named}");
+        }
+        for bad in ["", "  ", "a b", "host:port", "\u{1b}[31m"] {
+            let err = registry_host(bad).unwrap_err().to_string();
+            assert!(
+                err.contains("HOST[:PORT]") && !err.contains('\u{1b}'),
+                "{err}"
+            );
+        }
+    }
+
+    const DOCKER_HUB_SERVER: &str = "https://index.docker.io/v1/";
+
+    fn config_with(dir: &Path, text: &str) -> DockerConfig {
+        let path = dir.join("config.json");
+        std::fs::write(&path, text).unwrap();
+        DockerConfig::read_at(path).unwrap()
+    }
+
+    #[test]
+    fn every_spelling_of_a_registry_is_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config_with(
+            dir.path(),
+            r#"{"auths": {"https://index.docker.io/v1/": {"auth": "eDp5"}, "docker.io": {},
+                "ghcr.io": {"auth": "eDp5"}}, "psFormat": "table"}"#,
+        );
+        assert_eq!(config.remove_entries("index.docker.io").unwrap(), 2);
+        assert_eq!(config.remove_entries("index.docker.io").unwrap(), 0);
+        config.write().unwrap();
+        let written: Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap())
+                .unwrap();
+        assert_eq!(
+            written,
+            json!({"auths": {"ghcr.io": {"auth": "eDp5"}}, "psFormat": "table"})
+        );
+    }
+
+    #[test]
+    fn the_helper_is_chosen_as_the_reading_side_chooses_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config_with(
+            dir.path(),
+            r#"{"credHelpers": {"ghcr.io": "gh"}, "credsStore": "desktop"}"#,
+        );
+        assert_eq!(config.helper_for("ghcr.io").unwrap().as_deref(), Some("gh"));
+        assert_eq!(
+            config.helper_for("quay.io").unwrap().as_deref(),
+            Some("desktop")
+        );
+        let config = config_with(dir.path(), r#"{"credsStore": ""}"#);
+        assert_eq!(config.helper_for("quay.io").unwrap(), None);
+    }
+
+    #[test]
+    fn configs_docker_would_not_write_are_errors_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        for (text, culprit) in [
+            (r#"{"credsStore": 3}"#, "credsStore"),
+            (r#"{"credHelpers": []}"#, "credHelpers"),
+            (r#"{"credHelpers": {"ghcr.io": 1}}"#, "credHelpers.ghcr.io"),
+        ] {
+            let config = config_with(dir.path(), text);
+            let err = config.helper_for("ghcr.io").unwrap_err().to_string();
+            assert!(
+                err.contains(culprit) && err.contains("config.json"),
+                "{err}"
+            );
+        }
+        let mut config = config_with(dir.path(), r#"{"auths": "s3cret"}"#);
+        let err = config.remove_entries("ghcr.io").unwrap_err().to_string();
+        assert!(err.contains("`auths`") && !err.contains("s3cret"), "{err}");
+        for text in ["[]", r#"{"auths": {"x": "s3cret""#] {
+            let path = dir.path().join("config.json");
+            std::fs::write(&path, text).unwrap();
+            let err = DockerConfig::read_at(path).err().unwrap().to_string();
+            assert!(
+                err.contains("not a valid Docker config") && !err.contains("s3cret"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_directory_is_created_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new").join("config.json");
+        let mut config = DockerConfig::read_at(path.clone()).unwrap();
+        config.auths().unwrap().insert("ghcr.io".into(), json!({}));
+        config.write().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&dir.path().join("new")), 0o700);
     }
 }
