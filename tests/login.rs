@@ -9,7 +9,11 @@
 //! - a password on the command line is refused, without echoing it;
 //! - a credential helper named in `credHelpers` gets `store` (the secret on
 //!   its stdin, never in any process's arguments), answers the push's
-//!   `get`, and gets `erase` at logout.
+//!   `get`, and gets `erase` at logout; a helper that hangs is stopped in
+//!   time, one that echoes what it got never shows the password;
+//! - against a Bearer-token registry, login asks for a token for no
+//!   repository, and a refused password writes nothing;
+//! - `logout docker.io` removes every spelling of Docker Hub.
 //!
 //! The password is unique per run and never appears on stdout or stderr.
 
@@ -22,8 +26,9 @@ use std::sync::OnceLock;
 use base64::Engine;
 use serde_json::{Value, json};
 use support::krust::{Krust, KrustRun, build_on_scratch, hello_krust, krust};
-use support::registry::TlsWithPassword;
-use support::{sha256_digest, tools, unique_name, unique_secret};
+use support::registry::{Options, TlsWithPassword};
+use support::token::{Grant, TokenServer};
+use support::{Registry, sha256_digest, tools, unique_name, unique_secret};
 
 const USER: &str = "alice";
 
@@ -392,4 +397,44 @@ fn failing_helpers_are_bounded_and_never_echo_the_password() {
             before
         );
     }
+}
+
+/// Against a registry with Bearer tokens, login asks the token server for a
+/// token for no repository with the password (as `docker login` does), and
+/// a password the token server refuses is a clean error writing nothing.
+#[test]
+fn bearer_login_asks_a_token_for_no_repository() {
+    let password = unique_secret("token-pw");
+    let tokens = TokenServer::start(&[(USER, &password)], &[], &[]);
+    let registry = Registry::start_with(Options {
+        token: Some((tokens.realm(), tokens.cert().to_path_buf())),
+        ..Options::default()
+    });
+    let host = registry.host();
+    let dir = tempfile::tempdir().expect("config dir");
+    let login_with = |secret: &str| {
+        krust(["login", &host, "-u", USER, "--password-stdin", "-vv"])
+            .env("DOCKER_CONFIG", dir.path())
+            .stdin(secret)
+            .run()
+    };
+
+    let wrong = unique_secret("wrong-pw");
+    let run = login_with(&wrong);
+    run.expect_clean_error(&[&host, "refused", USER]);
+    assert_no_secret(&run, &wrong);
+    assert!(names_in(dir.path()).is_empty());
+
+    let run = login_with(&password);
+    expect_quiet_success(&run, &["Logged in", &host]);
+    assert_no_secret(&run, &password);
+    assert!(read_config(dir.path())["auths"][&host]["auth"].is_string());
+    let asked = tokens.requests();
+    assert!(asked.iter().all(|r| r.scopes.is_empty()), "{asked:?}");
+    assert!(
+        asked.last().is_some_and(|r| r.grant == Grant::Password
+            && r.user.as_deref() == Some(USER)
+            && r.status == 200),
+        "{asked:?}"
+    );
 }
