@@ -92,13 +92,12 @@ pub fn login(login: &Login) -> Result<()> {
         let server = helper_server(&host);
         config.remove_entries(&host)?;
         let stored_in = match &helper {
-            Some(name) => {
+            Some(call) => {
                 let input = json!({
-                    "ServerURL": server,
+                    "ServerURL": call.server,
                     "Username": username,
                     "Secret": login.password.expose(),
                 });
-                let call = config.helper_call(name, &host);
                 let stored = call_helper(
                     call.program.as_ref(),
                     "store",
@@ -141,14 +140,12 @@ pub fn logout(registry: &str, timeouts: Timeouts) -> Result<()> {
     let mut config = DockerConfig::read()?;
     let helper = config.helper_for(&host)?;
     let mut erased_by = None;
-    if let Some(name) = &helper {
-        let call = config.helper_call(name, &host);
-        let server = helper_server(&host);
+    if let Some(call) = &helper {
         let erased = in_runtime(async {
             call_helper(
                 call.program.as_ref(),
                 "erase",
-                server.as_bytes(),
+                call.server.as_bytes(),
                 timeouts.helper(),
             )
             .await
@@ -261,8 +258,15 @@ impl DockerConfig {
     }
 
     /// The credential helper that holds `host`'s credentials: its
-    /// `credHelpers` entry, else `credsStore` (as the reading side decides).
-    fn helper_for(&self, host: &str) -> Result<Option<String>> {
+    /// `credHelpers` entry, else `credsStore`, and the server it knows the
+    /// registry by, as the reading side decides both.
+    fn helper_for(&self, host: &str) -> Result<Option<NamedHelper>> {
+        let named = |name: &str, server: &str| NamedHelper {
+            program: helper_program(name),
+            server: server.to_string(),
+            config: self.path.clone(),
+            host: host.to_string(),
+        };
         if let Some(helpers) = self.json.get("credHelpers") {
             let helpers = helpers
                 .as_object()
@@ -274,7 +278,7 @@ impl DockerConfig {
             keys.sort();
             if let Some(key) = keys.first() {
                 return match helpers.get(*key).and_then(Value::as_str) {
-                    Some(name) if !name.is_empty() => Ok(Some(name.to_string())),
+                    Some(name) if !name.is_empty() => Ok(Some(named(name, key))),
                     _ => Err(self.wrong_type(&format!("credHelpers.{key}"), "a helper name")),
                 };
             }
@@ -282,17 +286,8 @@ impl DockerConfig {
         match self.json.get("credsStore") {
             None => Ok(None),
             Some(Value::String(name)) if name.is_empty() => Ok(None),
-            Some(Value::String(name)) => Ok(Some(name.clone())),
+            Some(Value::String(name)) => Ok(Some(named(name, helper_server(host)))),
             Some(_) => Err(self.wrong_type("credsStore", "a helper name")),
-        }
-    }
-
-    /// How messages name helper `name` when called for `host`.
-    fn helper_call(&self, name: &str, host: &str) -> NamedHelper {
-        NamedHelper {
-            program: helper_program(name),
-            config: self.path.clone(),
-            host: host.to_string(),
         }
     }
 
@@ -345,9 +340,13 @@ fn create_private_dir(dir: &Path) -> Result<()> {
         .with_context(|| format!("cannot create {}", dir.display()))
 }
 
-/// A helper named by the config, with what its messages need.
+/// A helper named by the config for a registry.
+#[derive(Debug, PartialEq, Eq)]
 struct NamedHelper {
     program: String,
+    /// What the helper knows the registry by (its `ServerURL`).
+    server: String,
+    /// The config file that names it.
     config: PathBuf,
     host: String,
 }
@@ -449,12 +448,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config = config_with(
             dir.path(),
-            r#"{"credHelpers": {"ghcr.io": "gh"}, "credsStore": "desktop"}"#,
+            r#"{"credHelpers": {"https://GHCR.io": "gh"}, "credsStore": "desktop"}"#,
         );
-        assert_eq!(config.helper_for("ghcr.io").unwrap().as_deref(), Some("gh"));
+        let helper = |host| {
+            config
+                .helper_for(host)
+                .unwrap()
+                .map(|h| (h.program, h.server))
+        };
         assert_eq!(
-            config.helper_for("quay.io").unwrap().as_deref(),
-            Some("desktop")
+            helper("ghcr.io"),
+            Some(("docker-credential-gh".into(), "https://GHCR.io".into()))
+        );
+        assert_eq!(
+            helper("index.docker.io"),
+            Some(("docker-credential-desktop".into(), DOCKER_HUB_SERVER.into()))
         );
         let config = config_with(dir.path(), r#"{"credsStore": ""}"#);
         assert_eq!(config.helper_for("quay.io").unwrap(), None);
