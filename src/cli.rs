@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::registry::{DEFAULT_BUDGET, Timeouts};
 use crate::{plan, progress};
 
 /// Build and publish container images of Rust binaries, without Docker.
@@ -154,8 +155,16 @@ pub struct LoginArgs {
     #[arg(short = 'p', long, value_name = "PASSWORD", hide = true)]
     pub password: Option<String>,
 
+    /// Allow plain HTTP to this registry (loopback registries always may).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub insecure_registry: Vec<String>,
+
     #[command(flatten)]
-    pub connection: RegistryConnection,
+    pub timeout: RegistryTimeout,
+
+    /// Use verbose output (-vv for every request; never a secret).
+    #[arg(short = 'v', long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
 }
 
 #[derive(Debug, Args)]
@@ -164,17 +173,14 @@ pub struct LogoutArgs {
     pub registry: String,
 
     #[command(flatten)]
-    pub connection: RegistryConnection,
+    pub timeout: RegistryTimeout,
 }
 
-/// How `login` and `logout` reach a registry and its credential helper.
+/// How long `login` and `logout` wait for a registry and a credential helper.
 #[derive(Debug, Args)]
-pub struct RegistryConnection {
-    /// Allow plain HTTP to this registry (loopback registries always may).
-    #[arg(long, value_name = "HOST[:PORT]")]
-    pub insecure_registry: Vec<String>,
-
-    /// Give up on the registry after SECONDS (a credential helper after half) [default: 60].
+pub struct RegistryTimeout {
+    /// Give up on the registry (at login) after SECONDS, on a credential
+    /// helper after half [default: 60].
     #[arg(
         long,
         env = "KRUST_REGISTRY_TIMEOUT",
@@ -182,10 +188,15 @@ pub struct RegistryConnection {
         value_parser = clap::value_parser!(u64).range(1..=86_400)
     )]
     pub registry_timeout: Option<u64>,
+}
 
-    /// Use verbose output (-vv for every request; never a secret).
-    #[arg(short = 'v', long, action = clap::ArgAction::Count)]
-    pub verbose: u8,
+impl RegistryTimeout {
+    pub fn timeouts(&self) -> Timeouts {
+        Timeouts::new(
+            self.registry_timeout
+                .map_or(DEFAULT_BUDGET, std::time::Duration::from_secs),
+        )
+    }
 }
 
 /// Options shared by every command that builds images.

@@ -12,10 +12,10 @@ use clap::{CommandFactory, Parser};
 use clap_complete::Shell;
 
 use cargo_krust::cli::{
-    ApplyArgs, BuildArgs, Cli, Command, LoginArgs, RegistryConnection, ResolveArgs, normalize_args,
+    ApplyArgs, BuildArgs, Cli, Command, LoginArgs, ResolveArgs, normalize_args,
 };
 use cargo_krust::fsutil::PendingFile;
-use cargo_krust::registry::{DEFAULT_BUDGET, Timeouts, login};
+use cargo_krust::registry::login;
 use cargo_krust::resolve::{self, kubectl};
 use cargo_krust::{pipeline, plan, progress};
 
@@ -41,8 +41,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Create(args) => return kubectl_with("create", *args),
         Command::Login(args) => log_in(args)?,
         Command::Logout(args) => {
-            let timeouts = set_up_connection(&args.connection);
-            login::logout(&args.registry, timeouts)?
+            progress::init(false, 0, progress::Color::Auto);
+            login::logout(&args.registry, args.timeout.timeouts())?
         }
         Command::Version => {
             write_stdout(format!("cargo-krust {}\n", env!("CARGO_PKG_VERSION")).as_bytes())?
@@ -92,7 +92,7 @@ fn build(args: BuildArgs) -> Result<()> {
 
 /// `login`: the password from stdin only, never from the command line.
 fn log_in(args: LoginArgs) -> Result<()> {
-    let timeouts = set_up_connection(&args.connection);
+    progress::init(false, args.verbose, progress::Color::Auto);
     if args.password.is_some() {
         anyhow::bail!(
             "-p/--password is refused: a password on the command line shows in `ps` and the shell history; pipe it to --password-stdin instead"
@@ -110,19 +110,9 @@ fn log_in(args: LoginArgs) -> Result<()> {
         registry: args.registry,
         username: args.username,
         password,
-        insecure: args.connection.insecure_registry,
-        timeouts,
+        insecure: args.insecure_registry,
+        timeouts: args.timeout.timeouts(),
     })
-}
-
-/// Logging for `login`/`logout`, and how long the registry may take.
-fn set_up_connection(connection: &RegistryConnection) -> Timeouts {
-    progress::init(false, connection.verbose, progress::Color::Auto);
-    Timeouts::new(
-        connection
-            .registry_timeout
-            .map_or(DEFAULT_BUDGET, std::time::Duration::from_secs),
-    )
 }
 
 /// Runs a resolve with logging set up, and writes `--image-refs`.

@@ -60,7 +60,7 @@ fn login(config_dir: &Path, password: &str) -> KrustRun {
 
 fn logout(config_dir: &Path) -> KrustRun {
     let host = tls_registry().registry.host();
-    with_config(&["logout", &host, "-vv"], config_dir).run()
+    with_config(&["logout", &host], config_dir).run()
 }
 
 /// hello-krust on scratch pushed to the registry with `-vv`.
@@ -437,4 +437,24 @@ fn bearer_login_asks_a_token_for_no_repository() {
             && r.status == 200),
         "{asked:?}"
     );
+}
+
+/// Off loopback, plain HTTP needs --insecure-registry, at login as in a
+/// build (a registry without authentication takes any login, as docker's).
+#[test]
+fn plain_http_login_needs_insecure_registry_off_loopback() {
+    let registry = Registry::start();
+    let host = format!("0.0.0.0:{}", registry.port());
+    let dir = tempfile::tempdir().expect("config dir");
+    let login = |extra: &[&str]| {
+        krust(["login", &host, "-u", USER, "--password-stdin"])
+            .args(extra)
+            .env("DOCKER_CONFIG", dir.path())
+            .stdin("pw")
+            .run()
+    };
+    login(&[]).expect_clean_error(&[&host, "HTTPS", &format!("--insecure-registry {host}")]);
+    assert!(names_in(dir.path()).is_empty());
+    expect_quiet_success(&login(&["--insecure-registry", &host]), &["Logged in"]);
+    assert!(read_config(dir.path())["auths"][&host]["auth"].is_string());
 }
