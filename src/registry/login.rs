@@ -498,6 +498,24 @@ mod tests {
     }
 
     #[test]
+    fn a_linked_config_is_written_through_its_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("dotfiles-config.json");
+        std::fs::write(&target, r#"{"psFormat": "table"}"#).unwrap();
+        let link = dir.path().join("config.json");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let mut config = DockerConfig::read_at(link.clone()).unwrap();
+        config.auths().unwrap().insert("ghcr.io".into(), json!({}));
+        config.write().unwrap();
+        assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+        let written: Value = serde_json::from_slice(&std::fs::read(&target).unwrap()).unwrap();
+        assert_eq!(
+            written,
+            json!({"psFormat": "table", "auths": {"ghcr.io": {}}})
+        );
+    }
+
+    #[test]
     fn a_missing_directory_is_created_private() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
