@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::registry::{DEFAULT_BUDGET, Timeouts};
 use crate::{plan, progress};
 
 /// Build and publish container images of Rust binaries, without Docker.
@@ -52,6 +53,17 @@ pub enum Command {
     /// Arguments after `--` go to kubectl; the exit status is kubectl's.
     /// kubectl is not started when any build fails.
     Create(Box<ApplyArgs>),
+    /// Log in to a registry: check the credentials with it, then store them
+    /// as `docker login` does.
+    ///
+    /// They go into `$DOCKER_CONFIG/config.json` (else
+    /// `~/.docker/config.json`), or to the credential helper that file names
+    /// for the registry (`credHelpers`, `credsStore`). The password is read
+    /// from stdin only.
+    Login(LoginArgs),
+    /// Log out of a registry: remove its credentials from the Docker config
+    /// (or erase them from its credential helper).
+    Logout(LogoutArgs),
     /// Print the version of cargo-krust.
     Version,
     /// Print a shell completion script.
@@ -123,6 +135,68 @@ pub struct ApplyArgs {
     /// Extra arguments passed to kubectl after `--`.
     #[arg(last = true, value_name = "KUBECTL_ARGS")]
     pub kubectl_args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The registry, as HOST[:PORT] (`docker.io` for Docker Hub).
+    pub registry: String,
+
+    /// The account to log in as.
+    #[arg(short = 'u', long, value_name = "USER", required = true)]
+    pub username: String,
+
+    /// Read the password (or token) from stdin, e.g. `cat pw.txt | cargo krust login …`.
+    #[arg(long)]
+    pub password_stdin: bool,
+
+    /// Refused: a password on the command line shows in `ps` and the shell
+    /// history (use --password-stdin).
+    #[arg(short = 'p', long, value_name = "PASSWORD", hide = true)]
+    pub password: Option<String>,
+
+    /// Allow plain HTTP to this registry (loopback registries always may).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub insecure_registry: Vec<String>,
+
+    #[command(flatten)]
+    pub timeout: RegistryTimeout,
+
+    /// Use verbose output (-vv for every request; never a secret).
+    #[arg(short = 'v', long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// The registry, as HOST[:PORT] (`docker.io` for Docker Hub).
+    pub registry: String,
+
+    #[command(flatten)]
+    pub timeout: RegistryTimeout,
+}
+
+/// How long `login` and `logout` wait for a registry and a credential helper.
+#[derive(Debug, Args)]
+pub struct RegistryTimeout {
+    /// Give up on the registry (at login) after SECONDS, on a credential
+    /// helper after half [default: 60].
+    #[arg(
+        long,
+        env = "KRUST_REGISTRY_TIMEOUT",
+        value_name = "SECONDS",
+        value_parser = clap::value_parser!(u64).range(1..=86_400)
+    )]
+    pub registry_timeout: Option<u64>,
+}
+
+impl RegistryTimeout {
+    pub fn timeouts(&self) -> Timeouts {
+        Timeouts::new(
+            self.registry_timeout
+                .map_or(DEFAULT_BUDGET, std::time::Duration::from_secs),
+        )
+    }
 }
 
 /// Options shared by every command that builds images.

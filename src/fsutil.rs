@@ -1,7 +1,7 @@
 //! Files that appear whole or not at all: written to a temporary file in the
 //! destination's directory (so on the same file system) and renamed over the
-//! destination. Shared by the blob store's caches, the OCI layout, the archives and
-//! `--image-refs`.
+//! destination. Shared by the blob store's caches, the OCI layout, the
+//! archives, `--image-refs` and the Docker config `login` writes.
 
 use std::fs::Permissions;
 use std::io::Write;
@@ -15,8 +15,13 @@ use tempfile::NamedTempFile;
 /// permissions of an ordinary new file (0666 less the umask), not tempfile's
 /// private 0600: what is persisted from it is an output others may read.
 pub fn temp_file_in(dir: &Path) -> Result<NamedTempFile> {
+    temp_file_with_mode(dir, 0o666)
+}
+
+/// A temporary file in `dir` created with `mode` (less the umask).
+fn temp_file_with_mode(dir: &Path, mode: u32) -> Result<NamedTempFile> {
     tempfile::Builder::new()
-        .permissions(Permissions::from_mode(0o666))
+        .permissions(Permissions::from_mode(mode))
         .tempfile_in(dir)
         // tempfile's own message names the temporary's passing name.
         .map_err(|err| {
@@ -44,6 +49,12 @@ pub fn parent_dir(path: &Path) -> &Path {
     }
 }
 
+/// [`write_atomic`] for a file holding secrets: readable by its owner
+/// only (0600) from the moment it exists.
+pub fn write_atomic_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    PendingFile::create_with_mode(path, 0o600)?.commit(bytes)
+}
+
 /// A file to be written whole later, its temporary made now: a destination
 /// that cannot be written is found before the work whose result it holds.
 /// Dropped uncommitted, it leaves nothing behind.
@@ -54,13 +65,17 @@ pub struct PendingFile {
 
 impl PendingFile {
     pub fn create(path: &Path) -> Result<PendingFile> {
+        PendingFile::create_with_mode(path, 0o666)
+    }
+
+    fn create_with_mode(path: &Path, mode: u32) -> Result<PendingFile> {
         if path.is_dir() {
             anyhow::bail!(
                 "cannot write {}: it is a directory; name a file",
                 path.display()
             );
         }
-        let temp = temp_file_in(parent_dir(path))
+        let temp = temp_file_with_mode(parent_dir(path), mode)
             .with_context(|| format!("cannot write {}", path.display()))?;
         Ok(PendingFile {
             path: path.to_path_buf(),
@@ -117,5 +132,16 @@ mod tests {
             .collect();
         names.sort();
         assert_eq!(names, ["blocked", "refs.txt"]);
+    }
+
+    #[test]
+    fn private_files_are_for_their_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        write_atomic(&path, b"{}").unwrap();
+        write_atomic_private(&path, b"{\"auths\": {}}").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"{\"auths\": {}}");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 }

@@ -11,8 +11,11 @@ use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser};
 use clap_complete::Shell;
 
-use cargo_krust::cli::{ApplyArgs, BuildArgs, Cli, Command, ResolveArgs, normalize_args};
+use cargo_krust::cli::{
+    ApplyArgs, BuildArgs, Cli, Command, LoginArgs, ResolveArgs, normalize_args,
+};
 use cargo_krust::fsutil::PendingFile;
+use cargo_krust::registry::login;
 use cargo_krust::resolve::{self, kubectl};
 use cargo_krust::{pipeline, plan, progress};
 
@@ -36,6 +39,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Resolve(args) => write_stdout(resolve_with(&args)?.text.as_bytes())?,
         Command::Apply(args) => return kubectl_with("apply", *args),
         Command::Create(args) => return kubectl_with("create", *args),
+        Command::Login(args) => log_in(args)?,
+        Command::Logout(args) => {
+            progress::init(false, 0, progress::Color::Auto);
+            login::logout(&args.registry, args.timeout.timeouts())?
+        }
         Command::Version => {
             write_stdout(format!("cargo-krust {}\n", env!("CARGO_PKG_VERSION")).as_bytes())?
         }
@@ -83,6 +91,31 @@ fn build(args: BuildArgs) -> Result<()> {
         .collect();
     write_image_refs(refs_file, &references)?;
     write_stdout(lines(&references).as_bytes())
+}
+
+/// `login`: the password from stdin only, never from the command line.
+fn log_in(args: LoginArgs) -> Result<()> {
+    progress::init(false, args.verbose, progress::Color::Auto);
+    if args.password.is_some() {
+        anyhow::bail!(
+            "-p/--password is refused: a password on the command line shows in `ps` and the shell history; pipe it to --password-stdin instead"
+        );
+    }
+    if !args.password_stdin {
+        anyhow::bail!(
+            "no password: pipe it to --password-stdin, e.g. `cat password.txt | cargo krust login {} -u {} --password-stdin`",
+            cargo_krust::registry::printable(&args.registry),
+            cargo_krust::registry::printable(&args.username)
+        );
+    }
+    let password = login::password_from(std::io::stdin().lock())?;
+    login::login(&login::Login {
+        registry: args.registry,
+        username: args.username,
+        password,
+        insecure: args.insecure_registry,
+        timeouts: args.timeout.timeouts(),
+    })
 }
 
 /// Runs a resolve with logging set up, and writes `--image-refs`.

@@ -36,40 +36,21 @@ use support::base::PushedBases;
 use support::faults::{Event, Fault, FaultProxy, Outcome, Rule};
 use support::image::{self, PushedRef};
 use support::krust::{Krust, KrustRun, build_on_scratch, hello_krust, krust};
-use support::registry::Options;
+use support::registry::{Options, TlsWithPassword};
 use support::serve::percent_decode;
 use support::token::{Grant, TokenServer};
 use support::{Registry, certs, sha256_digest, shared, tools, unique_name};
 
 const USER: &str = "alice";
 
-/// A secret nobody else prints: unique per run, so finding it in output can
-/// only mean a leak.
-fn secret(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    format!("{prefix}-{}-{nanos}", std::process::id())
-}
+use support::unique_secret as secret;
 
 /// The HTTPS + htpasswd registry.
-struct TlsMode {
-    registry: Registry,
-    password: String,
-}
+type TlsMode = TlsWithPassword;
 
 fn tls_mode() -> &'static TlsMode {
     static MODE: OnceLock<TlsMode> = OnceLock::new();
-    MODE.get_or_init(|| {
-        let password = secret("tls-pw");
-        let registry = Registry::start_with(Options {
-            tls: true,
-            htpasswd: Some((USER.to_string(), password.clone())),
-            ..Options::default()
-        });
-        TlsMode { registry, password }
-    })
+    MODE.get_or_init(|| TlsMode::start(USER))
 }
 
 /// The token-authenticated registry, its token server and bases.

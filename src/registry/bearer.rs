@@ -26,6 +26,12 @@ use super::transport::read_limited;
 pub struct Scope(Vec<String>);
 
 impl Scope {
+    /// No repository at all: a token that only proves who asks (`docker
+    /// login`'s check).
+    pub fn none() -> Scope {
+        Scope(Vec::new())
+    }
+
     /// Reading one repository.
     pub fn pull(repository: &str) -> Scope {
         Scope(vec![format!("repository:{repository}:pull")])

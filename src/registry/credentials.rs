@@ -78,19 +78,29 @@ pub struct Keychain {
 /// Docker Hub's names; any of them names the one registry.
 const DOCKER_HUB: &[&str] = &["docker.io", "index.docker.io", "registry-1.docker.io"];
 /// The key Docker itself stores Docker Hub credentials under.
-const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
+pub(super) const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
+
+/// A non-empty environment variable.
+fn env_var(name: &str) -> Option<std::ffi::OsString> {
+    std::env::var_os(name).filter(|v| !v.is_empty())
+}
+
+/// The Docker config file: `$DOCKER_CONFIG/config.json`, else
+/// `~/.docker/config.json`; `None` when neither variable is set. `docker
+/// login` writes it, and it is the first file read.
+pub(super) fn docker_config_file() -> Option<PathBuf> {
+    match env_var("DOCKER_CONFIG") {
+        Some(dir) => Some(PathBuf::from(dir).join("config.json")),
+        None => env_var("HOME").map(|home| PathBuf::from(home).join(".docker").join("config.json")),
+    }
+}
 
 impl Keychain {
     /// The files the environment points at (SPEC §7).
     pub fn from_env() -> Keychain {
-        let var = |name| std::env::var_os(name).filter(|v| !v.is_empty());
+        let var = env_var;
         let home = var("HOME").map(PathBuf::from);
-        let mut files = Vec::new();
-        match (var("DOCKER_CONFIG"), &home) {
-            (Some(dir), _) => files.push(PathBuf::from(dir).join("config.json")),
-            (None, Some(home)) => files.push(home.join(".docker").join("config.json")),
-            (None, None) => {}
-        }
+        let mut files: Vec<PathBuf> = docker_config_file().into_iter().collect();
         if let Some(file) = var("REGISTRY_AUTH_FILE") {
             files.push(PathBuf::from(file));
         }
@@ -151,7 +161,7 @@ struct ConfigFile {
 }
 
 /// `docker.io` and its aliases become one name; other hosts are lower-cased.
-fn canonical_host(host: &str) -> String {
+pub(super) fn canonical_host(host: &str) -> String {
     let host = host.to_ascii_lowercase();
     if DOCKER_HUB.contains(&host.as_str()) {
         DOCKER_HUB[1].to_string()
@@ -160,9 +170,19 @@ fn canonical_host(host: &str) -> String {
     }
 }
 
+/// The server a credential helper knows `registry` by when no `auths` key
+/// names it: Docker Hub's URL for Docker Hub, else the registry itself.
+pub(super) fn helper_server(registry: &str) -> &str {
+    if DOCKER_HUB.contains(&canonical_host(registry).as_str()) {
+        DOCKER_HUB_KEY
+    } else {
+        registry
+    }
+}
+
 /// The registry a config key names: keys may be bare hosts or URLs such as
 /// `https://index.docker.io/v1/`.
-fn key_registry(key: &str) -> String {
+pub(super) fn key_registry(key: &str) -> String {
     let rest = key
         .strip_prefix("https://")
         .or_else(|| key.strip_prefix("http://"))
@@ -193,7 +213,6 @@ impl ConfigSource<'_> {
             )
         })?;
         let wanted = canonical_host(self.registry);
-        let is_hub = DOCKER_HUB.contains(&wanted.as_str());
         let matches = |key: &&String| key_registry(key) == wanted;
 
         let mut helper_keys: Vec<&String> = config.cred_helpers.keys().filter(matches).collect();
@@ -223,8 +242,7 @@ impl ConfigSource<'_> {
         };
         let server = match auth_keys.first() {
             Some(key) => key.as_str(),
-            None if is_hub => DOCKER_HUB_KEY,
-            None => self.registry,
+            None => helper_server(self.registry),
         };
         self.ask_helper(store, server).await
     }
@@ -266,39 +284,71 @@ impl ConfigSource<'_> {
     /// Runs `docker-credential-NAME get` for `server` and turns its answer,
     /// or its failure, into ours.
     async fn ask_helper(&self, name: &str, server: &str) -> Result<Option<Credential>, String> {
-        let program = format!("docker-credential-{name}");
-        let named = format!(
-            "credential helper {program} (named in {})",
-            self.path.display()
-        );
-        let registry = self.registry;
-        match run_helper(program.as_ref(), server, self.helper_timeout).await {
-            Ok(answer) => Ok(answer),
-            Err(HelperError::CannotRun(err)) => Err(format!(
-                "cannot run credential helper {program} named in {} ({err}); install it on PATH or remove it from that file",
-                self.path.display()
-            )),
-            Err(HelperError::TimedOut(waited)) => Err(format!(
-                "{named} did not answer within {}s for {registry}; check it with `echo {server} | {program} get`, or raise {SETTING}",
+        let program = helper_program(name);
+        run_helper(program.as_ref(), server, self.helper_timeout)
+            .await
+            .map_err(|err| {
+                let call = HelperCall {
+                    program: &program,
+                    config: self.path,
+                    registry: self.registry,
+                    check: &format!("echo {server} | {program} get"),
+                };
+                call.failure(err)
+            })
+    }
+}
+
+/// The program of the credential helper a config names `name`.
+pub(super) fn helper_program(name: &str) -> String {
+    format!("docker-credential-{name}")
+}
+
+/// A helper called for a registry, to name in messages.
+pub(super) struct HelperCall<'a> {
+    pub program: &'a str,
+    /// The config file that names it.
+    pub config: &'a Path,
+    pub registry: &'a str,
+    /// A command the user can run to see the helper fail for themselves.
+    pub check: &'a str,
+}
+
+impl HelperCall<'_> {
+    /// Why the helper failed, as a sentence naming it, its config file and
+    /// the fix.
+    pub fn failure(&self, err: HelperError) -> String {
+        let HelperCall {
+            program,
+            registry,
+            check,
+            ..
+        } = self;
+        let config = self.config.display();
+        let named = format!("credential helper {program} (named in {config})");
+        match err {
+            HelperError::CannotRun(err) => format!(
+                "cannot run credential helper {program} named in {config} ({err}); install it on PATH or remove it from that file"
+            ),
+            HelperError::TimedOut(waited) => format!(
+                "{named} did not answer within {}s for {registry}; check it with `{check}`, or raise {SETTING}",
                 waited.as_secs_f64()
-            )),
-            Err(HelperError::Failed(message)) => {
-                Err(format!("{named} failed for {registry}: {message}"))
-            }
-            Err(HelperError::Malformed) => Err(format!(
+            ),
+            HelperError::Failed(message) => format!("{named} failed for {registry}: {message}"),
+            HelperError::Malformed => format!(
                 "{named} gave an answer for {registry} that is not JSON with Username and Secret"
-            )),
-            Err(HelperError::TooLong) => Err(format!(
-                "{named} printed more than {} KiB for {registry}, which is no credential; check it with `echo {server} | {program} get`",
+            ),
+            HelperError::TooLong => format!(
+                "{named} printed more than {} KiB for {registry}, which is no credential; check it with `{check}`",
                 HELPER_OUTPUT_LIMIT / 1024
-            )),
+            ),
         }
     }
 }
 
 /// Why a credential helper gave no credential.
 #[derive(Debug)]
-enum HelperError {
+pub(super) enum HelperError {
     /// It could not be started (not installed, not executable).
     CannotRun(std::io::Error),
     /// It did not answer within this time, and was stopped.
@@ -323,53 +373,19 @@ struct HelperAnswer {
     secret: String,
 }
 
-/// The credential helpers' protocol: `PROGRAM get`, the server on stdin,
+/// The credential helpers' `get`: the server on stdin,
 /// `{"Username","Secret"}` on stdout; `<token>` as the user means an
-/// identity token; a failure saying "credentials not found" means there
-/// are none (`None`). A helper still running after `timeout`, or whose
-/// output is still open then (something it started holds it), is killed
-/// with everything in its process group.
+/// identity token; "credentials not found" means there are none (`None`).
 async fn run_helper(
     program: &std::ffi::OsStr,
     server: &str,
     timeout: Duration,
 ) -> Result<Option<Credential>, HelperError> {
-    let mut child = tokio::process::Command::new(program)
-        .arg("get")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(HelperError::CannotRun)?;
-    let group = child.id();
-    let talked = match tokio::time::timeout(timeout, talk(&mut child, server)).await {
-        Ok(talked) => talked,
-        Err(_) => Err(HelperError::TimedOut(timeout)),
+    let Some(stdout) = call_helper(program, "get", server.as_bytes(), timeout).await? else {
+        return Ok(None);
     };
-    let output = match talked {
-        Ok(output) => output,
-        Err(err) => {
-            kill_group(group);
-            return Err(err);
-        }
-    };
-    if !output.status.success() {
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let said = format!("{stderr}\n{stdout}");
-        if said.to_ascii_lowercase().contains("credentials not found") {
-            return Ok(None);
-        }
-        let first_line = said.lines().map(str::trim).find(|l| !l.is_empty());
-        return Err(HelperError::Failed(match first_line {
-            Some(line) => printable(line),
-            None => format!("{} and said nothing", output.status),
-        }));
-    }
     let answer: HelperAnswer =
-        serde_json::from_slice(&output.stdout).map_err(|_| HelperError::Malformed)?;
+        serde_json::from_slice(&stdout).map_err(|_| HelperError::Malformed)?;
     Ok(match (answer.username.as_str(), answer.secret) {
         ("", secret) if secret.is_empty() => None,
         ("<token>", secret) => Some(Credential::IdentityToken(Secret::new(secret))),
@@ -380,6 +396,55 @@ async fn run_helper(
     })
 }
 
+/// The credential helpers' protocol: `PROGRAM VERB` (`get`, `store`,
+/// `erase`), `input` on stdin (never on the command line, where `ps` would
+/// show it); its stdout when it succeeds, `None` when it fails saying
+/// "credentials not found". A helper still running after `timeout`, or
+/// whose output is still open then (something it started holds it), is
+/// killed with everything in its process group.
+pub(super) async fn call_helper(
+    program: &std::ffi::OsStr,
+    verb: &str,
+    input: &[u8],
+    timeout: Duration,
+) -> Result<Option<Vec<u8>>, HelperError> {
+    let mut child = tokio::process::Command::new(program)
+        .arg(verb)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(HelperError::CannotRun)?;
+    let group = child.id();
+    let talked = match tokio::time::timeout(timeout, talk(&mut child, input)).await {
+        Ok(talked) => talked,
+        Err(_) => Err(HelperError::TimedOut(timeout)),
+    };
+    let output = match talked {
+        Ok(output) => output,
+        Err(err) => {
+            kill_group(group);
+            return Err(err);
+        }
+    };
+    if output.status.success() {
+        return Ok(Some(output.stdout));
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let said = format!("{stderr}\n{stdout}");
+    if said.to_ascii_lowercase().contains("credentials not found") {
+        return Ok(None);
+    }
+    let first_line = said.lines().map(str::trim).find(|l| !l.is_empty());
+    Err(HelperError::Failed(match first_line {
+        Some(line) => printable(line),
+        None => format!("{} and said nothing", output.status),
+    }))
+}
+
 /// What a helper said, and how it ended.
 struct HelperOutput {
     status: ExitStatus,
@@ -387,18 +452,18 @@ struct HelperOutput {
     stderr: Vec<u8>,
 }
 
-/// Sends `server` to the helper while reading its output to the end (up to
+/// Sends `input` to the helper while reading its output to the end (up to
 /// the cap), then waits for it.
 async fn talk(
     child: &mut tokio::process::Child,
-    server: &str,
+    input: &[u8],
 ) -> Result<HelperOutput, HelperError> {
     let stdin = child.stdin.take();
     let write = async {
         if let Some(mut stdin) = stdin {
             // A helper that stops reading (or never starts) makes this fail
             // with a broken pipe; its exit status and words say why.
-            let _ = stdin.write_all(server.as_bytes()).await;
+            let _ = stdin.write_all(input).await;
         }
         Ok(())
     };

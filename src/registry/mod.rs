@@ -6,6 +6,7 @@
 //! - `scheme.rs`: HTTPS, or plain HTTP for loopback and `--insecure-registry`;
 //! - `tls.rs`: system roots plus `SSL_CERT_FILE`, the HTTP client;
 //! - `credentials.rs`: the Docker config, podman's auth file, helpers;
+//! - `login.rs`: `login`/`logout`, writing the Docker config or its helper;
 //! - `challenge.rs`, `bearer.rs`: Basic and Bearer challenges, tokens per scope;
 //! - `transport.rs`: ping, authentication, redirects;
 //! - `timeouts.rs`: the budget of an operation, connect and stall limits,
@@ -28,6 +29,7 @@ mod challenge;
 mod credentials;
 mod download;
 mod errors;
+pub mod login;
 mod manifest;
 mod retry;
 mod scheme;
@@ -42,13 +44,19 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use oci_client::Reference;
+use reqwest::header::HeaderMap;
+use reqwest::{Method, StatusCode};
 
 use crate::oci::sha256_digest;
 use crate::progress;
+use bearer::Scope;
+use credentials::Credential;
 use download::{Wanted, short};
-use transport::Transport;
+use errors::{ErrorKind, RegistryError};
+use transport::{Body, Operation, Transport};
 use upload::Source;
 
+pub use credentials::Secret;
 pub use upload::StreamedSession;
 
 pub use errors::printable;
@@ -83,6 +91,61 @@ impl RegistryClient {
             transport: Transport::new(insecure, registries, timeouts)
                 .context("cannot set up the registry client")?,
         })
+    }
+
+    /// Checks that `registry` accepts `username` and `password`, as `docker
+    /// login` does: `GET /v2/` with them (Basic, or a token for no
+    /// repository). They are used instead of any configured ones.
+    pub async fn check_login(
+        &self,
+        registry: &str,
+        username: &str,
+        password: Secret,
+    ) -> Result<()> {
+        let transport = &self.transport;
+        transport.use_credential(
+            registry,
+            Credential::Basic {
+                username: username.to_string(),
+                password,
+            },
+        );
+        let request = "GET /v2/";
+        let outcome = transport
+            .retried(Operation::Request, registry, request, || async {
+                let response = transport
+                    .send_path(
+                        registry,
+                        &Scope::none(),
+                        Method::GET,
+                        "/v2/",
+                        HeaderMap::new(),
+                        Body::Empty,
+                    )
+                    .await?;
+                transport
+                    .expect(registry, request, response, &[StatusCode::OK])
+                    .await
+                    .map(drop)
+            })
+            .await;
+        match outcome {
+            Err(RegistryError {
+                kind: ErrorKind::Unauthorized { status, detail, .. },
+                ..
+            }) => {
+                let detail = if detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {detail}")
+                };
+                bail!(
+                    "registry {registry} refused the password of {} ({status}{detail}); check the user name and password",
+                    printable(username)
+                )
+            }
+            other => other.with_context(|| format!("cannot log in to {registry}")),
+        }
     }
 
     /// Pulls a manifest or index by tag or digest.

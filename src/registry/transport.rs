@@ -361,6 +361,15 @@ impl Transport {
         }
     }
 
+    /// Uses `credential` for `registry` instead of looking one up (to check
+    /// credentials about to be stored); `false` when one was looked up
+    /// already.
+    pub fn use_credential(&self, registry: &str, credential: Credential) -> bool {
+        once_per(&self.credentials, registry)
+            .set(credential)
+            .is_ok()
+    }
+
     /// The credential for a registry, looked up once (helpers are programs).
     async fn credential(&self, registry: &str) -> Result<Credential, RegistryError> {
         once_per(&self.credentials, registry)

@@ -171,3 +171,13 @@ pub fn write_script(path: &Path, text: &str) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
         .unwrap_or_else(|e| panic!("chmod +x {}: {e}", path.display()));
 }
+
+/// A secret nobody else prints (a password, a token): unique per run, so
+/// finding it in output can only mean a leak.
+pub fn unique_secret(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}

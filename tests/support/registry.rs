@@ -49,6 +49,26 @@ wait "$reg" 2>/dev/null
 rm -rf "$6"
 "#;
 
+/// An HTTPS registry (a fresh test CA) with one htpasswd account whose
+/// password is unique to the run.
+pub struct TlsWithPassword {
+    pub registry: Registry,
+    pub password: String,
+}
+
+impl TlsWithPassword {
+    /// Starts it, with the account `user`.
+    pub fn start(user: &str) -> TlsWithPassword {
+        let password = super::unique_secret("tls-pw");
+        let registry = Registry::start_with(Options {
+            tls: true,
+            htpasswd: Some((user.to_string(), password.clone())),
+            ..Options::default()
+        });
+        TlsWithPassword { registry, password }
+    }
+}
+
 /// One running registry. Dropping it stops it and removes its storage.
 pub struct Registry {
     port: u16,
