@@ -305,6 +305,12 @@ pub struct BuildOptions {
     #[arg(long, value_name = "FILE", help_heading = "Output")]
     pub tarball: Option<PathBuf>,
 
+    /// Load the images into podman's local storage instead of pushing
+    /// (as `KRUST_REPO=podman.local`): the host's platform as NAME:TAG,
+    /// every platform as NAME:TAG-ARCH.
+    #[arg(long, help_heading = "Output")]
+    pub local: bool,
+
     /// Also write the printed references to FILE (replaced whole; checked
     /// writable before anything is built).
     #[arg(long, value_name = "FILE", help_heading = "Output")]
@@ -430,6 +436,7 @@ impl BuildOptions {
             oci_layout_path: self.oci_layout_path.clone(),
             oci_archive: self.oci_archive.clone(),
             tarball: self.tarball.clone(),
+            local: self.local,
             insecure_registry: self.insecure_registry.clone(),
             registry_timeout: self.registry_timeout,
             profile: self.profile.clone(),

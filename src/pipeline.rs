@@ -21,7 +21,7 @@ use crate::image_name::ImageName;
 use crate::plan::{BaseSpec, ImageJob, Plan, Workspace};
 use crate::platform::{self, Listed, Platform};
 use crate::progress;
-use crate::publish::{Archive, ArchiveFormat, OciLayout, RegistrySink, Sink};
+use crate::publish::{Archive, ArchiveFormat, OciLayout, PodmanSink, RegistrySink, Sink};
 use crate::registry::{RegistryClient, Timeouts};
 use crate::store::BlobStore;
 
@@ -174,6 +174,13 @@ fn sinks(
                 store.clone(),
             )));
         }
+    }
+    if plan.local {
+        sinks.push(Arc::new(PodmanSink::new(
+            client.clone(),
+            store.clone(),
+            plan.registry_timeout,
+        )));
     }
     sinks
 }

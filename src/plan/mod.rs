@@ -27,6 +27,9 @@ pub const DEFAULT_BASE_IMAGE: &str = "cgr.dev/chainguard/static:latest";
 /// and no repository is configured (as ko's `ko.local`).
 pub const LOCAL_REPO: &str = "krust.local";
 
+/// Repository prefix meaning "load into podman, push nowhere" (`--local`).
+pub const PODMAN_REPO: &str = "podman.local";
+
 /// What the user asked for on the command line (filled in by the CLI
 /// layer; the environment and the Cargo.toml files are read here).
 #[derive(Debug, Clone, Default)]
@@ -55,6 +58,8 @@ pub struct Options {
     pub oci_layout_path: Option<PathBuf>,
     pub oci_archive: Option<PathBuf>,
     pub tarball: Option<PathBuf>,
+    /// `--local`: load into podman (also when the repository is `podman.local`).
+    pub local: bool,
     pub insecure_registry: Vec<String>,
     /// `--registry-timeout`, in seconds.
     pub registry_timeout: Option<u64>,
@@ -73,6 +78,16 @@ pub struct Options {
     pub color: progress::Color,
 }
 
+impl Options {
+    /// `--local`, or a repository under `podman.local` (as ko's `ko.local`).
+    pub fn loads_locally(&self) -> bool {
+        self.local
+            || self.repo.as_deref().is_some_and(|repo| {
+                repo == PODMAN_REPO || repo.starts_with(&format!("{PODMAN_REPO}/"))
+            })
+    }
+}
+
 /// Everything the later stages need, decided up front.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -86,6 +101,8 @@ pub struct Plan {
     pub oci_archive: Option<PathBuf>,
     /// `--tarball`: a docker-archive.
     pub tarball: Option<PathBuf>,
+    /// `--local` or repository `podman.local`: load into podman, no push.
+    pub local: bool,
     pub insecure_registries: Vec<String>,
     /// The budget of one registry operation with its retries.
     pub registry_timeout: std::time::Duration,
@@ -352,7 +369,8 @@ fn finish(
         target_dir,
         images,
         cargo: cargo_options(options, cargo_args),
-        push: !options.no_push,
+        push: !options.no_push && !options.loads_locally(),
+        local: options.loads_locally(),
         oci_layout: options
             .oci_layout_path
             .as_deref()
@@ -554,6 +572,7 @@ fn image_job(
             let short = settings.name.as_deref().unwrap_or(bin);
             let prefix = match (&options.repo, options.no_push) {
                 (Some(repo), _) => repo.as_str(),
+                (None, _) if options.local => PODMAN_REPO,
                 (None, true) => LOCAL_REPO,
                 (None, false) => bail!(
                     "KRUST_REPO is not set: say where to push with KRUST_REPO=<registry>/<path> or --repo (or use --no-push)"

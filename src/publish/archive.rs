@@ -72,7 +72,7 @@ impl Archive {
     }
 
     /// The OCI layout of every image, as one tar.
-    async fn write_oci(&self, images: &[ImageIndex]) -> Result<()> {
+    pub(super) async fn write_oci(&self, images: &[ImageIndex]) -> Result<()> {
         let file = PendingFile::create(&self.path)?;
         // The layout is staged beside the archive and tarred from there;
         // the staging directory goes when this returns, whatever happens.

@@ -4,7 +4,8 @@
 //! image's, or one this run pushed — else an upload; each blob transferred
 //! once per run and at most `--jobs` transfers at a time), then manifests,
 //! then the index under each tag that does not name it yet. The layout sink
-//! writes an OCI image layout, the archive sinks one tar file each.
+//! writes an OCI image layout, the archive sinks one tar file each, the
+//! podman sink loads the images into podman (`--local`).
 //! `--no-push` simply means "no registry sink". Every sink is a [`Sink`]:
 //! the pipeline checks each before anything is built and hands each the
 //! same assembled indexes.
@@ -18,6 +19,7 @@
 
 pub mod archive;
 pub mod layout;
+pub mod local;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -74,6 +76,7 @@ pub struct StreamedUpload {
 
 pub use archive::{Archive, ArchiveFormat};
 pub use layout::OciLayout;
+pub use local::PodmanSink;
 
 /// A place the images of a run go (ko's publisher). A sink that writes
 /// files writes them all or nothing over the run. Its futures are not

@@ -1,0 +1,135 @@
+//! `--local` and repository `podman.local`: the images loaded into podman,
+//! in a containers storage of the test's own (CONTAINERS_STORAGE_CONF, vfs):
+//!
+//! - a two-platform build loads the host's platform under `NAME:TAG` and
+//!   each platform under `NAME:TAG-ARCH` (podman reads the architecture of
+//!   each), and `podman run` of the printed reference runs hello-krust;
+//! - `KRUST_REPO=podman.local/…` loads every tag, pushing nowhere;
+//! - without podman on PATH the run stops before anything is built, naming
+//!   the install command.
+
+mod support;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::krust::{Krust, build_on_scratch, hello_krust, krust};
+use support::process::run_ok;
+use support::tools;
+
+const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A containers storage of its own under `dir`: the storage.conf that
+/// points podman (and cargo-krust's podman) at it.
+fn own_storage(dir: &Path) -> PathBuf {
+    let conf = dir.join("storage.conf");
+    let text = format!(
+        "[storage]\ndriver = \"vfs\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
+        dir.join("root").display(),
+        dir.join("runroot").display()
+    );
+    std::fs::write(&conf, text).expect("write storage.conf");
+    conf
+}
+
+/// `build` with podman's storage at `conf`.
+fn into_storage(build: Krust, conf: &Path) -> Krust {
+    build.env("CONTAINERS_STORAGE_CONF", conf)
+}
+
+/// podman `args` on the storage of `conf`; its stdout.
+fn podman(conf: &Path, args: &[&str]) -> Vec<u8> {
+    run_ok(
+        Command::new(tools::require("podman", "podman"))
+            .env("CONTAINERS_STORAGE_CONF", conf)
+            .args(args),
+        TOOL_TIMEOUT,
+        &format!("podman {}", args.join(" ")),
+    )
+    .stdout
+}
+
+/// `podman image inspect IMAGE`'s one image.
+fn inspect(conf: &Path, image: &str) -> Value {
+    let all: Value = serde_json::from_slice(&podman(conf, &["image", "inspect", image]))
+        .expect("podman image inspect prints JSON");
+    all[0].clone()
+}
+
+#[test]
+fn a_two_platform_build_loads_every_platform_into_podman() {
+    tools::require_default_rust_targets();
+    tools::require("runc", "runc");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let conf = own_storage(tmp.path());
+    let build = krust(["build", "--base-image", "scratch", "--local"])
+        .args(["--platform", "linux/amd64,linux/arm64"])
+        .arg(hello_krust());
+    let loaded = into_storage(build, &conf).run().single_ref();
+    assert_eq!(loaded.repo, "hello-krust", "{loaded:?}");
+    assert_eq!(loaded.host, "podman.local", "{loaded:?}");
+
+    let main = inspect(&conf, "podman.local/hello-krust:latest");
+    assert_eq!(main["Architecture"], "amd64", "{main}");
+    assert_eq!(main["Digest"], loaded.digest.as_str(), "{main}");
+    for arch in ["amd64", "arm64"] {
+        let image = inspect(&conf, &format!("podman.local/hello-krust:latest-{arch}"));
+        assert_eq!(image["Architecture"], arch, "{image}");
+    }
+
+    // crun fails on these machines; runc cannot raise the default
+    // nofile/nproc limits podman asks for here, so they are lowered.
+    let reference = format!("podman.local/hello-krust@{}", loaded.digest);
+    let ran = podman(
+        &conf,
+        &[
+            "run",
+            "--runtime",
+            "runc",
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=1024:1024",
+            "--rm",
+            &reference,
+        ],
+    );
+    let said = String::from_utf8_lossy(&ran);
+    assert!(said.contains("Hello from krust!"), "{said}");
+    assert!(said.contains("arch: x86_64"), "{said}");
+}
+
+#[test]
+fn the_podman_local_repository_loads_every_tag_and_pushes_nowhere() {
+    tools::require_default_rust_targets();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let conf = own_storage(tmp.path());
+    let build = build_on_scratch(&hello_krust())
+        .args(["-t", "v1", "-t", "v2"])
+        .env("KRUST_REPO", "podman.local/team");
+    let loaded = into_storage(build, &conf).run().single_ref();
+    assert_eq!(loaded.host, "podman.local", "{loaded:?}");
+    for tag in ["v1", "v2", "v1-amd64", "v2-amd64"] {
+        let image = inspect(&conf, &format!("podman.local/team/hello-krust:{tag}"));
+        assert_eq!(image["Architecture"], "amd64", "{tag}: {image}");
+    }
+}
+
+#[test]
+fn without_podman_nothing_is_built() {
+    // Every directory holding a podman goes (/bin is /usr/bin on Debian).
+    let path: Vec<PathBuf> = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .filter(|dir| !dir.join("podman").exists())
+        .collect();
+    let path: OsString = std::env::join_paths(path).expect("PATH");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let build = build_on_scratch(&hello_krust())
+        .arg("--local")
+        .env("PATH", path);
+    let run = into_storage(build, &own_storage(tmp.path())).run();
+    run.expect_clean_error(&["podman", "apt-get install podman"]);
+    assert!(!run.stderr.contains("Building"), "{}", run.describe());
+}
