@@ -6,7 +6,10 @@
 //!   each), and `podman run` of the printed reference runs hello-krust;
 //! - `KRUST_REPO=podman.local/…` loads every tag, pushing nowhere;
 //! - without podman on PATH the run stops before anything is built, naming
-//!   the install command.
+//!   the install command;
+//! - a podman that fails (its message in the error) or hangs (stopped
+//!   within `--registry-timeout`) is a clean error: stand-in scripts, as no
+//!   real podman misbehaves on cue.
 
 mod support;
 
@@ -18,7 +21,7 @@ use std::time::Duration;
 use serde_json::Value;
 use support::krust::{Krust, build_on_scratch, hello_krust, krust};
 use support::process::run_ok;
-use support::tools;
+use support::{tools, write_script};
 
 const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -132,4 +135,34 @@ fn without_podman_nothing_is_built() {
     let run = into_storage(build, &own_storage(tmp.path())).run();
     run.expect_clean_error(&["podman", "apt-get install podman"]);
     assert!(!run.stderr.contains("Building"), "{}", run.describe());
+}
+
+/// `--local` with `script` as podman (first on PATH), `--registry-timeout 2`.
+fn with_stand_in_podman(script: &str) -> support::krust::KrustRun {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    write_script(&tmp.path().join("podman"), script);
+    let mut path = vec![tmp.path().to_path_buf()];
+    path.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    build_on_scratch(&hello_krust())
+        .args(["--local", "--registry-timeout", "2"])
+        .env("PATH", std::env::join_paths(path).expect("PATH"))
+        .run()
+}
+
+#[test]
+fn a_podman_that_fails_or_hangs_is_a_clean_error() {
+    tools::require_default_rust_targets();
+    let failed = with_stand_in_podman("#!/bin/sh\necho 'storage is read-only' >&2\nexit 125\n");
+    failed.expect_clean_error(&["podman load", "storage is read-only", "hello-krust"]);
+
+    let started = std::time::Instant::now();
+    let hung = with_stand_in_podman("#!/bin/sh\nexec sleep 600\n");
+    hung.expect_clean_error(&["podman load", "--registry-timeout"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
 }
