@@ -57,13 +57,16 @@ fn report_of_a_two_platform_push_validates_and_matches_the_registry() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let report_path = tmp.path().join("report.json");
     let repo = format!("{}/{}", shared.registry.host(), unique_name("report"));
-    let run = krust(["build"])
-        .arg(hello_krust())
-        .args(["--platform", "linux/amd64,linux/arm64", "--report"])
-        .arg(&report_path)
-        .env("KRUST_BASE_IMAGE", &shared.bases.multi_ref)
-        .env("KRUST_REPO", &repo)
-        .run();
+    let build = |report: &std::path::Path| {
+        krust(["build"])
+            .arg(hello_krust())
+            .args(["--platform", "linux/amd64,linux/arm64", "--report"])
+            .arg(report)
+            .env("KRUST_BASE_IMAGE", &shared.bases.multi_ref)
+            .env("KRUST_REPO", &repo)
+            .run()
+    };
+    let run = build(&report_path);
     let pushed = run.single_ref();
 
     let schema = repo_root().join("schema").join("report-v1.json");
@@ -143,6 +146,27 @@ fn report_of_a_two_platform_push_validates_and_matches_the_registry() {
         assert_eq!(
             text(&reported["binary"], "sha256"),
             sha256_digest(&binary.data)
+        );
+    }
+
+    // The same build again takes its app layers from the local cache.
+    let again_path = tmp.path().join("again.json");
+    assert_eq!(
+        build(&again_path).single_ref(),
+        pushed,
+        "same build, same image"
+    );
+    let again: Value = serde_json::from_slice(&std::fs::read(&again_path).expect("read report"))
+        .expect("report is JSON");
+    for platform in again["images"][0]["platforms"]
+        .as_array()
+        .expect("platforms")
+    {
+        let app = platform["layers"].as_array().and_then(|l| l.last());
+        assert_eq!(
+            app.map(|l| text(l, "origin")),
+            Some("cache"),
+            "a rebuild reuses the app layer: {platform}"
         );
     }
     for stage in ["plan", "base", "compile", "assemble", "publish"] {
