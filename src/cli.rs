@@ -82,6 +82,13 @@ pub struct BuildArgs {
     #[command(flatten)]
     pub options: BuildOptions,
 
+    /// Also write a JSON report of the build to FILE: each image's digests,
+    /// tags, layers and binaries, and the time of each stage (schema:
+    /// schema/report-v1.json; replaced whole; checked writable before
+    /// anything is built; `-` is refused, stdout holds the references).
+    #[arg(long, value_name = "FILE", help_heading = "Output")]
+    pub report: Option<PathBuf>,
+
     /// Extra arguments passed to `cargo build` after `--`.
     #[arg(last = true, value_name = "CARGO_ARGS")]
     pub cargo_args: Vec<String>,

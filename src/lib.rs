@@ -20,5 +20,6 @@ pub mod platform;
 pub mod progress;
 pub mod publish;
 pub mod registry;
+pub mod report;
 pub mod resolve;
 pub mod store;

@@ -17,7 +17,7 @@ use cargo_krust::cli::{
 use cargo_krust::fsutil::PendingFile;
 use cargo_krust::registry::login;
 use cargo_krust::resolve::{self, kubectl};
-use cargo_krust::{pipeline, plan, progress};
+use cargo_krust::{pipeline, plan, progress, report};
 
 fn main() -> ExitCode {
     let cli = Cli::parse_from(normalize_args(std::env::args_os()));
@@ -83,13 +83,22 @@ fn build(args: BuildArgs) -> Result<()> {
     let options = args.options.plan_options();
     progress::init(options.quiet, options.verbose, options.color);
     let refs_file = image_refs_file(args.options.image_refs.as_deref())?;
+    let report_file = report_file(args.report.as_deref())?;
+    let recorder = report::Recorder::new(report_file.is_some());
     let plan = plan::plan(args.directory.as_deref(), &options, &args.cargo_args)?;
-    let indexes = pipeline::run_blocking(&plan)?;
+    let indexes = pipeline::run_blocking_recorded(&plan, &recorder)?;
     let references: Vec<String> = indexes
         .iter()
         .map(|i| i.printed_reference(options.tag_only))
         .collect();
     write_image_refs(refs_file, &references)?;
+    if let Some(file) = report_file {
+        let document = report::document(&indexes, &references, &recorder);
+        let mut text = serde_json::to_vec_pretty(&document).context("cannot write the report")?;
+        text.push(b'\n');
+        file.commit(&text)
+            .context("cannot write the build report (--report)")?;
+    }
     write_stdout(lines(&references).as_bytes())
 }
 
@@ -140,6 +149,18 @@ fn image_refs_file(path: Option<&Path>) -> Result<Option<PendingFile>> {
     path.map(PendingFile::create)
         .transpose()
         .context("cannot write the image references (--image-refs)")
+}
+
+/// `--report FILE`, checked writable before anything is built or pushed.
+fn report_file(path: Option<&Path>) -> Result<Option<PendingFile>> {
+    if path == Some(Path::new("-")) {
+        anyhow::bail!(
+            "--report -: stdout holds the image references; name a file for the report, e.g. --report report.json"
+        );
+    }
+    path.map(PendingFile::create)
+        .transpose()
+        .context("cannot write the build report (--report)")
 }
 
 /// The printed references, one a line, written whole (an existing FILE keeps

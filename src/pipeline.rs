@@ -23,6 +23,7 @@ use crate::platform::{self, Listed, Platform};
 use crate::progress;
 use crate::publish::{Archive, ArchiveFormat, OciLayout, PodmanSink, RegistrySink, Sink};
 use crate::registry::{RegistryClient, Timeouts};
+use crate::report::Recorder;
 use crate::store::BlobStore;
 
 /// [`run`] on a runtime of its own, for callers outside async code. A
@@ -32,6 +33,11 @@ use crate::store::BlobStore;
 /// gets a terminal's Ctrl-C itself; a blocking step (a build, a layer being
 /// compressed) ends before the run stops.
 pub fn run_blocking(plan: &Plan) -> Result<Vec<ImageIndex>> {
+    run_blocking_recorded(plan, &Recorder::new(false))
+}
+
+/// [`run_blocking`], noting in `recorder` what a `--report` tells.
+pub fn run_blocking_recorded(plan: &Plan, recorder: &Recorder) -> Result<Vec<ImageIndex>> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -40,7 +46,7 @@ pub fn run_blocking(plan: &Plan) -> Result<Vec<ImageIndex>> {
         tokio::select! {
             biased;
             interrupted = interrupted() => Err(interrupted.into()),
-            result = run(plan) => result,
+            result = run(plan, recorder) => result,
         }
     });
     // Work nobody waits for any more (CA roots loaded for an HTTPS attempt
@@ -86,7 +92,7 @@ async fn interrupted() -> Interrupted {
 }
 
 /// Runs the whole pipeline for a plan.
-pub async fn run(plan: &Plan) -> Result<Vec<ImageIndex>> {
+pub async fn run(plan: &Plan, recorder: &Recorder) -> Result<Vec<ImageIndex>> {
     let store = BlobStore::open(&plan.target_dir.join("krust"))?;
     let client = Arc::new(registry_client(plan)?);
     let jobs = plan.jobs.max(1);
@@ -100,6 +106,7 @@ pub async fn run(plan: &Plan) -> Result<Vec<ImageIndex>> {
     }
 
     progress::trace("planned");
+    recorder.stage_done("plan");
     let bases = fetch_bases(plan, &client, &store).await?;
     progress::trace("base images resolved");
     let platforms = job_platforms(plan, &bases)?;
@@ -112,8 +119,10 @@ pub async fn run(plan: &Plan) -> Result<Vec<ImageIndex>> {
     // a broken base fails the run in seconds, not after the build.
     let base_images = fetch_platform_bases(plan, &bases, &platforms, &client, &store).await?;
     progress::trace("base platforms resolved");
+    recorder.stage_done("base");
     let (executables, target_dirs) = compile_all(plan, &platforms).await?;
     progress::trace("compiled");
+    recorder.stage_done("compile");
 
     let created = timestamp(plan.epoch);
     let mut indexes = Vec::new();
@@ -133,10 +142,12 @@ pub async fn run(plan: &Plan) -> Result<Vec<ImageIndex>> {
                 registry.as_ref(),
                 &created,
                 plan.epoch,
+                recorder,
             )
             .await?,
         );
     }
+    recorder.stage_done("assemble");
 
     // Every executable is in its layer: other runs may build again.
     drop(target_dirs);
@@ -144,6 +155,7 @@ pub async fn run(plan: &Plan) -> Result<Vec<ImageIndex>> {
     for sink in &sinks {
         sink.publish(&indexes).await?;
     }
+    recorder.stage_done("publish");
     Ok(indexes)
 }
 
@@ -476,6 +488,7 @@ async fn assemble_job(
     sink: Option<&Arc<RegistrySink>>,
     created: &str,
     epoch: u64,
+    recorder: &Recorder,
 ) -> Result<ImageIndex> {
     let upload = sink.map(|sink| (sink, &job.name));
 
@@ -493,13 +506,14 @@ async fn assemble_job(
         let executable = executables
             .get(&(unit(job), platform.clone()))
             .with_context(|| format!("no executable of {} for {platform}", job.bin))?;
+        recorder.binary(&job.name.to_string(), &platform.to_string(), executable)?;
 
         let mut added: Vec<(LayerBlob, String)> = Vec::new();
         if let Some(data) = &job.config.data {
             if !data_layers.contains_key(media_type) {
                 let entries = layer::data_entries(&data.path, &data.root)?;
                 let inputs = LayerInputs::new(entries, media_type, epoch)?;
-                let layer = layer_of(&inputs, store, upload, "data layer").await?;
+                let layer = layer_of(&inputs, store, upload, recorder, "data layer").await?;
                 data_layers.insert(media_type, layer);
             }
             added.push((
@@ -523,6 +537,7 @@ async fn assemble_job(
             &inputs,
             store,
             upload,
+            recorder,
             &format!("{} layer for {platform}", job.bin),
         )
         .await?;
@@ -562,9 +577,11 @@ async fn layer_of(
     inputs: &LayerInputs,
     store: &BlobStore,
     upload: Option<(&Arc<RegistrySink>, &ImageName)>,
+    recorder: &Recorder,
     what: &str,
 ) -> Result<LayerBlob> {
     if let Some(layer) = inputs.cached(store) {
+        recorder.cached_layer(&layer.blob.digest);
         return Ok(layer);
     }
     let stream = match upload {
