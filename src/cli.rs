@@ -53,6 +53,14 @@ pub enum Command {
     /// Arguments after `--` go to kubectl; the exit status is kubectl's.
     /// kubectl is not started when any build fails.
     Create(Box<ApplyArgs>),
+    /// Print a Dockerfile equivalent to the image `build` makes for one bin
+    /// (pick it with --bin when several are selected).
+    ///
+    /// The base by digest, resolved as a build resolves it; the binary (built
+    /// first with the cargo command its comments show) and the data directory
+    /// copied in; ENV, USER, WORKDIR, EXPOSE, LABEL, ENTRYPOINT and CMD as
+    /// configured. Nothing is compiled or pushed.
+    Dockerfile(Box<BuildArgs>),
     /// Log in to a registry: check the credentials with it, then store them
     /// as `docker login` does.
     ///

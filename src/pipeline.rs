@@ -32,6 +32,12 @@ use crate::store::BlobStore;
 /// gets a terminal's Ctrl-C itself; a blocking step (a build, a layer being
 /// compressed) ends before the run stops.
 pub fn run_blocking(plan: &Plan) -> Result<Vec<ImageIndex>> {
+    block_on_interruptible(run(plan))
+}
+
+/// Runs `work` on a runtime of its own, stopped as an error by SIGINT or
+/// SIGTERM (see [`run_blocking`]).
+pub fn block_on_interruptible<T>(work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -40,7 +46,7 @@ pub fn run_blocking(plan: &Plan) -> Result<Vec<ImageIndex>> {
         tokio::select! {
             biased;
             interrupted = interrupted() => Err(interrupted.into()),
-            result = run(plan) => result,
+            result = work => result,
         }
     });
     // Work nobody waits for any more (CA roots loaded for an HTTPS attempt
@@ -145,6 +151,38 @@ pub async fn run(plan: &Plan) -> Result<Vec<ImageIndex>> {
         sink.publish(&indexes).await?;
     }
     Ok(indexes)
+}
+
+/// The base of one job as a build resolves it: its platforms and each
+/// platform's base documents (`None` on scratch).
+pub struct JobBase {
+    pub base: Option<BaseImage>,
+    pub platforms: Vec<Platform>,
+    pub images: Vec<Option<BasePlatformImage>>,
+}
+
+/// Each job's base, resolved and checked exactly as [`run`] does before it
+/// compiles, with nothing compiled or written (for `dockerfile`).
+pub async fn resolve_bases(plan: &Plan) -> Result<Vec<JobBase>> {
+    let store = BlobStore::open(&plan.target_dir.join("krust"))?;
+    let client = registry_client(plan)?;
+    let bases = fetch_bases(plan, &client, &store).await?;
+    let platforms = job_platforms(plan, &bases)?;
+    let images = fetch_platform_bases(plan, &bases, &platforms, &client, &store).await?;
+    Ok(plan
+        .images
+        .iter()
+        .zip(platforms)
+        .zip(images)
+        .map(|((job, platforms), images)| JobBase {
+            base: match &job.base {
+                BaseSpec::Image(reference) => bases.get(reference).cloned(),
+                BaseSpec::Scratch => None,
+            },
+            platforms,
+            images,
+        })
+        .collect())
 }
 
 /// Every sink the plan asks for, the registry first.
