@@ -146,12 +146,14 @@ fn copies(plan: &Plan, job: &ImageJob, platforms: &[Platform]) -> String {
     }
     match platforms {
         [platform] => {
-            let _ = writeln!(
-                text,
-                "COPY --chmod=0755 {} /app/{}",
-                binary_path(plan, job, platform),
-                job.bin
-            );
+            let binary = binary_path(plan, job, platform);
+            if Path::new(&binary).is_absolute() {
+                let _ = writeln!(
+                    text,
+                    "# The target dir is outside the build context (the workspace root): copy the binary into it and change this path."
+                );
+            }
+            let _ = writeln!(text, "COPY --chmod=0755 {binary} /app/{}", job.bin);
         }
         _ => {
             let _ = writeln!(
