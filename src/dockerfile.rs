@@ -97,8 +97,23 @@ fn cargo_command(plan: &Plan, job: &ImageJob, platform: &Platform) -> String {
         job.package,
         job.bin
     );
-    if !job.features.is_empty() {
-        let _ = write!(command, " --features {}", job.features.join(","));
+    let features: Vec<&str> = plan
+        .cargo
+        .features
+        .iter()
+        .chain(&job.features)
+        .map(String::as_str)
+        .collect();
+    if !features.is_empty() {
+        let _ = write!(command, " --features {}", features.join(","));
+    }
+    for (given, flag) in [
+        (plan.cargo.all_features, " --all-features"),
+        (plan.cargo.no_default_features, " --no-default-features"),
+    ] {
+        if given {
+            command.push_str(flag);
+        }
     }
     command
 }

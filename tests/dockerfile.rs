@@ -286,6 +286,19 @@ fn dockerfile_on_scratch_makes_the_built_config_and_copies_by_platform() {
     ] {
         assert!(text.contains(line), "missing {line:?}:\n{text}");
     }
+
+    // The cargo command carries the feature flags a build would pass.
+    let run = on_base("dockerfile", "scratch", "linux/amd64")
+        .args(["--features", "extra", "--no-default-features"])
+        .arg(&pkg)
+        .run();
+    run.expect_success();
+    assert!(
+        run.stdout
+            .contains("--bin hello-krust --features extra --no-default-features\n"),
+        "feature flags in the cargo command:\n{}",
+        run.stdout
+    );
 }
 
 #[test]
