@@ -12,7 +12,7 @@ use clap::{CommandFactory, Parser};
 use clap_complete::Shell;
 
 use cargo_krust::cli::{
-    ApplyArgs, BuildArgs, Cli, Command, LoginArgs, ResolveArgs, normalize_args,
+    ApplyArgs, BuildArgs, Cli, Command, DockerfileArgs, LoginArgs, ResolveArgs, normalize_args,
 };
 use cargo_krust::fsutil::PendingFile;
 use cargo_krust::registry::login;
@@ -95,12 +95,13 @@ fn build(args: BuildArgs) -> Result<()> {
 }
 
 /// `dockerfile`: the build's plan and bases, nothing compiled or pushed.
-fn dockerfile(args: BuildArgs) -> Result<String> {
+fn dockerfile(DockerfileArgs { build: args }: DockerfileArgs) -> Result<String> {
     let outputs = [
         ("--oci-layout-path", args.options.oci_layout_path.is_some()),
         ("--oci-archive", args.options.oci_archive.is_some()),
         ("--tarball", args.options.tarball.is_some()),
         ("--image-refs", args.options.image_refs.is_some()),
+        ("--tag-only", args.options.tag_only),
         ("-- CARGO_ARGS", !args.cargo_args.is_empty()),
     ];
     if let Some((flag, _)) = outputs.iter().find(|(_, given)| *given) {
