@@ -53,6 +53,14 @@ pub enum Command {
     /// Arguments after `--` go to kubectl; the exit status is kubectl's.
     /// kubectl is not started when any build fails.
     Create(Box<ApplyArgs>),
+    /// Print a Dockerfile equivalent to the image `build` makes for one bin
+    /// (pick it with --bin when several are selected).
+    ///
+    /// The base by digest, resolved as a build resolves it; the binary (built
+    /// first with the cargo command its comments show) and the data directory
+    /// copied in; ENV, USER, WORKDIR, EXPOSE, LABEL, ENTRYPOINT and CMD as
+    /// configured. Nothing is compiled or pushed.
+    Dockerfile(Box<DockerfileArgs>),
     /// Log in to a registry: check the credentials with it, then store them
     /// as `docker login` does.
     ///
@@ -92,6 +100,23 @@ pub struct BuildArgs {
     /// Extra arguments passed to `cargo build` after `--`.
     #[arg(last = true, value_name = "CARGO_ARGS")]
     pub cargo_args: Vec<String>,
+}
+
+/// The options of `dockerfile`: `build`'s, the output ones hidden (it
+/// writes nothing but the Dockerfile, and refuses them).
+#[derive(Debug, Args)]
+#[command(
+    mut_arg("no_push", |a| a.hide(true)),
+    mut_arg("tag_only", |a| a.hide(true)),
+    mut_arg("oci_layout_path", |a| a.hide(true)),
+    mut_arg("oci_archive", |a| a.hide(true)),
+    mut_arg("tarball", |a| a.hide(true)),
+    mut_arg("image_refs", |a| a.hide(true)),
+    mut_arg("cargo_args", |a| a.hide(true))
+)]
+pub struct DockerfileArgs {
+    #[command(flatten)]
+    pub build: BuildArgs,
 }
 
 /// The options of `resolve` (and of `apply`/`create`). The package selection

@@ -11,6 +11,7 @@ pub mod assemble;
 pub mod base;
 pub mod cli;
 pub mod compile;
+pub mod dockerfile;
 pub mod fsutil;
 pub mod image_name;
 pub mod oci;

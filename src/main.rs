@@ -12,7 +12,7 @@ use clap::{CommandFactory, Parser};
 use clap_complete::Shell;
 
 use cargo_krust::cli::{
-    ApplyArgs, BuildArgs, Cli, Command, LoginArgs, ResolveArgs, normalize_args,
+    ApplyArgs, BuildArgs, Cli, Command, DockerfileArgs, LoginArgs, ResolveArgs, normalize_args,
 };
 use cargo_krust::fsutil::PendingFile;
 use cargo_krust::registry::login;
@@ -39,6 +39,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Resolve(args) => write_stdout(resolve_with(&args)?.text.as_bytes())?,
         Command::Apply(args) => return kubectl_with("apply", *args),
         Command::Create(args) => return kubectl_with("create", *args),
+        Command::Dockerfile(args) => write_stdout(dockerfile(*args)?.as_bytes())?,
         Command::Login(args) => log_in(args)?,
         Command::Logout(args) => {
             progress::init(false, 0, progress::Color::Auto);
@@ -100,6 +101,29 @@ fn build(args: BuildArgs) -> Result<()> {
             .context("cannot write the build report (--report)")?;
     }
     write_stdout(lines(&references).as_bytes())
+}
+
+/// `dockerfile`: the build's plan and bases, nothing compiled or pushed.
+fn dockerfile(DockerfileArgs { build: args }: DockerfileArgs) -> Result<String> {
+    let outputs = [
+        ("--oci-layout-path", args.options.oci_layout_path.is_some()),
+        ("--oci-archive", args.options.oci_archive.is_some()),
+        ("--tarball", args.options.tarball.is_some()),
+        ("--image-refs", args.options.image_refs.is_some()),
+        ("--tag-only", args.options.tag_only),
+        ("-- CARGO_ARGS", !args.cargo_args.is_empty()),
+    ];
+    if let Some((flag, _)) = outputs.iter().find(|(_, given)| *given) {
+        anyhow::bail!(
+            "{flag} does nothing for `dockerfile`, which builds nothing and only prints the Dockerfile; leave it out (or run `cargo krust build`)"
+        );
+    }
+    let mut options = args.options.plan_options();
+    options.no_push = true;
+    progress::init(options.quiet, options.verbose, options.color);
+    let plan = plan::plan(args.directory.as_deref(), &options, &args.cargo_args)?;
+    let bases = pipeline::block_on_interruptible(pipeline::resolve_bases(&plan))?;
+    cargo_krust::dockerfile::render(&plan, &bases)
 }
 
 /// `login`: the password from stdin only, never from the command line.

@@ -38,6 +38,12 @@ pub fn run_blocking(plan: &Plan) -> Result<Vec<ImageIndex>> {
 
 /// [`run_blocking`], noting in `recorder` what a `--report` tells.
 pub fn run_blocking_recorded(plan: &Plan, recorder: &Recorder) -> Result<Vec<ImageIndex>> {
+    block_on_interruptible(run(plan, recorder))
+}
+
+/// Runs `work` on a runtime of its own, stopped as an error by SIGINT or
+/// SIGTERM (see [`run_blocking`]).
+pub fn block_on_interruptible<T>(work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -46,7 +52,7 @@ pub fn run_blocking_recorded(plan: &Plan, recorder: &Recorder) -> Result<Vec<Ima
         tokio::select! {
             biased;
             interrupted = interrupted() => Err(interrupted.into()),
-            result = run(plan, recorder) => result,
+            result = work => result,
         }
     });
     // Work nobody waits for any more (CA roots loaded for an HTTPS attempt
@@ -157,6 +163,38 @@ pub async fn run(plan: &Plan, recorder: &Recorder) -> Result<Vec<ImageIndex>> {
     }
     recorder.stage_done("publish");
     Ok(indexes)
+}
+
+/// The base of one job as a build resolves it: its platforms and each
+/// platform's base documents (`None` on scratch).
+pub struct JobBase {
+    pub base: Option<BaseImage>,
+    pub platforms: Vec<Platform>,
+    pub images: Vec<Option<BasePlatformImage>>,
+}
+
+/// Each job's base, resolved and checked exactly as [`run`] does before it
+/// compiles, with nothing compiled or written (for `dockerfile`).
+pub async fn resolve_bases(plan: &Plan) -> Result<Vec<JobBase>> {
+    let store = BlobStore::open(&plan.target_dir.join("krust"))?;
+    let client = registry_client(plan)?;
+    let bases = fetch_bases(plan, &client, &store).await?;
+    let platforms = job_platforms(plan, &bases)?;
+    let images = fetch_platform_bases(plan, &bases, &platforms, &client, &store).await?;
+    Ok(plan
+        .images
+        .iter()
+        .zip(platforms)
+        .zip(images)
+        .map(|((job, platforms), images)| JobBase {
+            base: match &job.base {
+                BaseSpec::Image(reference) => bases.get(reference).cloned(),
+                BaseSpec::Scratch => None,
+            },
+            platforms,
+            images,
+        })
+        .collect())
 }
 
 /// Every sink the plan asks for, the registry first.
