@@ -34,14 +34,7 @@ pub fn find(text: &str, prefix: &str) -> Result<Vec<Found>> {
     let mut parser = Parser::new_from_str(text);
     let mut found = Vec::new();
     while let Some(event) = parser.next_event() {
-        let (event, span) = event.map_err(|err| {
-            anyhow!(
-                "invalid YAML at line {}, column {}: {}",
-                err.marker().line(),
-                err.marker().col() + 1,
-                err.info()
-            )
-        })?;
+        let (event, span) = event.map_err(|err| yaml_error(&err))?;
         let Event::Scalar(value, style, _, _) = event else {
             continue;
         };
@@ -82,8 +75,18 @@ pub fn find(text: &str, prefix: &str) -> Result<Vec<Found>> {
     Ok(found)
 }
 
+/// A parse error naming its line and column.
+pub(super) fn yaml_error(err: &saphyr_parser::ScanError) -> anyhow::Error {
+    anyhow!(
+        "invalid YAML at line {}, column {}: {}",
+        err.marker().line(),
+        err.marker().col() + 1,
+        err.info()
+    )
+}
+
 /// Character index → byte offset (the identity for ASCII text).
-struct CharOffsets {
+pub(super) struct CharOffsets {
     /// Byte offset of every character, plus the text length at the end;
     /// `None` when the text is ASCII.
     table: Option<Vec<usize>>,
@@ -91,7 +94,7 @@ struct CharOffsets {
 }
 
 impl CharOffsets {
-    fn new(text: &str) -> CharOffsets {
+    pub(super) fn new(text: &str) -> CharOffsets {
         let table = (!text.is_ascii()).then(|| {
             text.char_indices()
                 .map(|(offset, _)| offset)
@@ -104,7 +107,7 @@ impl CharOffsets {
         }
     }
 
-    fn byte(&self, index: usize) -> usize {
+    pub(super) fn byte(&self, index: usize) -> usize {
         match &self.table {
             Some(table) => table.get(index).copied().unwrap_or(self.len),
             None => index.min(self.len),
