@@ -56,11 +56,11 @@ pub fn split(text: &str) -> Result<Vec<Document>> {
         let (event, span) = event.map_err(|err| yaml_error(&err))?;
         let done = match event {
             Event::DocumentStart(explicit) => {
-                let start = if documents.is_empty() {
-                    0
-                } else {
-                    offsets.byte(span.start.index())
-                };
+                // Never before the previous document's start, whatever the
+                // span says, so that the ranges stay a partition.
+                let start = documents.last().map_or(0, |last| {
+                    offsets.byte(span.start.index()).max(last.range.start)
+                });
                 if let Some(last) = documents.last_mut() {
                     last.range.end = start;
                 }

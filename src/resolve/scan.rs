@@ -381,6 +381,22 @@ mod tests {
                         );
                     }
                 }
+                // The documents `-l` keeps must partition the text.
+                if let Ok(documents) = super::super::documents::split(&text) {
+                    let mut at = 0;
+                    for document in &documents {
+                        assert_eq!(document.range.start, at, "{text:?}: {documents:?}");
+                        assert!(
+                            text.get(document.range.clone()).is_some(),
+                            "{text:?}: {documents:?}"
+                        );
+                        at = document.range.end;
+                    }
+                    assert!(
+                        documents.is_empty() || at == text.len(),
+                        "{text:?}: {documents:?}"
+                    );
+                }
             }
         }
         assert_eq!(cases, seeds.len() * 400);
