@@ -31,9 +31,15 @@ pub struct Document {
 }
 
 enum Node {
-    Scalar(String, bool),
+    Scalar {
+        value: String,
+        plain: bool,
+    },
+    /// Key and value nodes, in order.
     Map(Vec<(usize, usize)>),
-    Seq,
+    /// A sequence (its items are not kept), or an alias to no known anchor:
+    /// nothing that can hold labels.
+    Other,
 }
 
 /// An open collection and, for a mapping, its key awaiting a value.
@@ -78,27 +84,30 @@ pub fn split(text: &str) -> Result<Vec<Document>> {
             Event::DocumentEnd => {
                 if let Some(document) = documents.last_mut() {
                     document.empty = root.is_none_or(|root| {
-                        matches!(nodes.get(root), Some(Node::Scalar(value, true)) if value.is_empty())
+                        matches!(nodes.get(root), Some(Node::Scalar { value, plain: true }) if value.is_empty())
                     });
                     document.labels = root.map(|root| labels(&nodes, root)).unwrap_or_default();
                 }
                 None
             }
             Event::Scalar(value, style, anchor, _) => {
-                nodes.push(Node::Scalar(
-                    value.into_owned(),
-                    style == ScalarStyle::Plain,
-                ));
+                nodes.push(Node::Scalar {
+                    value: value.into_owned(),
+                    plain: style == ScalarStyle::Plain,
+                });
                 anchor_last(&mut anchors, anchor, &nodes);
                 Some(nodes.len() - 1)
             }
-            Event::Alias(anchor) => anchors.get(&anchor).copied(),
+            Event::Alias(anchor) => Some(anchors.get(&anchor).copied().unwrap_or_else(|| {
+                nodes.push(Node::Other);
+                nodes.len() - 1
+            })),
             Event::MappingStart(anchor, _) | Event::SequenceStart(anchor, _) => {
                 let is_map = matches!(event, Event::MappingStart(..));
                 nodes.push(if is_map {
                     Node::Map(Vec::new())
                 } else {
-                    Node::Seq
+                    Node::Other
                 });
                 anchor_last(&mut anchors, anchor, &nodes);
                 stack.push(Open {
@@ -124,7 +133,7 @@ pub fn split(text: &str) -> Result<Vec<Document>> {
         }
         // A sequence's items are not kept: only mappings lead to labels.
         if let Some(open) = stack.last_mut()
-            && matches!(nodes.get(open.node), Some(Node::Seq))
+            && matches!(nodes.get(open.node), Some(Node::Other))
         {
             open.key = None;
         }
@@ -166,7 +175,7 @@ fn get(nodes: &[Node], map: usize, key: &str) -> Option<usize> {
 
 fn scalar(nodes: &[Node], node: usize) -> Option<String> {
     match nodes.get(node) {
-        Some(Node::Scalar(value, _)) => Some(value.clone()),
+        Some(Node::Scalar { value, .. }) => Some(value.clone()),
         _ => None,
     }
 }
