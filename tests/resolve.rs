@@ -16,8 +16,8 @@
 //! - `-l/--selector` (resolve, apply, create): only the documents whose
 //!   `metadata.labels` match are printed, byte for byte, and only their
 //!   references built (another document's names a package that does not
-//!   exist); every form of kubectl's syntax; a bad selector is refused
-//!   before any file is read;
+//!   exist, another a block scalar); every form of kubectl's syntax; a bad
+//!   selector is refused before any file is read;
 //! - bad input: missing path, not a package, library only, unknown or
 //!   ambiguous bin, invalid YAML, unreadable or non-UTF-8 files, a block
 //!   scalar, a selection flag — each one clear error and an empty stdout.
@@ -754,4 +754,26 @@ fn bad_selector_is_refused_before_anything_is_read_or_built() {
         .run()
         .expect_clean_error(&["invalid --selector", "tier notin ()"]);
     assert_eq!(recorded(dir.path()), None, "kubectl never ran");
+}
+
+#[test]
+fn documents_left_out_are_not_checked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let web = "kind: ConfigMap\nmetadata: {name: web, labels: {app: web}}\n";
+    let yaml = app_yaml(
+        dir.path(),
+        &format!("{web}---\nmetadata: {{labels: {{app: other}}}}\nimage: |\n  krust://./x\n"),
+    );
+    let run = offline("resolve")
+        .arg("-f")
+        .arg(&yaml)
+        .args(["-l", "app=web"])
+        .run();
+    run.expect_success();
+    assert_eq!(run.stdout, format!("{web}---\n"));
+    offline("resolve")
+        .arg("-f")
+        .arg(&yaml)
+        .run()
+        .expect_clean_error(&["app.yaml", "line 6, column 3", "block scalar"]);
 }

@@ -64,11 +64,11 @@ pub fn resolve(
     let mut origins: Vec<String> = Vec::new();
     let mut hits: Vec<Vec<(Found, usize)>> = Vec::new();
     for (source, kept) in sources.iter().zip(&kept) {
-        let found =
-            scan::find(&source.text, reference::SCHEME).with_context(|| source.name.clone())?;
+        let in_kept = |at: usize| kept.iter().any(|k| k.range.contains(&at));
+        let found = scan::find_where(&source.text, reference::SCHEME, in_kept)
+            .with_context(|| source.name.clone())?;
         let mut file_hits = Vec::new();
-        let in_kept = |found: &Found| kept.iter().any(|k| k.range.contains(&found.range.start));
-        for found in found.into_iter().filter(in_kept) {
+        for found in found {
             let origin = format!(
                 "{} ({}:{}:{})",
                 found.value, source.name, found.line, found.column

@@ -30,6 +30,13 @@ pub struct Found {
 /// Every scalar of `text` (all documents) whose value starts with `prefix`,
 /// in text order. Invalid YAML is an error naming its line and column.
 pub fn find(text: &str, prefix: &str) -> Result<Vec<Found>> {
+    find_where(text, prefix, |_| true)
+}
+
+/// Like [`find`], but only the scalars whose byte offset `wanted` accepts
+/// (those of the documents `-l` keeps): the others are neither returned nor
+/// checked.
+pub fn find_where(text: &str, prefix: &str, wanted: impl Fn(usize) -> bool) -> Result<Vec<Found>> {
     let offsets = CharOffsets::new(text);
     let mut parser = Parser::new_from_str(text);
     let mut found = Vec::new();
@@ -42,6 +49,9 @@ pub fn find(text: &str, prefix: &str) -> Result<Vec<Found>> {
             continue;
         }
         let start = skip_properties(text, offsets.byte(span.start.index()));
+        if !wanted(start) {
+            continue;
+        }
         let (line, column) = line_column(text, start);
         let at = |message: &str| anyhow!("line {line}, column {column}: {message}");
         let range = match style {
