@@ -145,6 +145,12 @@ pub struct ResolveArgs {
     #[arg(short = 'R', long, help_heading = "Input")]
     pub recursive: bool,
 
+    /// Keep only the documents whose `metadata.labels` match (kubectl's
+    /// syntax: `k=v`, `k!=v`, `k`, `!k`, `k in (a,b)`, `k notin (a,b)`,
+    /// joined by `,`); only their references are built.
+    #[arg(short = 'l', long, value_name = "SELECTOR", help_heading = "Input")]
+    pub selector: Option<String>,
+
     #[command(flatten)]
     pub options: BuildOptions,
 }

@@ -156,7 +156,12 @@ fn resolve_with(args: &ResolveArgs) -> Result<resolve::Resolved> {
     let options = args.options.plan_options();
     progress::init(options.quiet, options.verbose, options.color);
     let refs_file = image_refs_file(args.options.image_refs.as_deref())?;
-    let resolved = resolve::resolve(&args.files, args.recursive, &options)?;
+    let resolved = resolve::resolve(
+        &args.files,
+        args.recursive,
+        args.selector.as_deref(),
+        &options,
+    )?;
     write_image_refs(refs_file, &resolved.references)?;
     Ok(resolved)
 }

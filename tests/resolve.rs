@@ -13,6 +13,11 @@
 //! - `apply`/`create` with a stand-in kubectl (PATH, `--kubectl`,
 //!   `KRUST_KUBECTL`): arguments after `--`, stdin = the resolved YAML, its
 //!   exit code, and never started when a build fails;
+//! - `-l/--selector` (resolve, apply, create): only the documents whose
+//!   `metadata.labels` match are printed, byte for byte, and only their
+//!   references built (another document's names a package that does not
+//!   exist, another a block scalar); every form of kubectl's syntax; a bad
+//!   selector is refused before any file is read;
 //! - bad input: missing path, not a package, library only, unknown or
 //!   ambiguous bin, invalid YAML, unreadable or non-UTF-8 files, a block
 //!   scalar, a selection flag — each one clear error and an empty stdout.
@@ -28,7 +33,7 @@ use std::path::{Path, PathBuf};
 
 use cargo_krust::resolve::scan;
 use support::image::{self, PushedRef, run_platform};
-use support::krust::{Krust, hello_krust, krust};
+use support::krust::{Krust, KrustRun, hello_krust, krust};
 use support::{cargo_new_lib, repo_root, shared, unique_name};
 
 fn fixtures() -> PathBuf {
@@ -271,6 +276,29 @@ fn stdin_is_relative_to_the_current_dir_and_platforms_come_from_the_base() {
     );
 }
 
+/// An offline `resolve -f YAML EXTRA…` that must succeed having built one
+/// image, hello-krust: the run and that image's reference (from
+/// `--image-refs`, written in `dir`).
+fn resolve_to_hello(dir: &Path, yaml: &Path, extra: &[&str]) -> (KrustRun, String) {
+    let refs_file = dir.join("refs");
+    let run = offline("resolve")
+        .arg("-f")
+        .arg(yaml)
+        .args(extra)
+        .arg("--image-refs")
+        .arg(&refs_file)
+        .run();
+    run.expect_success();
+    let refs = std::fs::read_to_string(&refs_file).expect("read --image-refs file");
+    let reference = refs.trim_end().to_string();
+    assert_eq!(refs.lines().count(), 1, "{refs}");
+    assert!(
+        reference.starts_with("krust.local/hello-krust@sha256:"),
+        "{refs}"
+    );
+    (run, reference)
+}
+
 #[test]
 fn one_package_spelled_three_ways_is_one_image() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -282,21 +310,7 @@ fn one_package_spelled_three_ways_is_one_image() {
             hello.display()
         ),
     );
-    let refs_file = dir.path().join("refs");
-    let run = offline("resolve")
-        .arg("-f")
-        .arg(&yaml)
-        .arg("--image-refs")
-        .arg(&refs_file)
-        .run();
-    run.expect_success();
-    let refs = std::fs::read_to_string(&refs_file).expect("read --image-refs file");
-    let reference = refs.trim_end();
-    assert_eq!(refs.lines().count(), 1, "{refs}");
-    assert!(
-        reference.starts_with("krust.local/hello-krust@sha256:"),
-        "{refs}"
-    );
+    let (run, reference) = resolve_to_hello(dir.path(), &yaml, &[]);
     assert_eq!(
         run.stdout,
         format!("a: {reference}\nb: '{reference}'\nc: \"{reference}\"\n---\n")
@@ -599,4 +613,167 @@ fn selection_flags_of_build_are_refused() {
         .args(["--bin", "x"])
         .run()
         .expect_clean_error(&["--bin", "does not apply", "krust://PATH[#BIN]"]);
+}
+
+/// Four documents: `a` (app=web, tier=front) and `b` (app=api, tier=back)
+/// hold a reference to hello-krust, `c` (app=db) one to a package that does
+/// not exist, `d` has no labels. The second starts without `---` after a
+/// `...`, the others with one; comments sit between them.
+fn labelled_yaml(dir: &Path) -> PathBuf {
+    let hello = hello_krust();
+    app_yaml(
+        dir,
+        &format!(
+            "# a\nkind: Pod\nmetadata:\n  name: a\n  labels: {{app: web, tier: front}}\nspec: {{containers: [{{image: krust://{0}}}]}}\n...\n\
+             kind: Pod\nmetadata:\n  name: b\n  labels:\n    app: api\n    tier: back\nimage: 'krust://{0}#hello-krust' # b\n\
+             --- # c\nkind: Pod\nmetadata: {{name: c, labels: {{app: db, tier: db}}}}\nimage: krust://./not-a-package\n\
+             ---\n{{\"kind\": \"ConfigMap\", \"metadata\": {{\"name\": \"d\"}}}}\n",
+            hello.display()
+        ),
+    )
+}
+
+/// The `name:` of every printed document, in order.
+fn printed_names(text: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    for line in text.lines() {
+        for marker in ["  name: ", "{name: ", "\"name\": \""] {
+            if let Some((_, rest)) = line.split_once(marker) {
+                names.push(rest.chars().take(1).collect());
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn selector_prints_only_matching_documents_and_builds_only_their_references() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let yaml = labelled_yaml(dir.path());
+    let text = std::fs::read_to_string(&yaml).expect("read app.yaml");
+    let (run, reference) = resolve_to_hello(dir.path(), &yaml, &["-l", "app=web"]);
+    // Document a, byte for byte up to and including its `...`, then the
+    // separator line after the file.
+    let a_end = text.find("...\n").expect("a ends with ...") + 4;
+    let a = text[..a_end].replace(&format!("krust://{}", hello_krust().display()), &reference);
+    assert_eq!(run.stdout, format!("{a}---\n"), "{}", run.describe());
+
+    // kubectl's other forms; `c`'s reference is never built, `d` (no
+    // labels) is selected by the negative forms.
+    let table: &[(&str, &[&str])] = &[
+        ("app==web", &["a"]),
+        ("app in (web, api)", &["a", "b"]),
+        ("app,tier notin (db)", &["a", "b"]),
+        ("app!=db,tier", &["a", "b"]),
+        ("tier notin (back,db)", &["a", "d"]),
+        ("!tier", &["d"]),
+        ("app=nothing", &[]),
+    ];
+    let mut printed = BTreeMap::new();
+    for (selector, names) in table {
+        let run = offline("resolve")
+            .arg("-f")
+            .arg(&yaml)
+            .args(["--selector", selector])
+            .run();
+        run.expect_success();
+        assert_eq!(
+            printed_names(&run.stdout),
+            *names,
+            "{selector}: {}",
+            run.describe()
+        );
+        if names.is_empty() {
+            assert_eq!(
+                run.stdout, "",
+                "{selector} selects nothing: nothing printed"
+            );
+        }
+        printed.insert(*selector, run.stdout);
+    }
+
+    // b follows a without a marker of its own: a `---` line is put between;
+    // d follows a with its own `---` line, and nothing is added.
+    let both = &printed["app in (web, api)"];
+    assert!(
+        both.contains("...\n---\nkind: Pod\nmetadata:\n  name: b\n"),
+        "{both}"
+    );
+    let a_and_d = &printed["tier notin (back,db)"];
+    assert!(
+        a_and_d.ends_with(
+            "...\n---\n{\"kind\": \"ConfigMap\", \"metadata\": {\"name\": \"d\"}}\n---\n"
+        ),
+        "{a_and_d}"
+    );
+}
+
+#[test]
+fn apply_pipes_only_the_selected_documents() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubectl = stand_in_kubectl(dir.path(), 0);
+    let yaml = labelled_yaml(dir.path());
+    let run = offline("apply")
+        .arg("--kubectl")
+        .arg(&kubectl)
+        .arg("-f")
+        .arg(&yaml)
+        .args(["-l", "tier=back"])
+        .run();
+    run.expect_success();
+    let (args, stdin) = recorded(dir.path()).expect("kubectl ran");
+    assert_eq!(args, ["apply", "-f", "-"]);
+    assert_eq!(printed_names(&stdin), ["b"], "{stdin}");
+    assert!(
+        stdin.contains("image: 'krust.local/hello-krust@sha256:"),
+        "{stdin}"
+    );
+}
+
+#[test]
+fn bad_selector_is_refused_before_anything_is_read_or_built() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubectl = stand_in_kubectl(dir.path(), 0);
+    for selector in ["app in (web", "=web", "app web", "app=w@b"] {
+        // The file does not exist: the selector is checked first.
+        let stderr = offline("resolve")
+            .arg("-f")
+            .arg(dir.path().join("missing.yaml"))
+            .args(["-l", selector])
+            .run()
+            .expect_clean_error(&["invalid --selector", selector, "app=web"]);
+        assert!(!stderr.contains("missing.yaml"), "{stderr}");
+    }
+    let yaml = labelled_yaml(dir.path());
+    offline("create")
+        .arg("--kubectl")
+        .arg(&kubectl)
+        .arg("-f")
+        .arg(&yaml)
+        .args(["--selector", "tier notin ()"])
+        .run()
+        .expect_clean_error(&["invalid --selector", "tier notin ()"]);
+    assert_eq!(recorded(dir.path()), None, "kubectl never ran");
+}
+
+#[test]
+fn documents_left_out_are_not_checked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let web = "kind: ConfigMap\nmetadata: {name: web, labels: {app: web}}\n";
+    let yaml = app_yaml(
+        dir.path(),
+        &format!("{web}---\nmetadata: {{labels: {{app: other}}}}\nimage: |\n  krust://./x\n"),
+    );
+    let run = offline("resolve")
+        .arg("-f")
+        .arg(&yaml)
+        .args(["-l", "app=web"])
+        .run();
+    run.expect_success();
+    assert_eq!(run.stdout, format!("{web}---\n"));
+    offline("resolve")
+        .arg("-f")
+        .arg(&yaml)
+        .run()
+        .expect_clean_error(&["app.yaml", "line 6, column 3", "block scalar"]);
 }

@@ -8,12 +8,15 @@
 //! base pulls, one cargo build per workspace and triple); [`rewrite`] splices
 //! the digests in. [`kubectl`] pipes the result for `apply`/`create`.
 
+pub mod documents;
 pub mod input;
 pub mod kubectl;
 pub mod reference;
 pub mod rewrite;
 pub mod scan;
+pub mod selector;
 
+use std::ops::Range;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
@@ -25,6 +28,7 @@ use crate::plan::{Options, Plan};
 use crate::progress;
 use reference::KrustRef;
 use scan::Found;
+use selector::Selector;
 
 /// The outcome of a resolve.
 #[derive(Debug, Clone)]
@@ -36,18 +40,33 @@ pub struct Resolved {
 }
 
 /// Reads the inputs, builds every distinct reference once, and rewrites the
-/// text. Nothing is returned unless every image was built and published.
-pub fn resolve(files: &[PathBuf], recursive: bool, options: &Options) -> Result<Resolved> {
+/// text. With a `selector`, only the documents whose labels it matches are
+/// kept, and only their references built. Nothing is returned unless every
+/// image was built and published.
+pub fn resolve(
+    files: &[PathBuf],
+    recursive: bool,
+    selector: Option<&str>,
+    options: &Options,
+) -> Result<Resolved> {
     reject_selection(options)?;
+    let selector = selector.map(Selector::parse).transpose()?;
     let sources = input::read_sources(files, recursive, std::io::stdin().lock())?;
+    let kept: Vec<Vec<Kept>> = sources
+        .iter()
+        .map(|source| {
+            kept_documents(&source.text, selector.as_ref()).with_context(|| source.name.clone())
+        })
+        .collect::<Result<_>>()?;
 
     let mut planner = PackagePlanner::new(options);
     // The first reference that asked for each job, to name it in errors.
     let mut origins: Vec<String> = Vec::new();
     let mut hits: Vec<Vec<(Found, usize)>> = Vec::new();
-    for source in &sources {
-        let found =
-            scan::find(&source.text, reference::SCHEME).with_context(|| source.name.clone())?;
+    for (source, kept) in sources.iter().zip(&kept) {
+        let in_kept = |at: usize| kept.iter().any(|k| k.range.contains(&at));
+        let found = scan::find_where(&source.text, reference::SCHEME, in_kept)
+            .with_context(|| source.name.clone())?;
         let mut file_hits = Vec::new();
         for found in found {
             let origin = format!(
@@ -81,12 +100,11 @@ pub fn resolve(files: &[PathBuf], recursive: bool, options: &Options) -> Result<
     }
 
     let mut text = String::new();
-    for (source, file_hits) in sources.iter().zip(&hits) {
-        let replacements: Vec<_> = file_hits
-            .iter()
-            .map(|(found, job)| (found.range.clone(), references[*job].as_str()))
-            .collect();
-        rewrite::push_file(&mut text, &rewrite::splice(&source.text, &replacements));
+    for ((source, file_hits), kept) in sources.iter().zip(&hits).zip(&kept) {
+        if !kept.is_empty() {
+            let file_text = join_kept(&source.text, kept, file_hits, &references);
+            rewrite::push_file(&mut text, &file_text);
+        }
     }
     progress::status(
         "Resolved",
@@ -98,6 +116,62 @@ pub fn resolve(files: &[PathBuf], recursive: bool, options: &Options) -> Result<
         ),
     );
     Ok(Resolved { text, references })
+}
+
+/// A document (or the whole text) to print.
+struct Kept {
+    /// Its bytes in the input text.
+    range: Range<usize>,
+    /// Whether it opens with its own `---` marker.
+    explicit_start: bool,
+}
+
+/// The whole text without a selector; else the documents it selects
+/// (never an empty one).
+fn kept_documents(text: &str, selector: Option<&Selector>) -> Result<Vec<Kept>> {
+    let Some(selector) = selector else {
+        return Ok(vec![Kept {
+            range: 0..text.len(),
+            explicit_start: false,
+        }]);
+    };
+    Ok(documents::split(text)?
+        .into_iter()
+        .filter(|document| !document.empty && selector.matches(&document.labels))
+        .map(|document| Kept {
+            range: document.range,
+            explicit_start: document.explicit_start,
+        })
+        .collect())
+}
+
+/// The kept documents of one file, each with its references replaced, a
+/// `---` line put before one that follows another without a marker of its
+/// own (so that two documents never run together).
+fn join_kept(text: &str, kept: &[Kept], hits: &[(Found, usize)], references: &[String]) -> String {
+    let mut out = String::with_capacity(text.len());
+    for (n, document) in kept.iter().enumerate() {
+        if n > 0 && !document.explicit_start {
+            out.push_str("---");
+            out.push_str(rewrite::newline_of(text));
+        }
+        let start = document.range.start;
+        let replacements: Vec<_> = hits
+            .iter()
+            .filter(|(found, _)| document.range.contains(&found.range.start))
+            .map(|(found, job)| {
+                (
+                    found.range.start - start..found.range.end - start,
+                    references[*job].as_str(),
+                )
+            })
+            .collect();
+        out.push_str(&rewrite::splice(
+            &text[document.range.clone()],
+            &replacements,
+        ));
+    }
+    out
 }
 
 /// `build`'s package selection has no meaning here: the references select.

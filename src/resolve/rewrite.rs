@@ -21,13 +21,18 @@ pub fn splice(text: &str, replacements: &[(Range<usize>, &str)]) -> String {
 /// last line first if the file does not. A file with CRLF line endings gets
 /// CRLF ones here too.
 pub fn push_file(out: &mut String, text: &str) {
-    let newline = if text.contains("\r\n") { "\r\n" } else { "\n" };
+    let newline = newline_of(text);
     out.push_str(text);
     if !text.is_empty() && !text.ends_with('\n') {
         out.push_str(newline);
     }
     out.push_str("---");
     out.push_str(newline);
+}
+
+/// The line ending of `text`: CRLF when it has any, else LF.
+pub fn newline_of(text: &str) -> &'static str {
+    if text.contains("\r\n") { "\r\n" } else { "\n" }
 }
 
 #[cfg(test)]

@@ -30,18 +30,18 @@ pub struct Found {
 /// Every scalar of `text` (all documents) whose value starts with `prefix`,
 /// in text order. Invalid YAML is an error naming its line and column.
 pub fn find(text: &str, prefix: &str) -> Result<Vec<Found>> {
+    find_where(text, prefix, |_| true)
+}
+
+/// Like [`find`], but only the scalars whose byte offset `wanted` accepts
+/// (those of the documents `-l` keeps): the others are neither returned nor
+/// checked.
+pub fn find_where(text: &str, prefix: &str, wanted: impl Fn(usize) -> bool) -> Result<Vec<Found>> {
     let offsets = CharOffsets::new(text);
     let mut parser = Parser::new_from_str(text);
     let mut found = Vec::new();
     while let Some(event) = parser.next_event() {
-        let (event, span) = event.map_err(|err| {
-            anyhow!(
-                "invalid YAML at line {}, column {}: {}",
-                err.marker().line(),
-                err.marker().col() + 1,
-                err.info()
-            )
-        })?;
+        let (event, span) = event.map_err(|err| yaml_error(&err))?;
         let Event::Scalar(value, style, _, _) = event else {
             continue;
         };
@@ -49,6 +49,9 @@ pub fn find(text: &str, prefix: &str) -> Result<Vec<Found>> {
             continue;
         }
         let start = skip_properties(text, offsets.byte(span.start.index()));
+        if !wanted(start) {
+            continue;
+        }
         let (line, column) = line_column(text, start);
         let at = |message: &str| anyhow!("line {line}, column {column}: {message}");
         let range = match style {
@@ -82,8 +85,18 @@ pub fn find(text: &str, prefix: &str) -> Result<Vec<Found>> {
     Ok(found)
 }
 
+/// A parse error naming its line and column.
+pub(super) fn yaml_error(err: &saphyr_parser::ScanError) -> anyhow::Error {
+    anyhow!(
+        "invalid YAML at line {}, column {}: {}",
+        err.marker().line(),
+        err.marker().col() + 1,
+        err.info()
+    )
+}
+
 /// Character index → byte offset (the identity for ASCII text).
-struct CharOffsets {
+pub(super) struct CharOffsets {
     /// Byte offset of every character, plus the text length at the end;
     /// `None` when the text is ASCII.
     table: Option<Vec<usize>>,
@@ -91,7 +104,7 @@ struct CharOffsets {
 }
 
 impl CharOffsets {
-    fn new(text: &str) -> CharOffsets {
+    pub(super) fn new(text: &str) -> CharOffsets {
         let table = (!text.is_ascii()).then(|| {
             text.char_indices()
                 .map(|(offset, _)| offset)
@@ -104,7 +117,7 @@ impl CharOffsets {
         }
     }
 
-    fn byte(&self, index: usize) -> usize {
+    pub(super) fn byte(&self, index: usize) -> usize {
         match &self.table {
             Some(table) => table.get(index).copied().unwrap_or(self.len),
             None => index.min(self.len),
@@ -377,6 +390,22 @@ mod tests {
                             hit.range
                         );
                     }
+                }
+                // The documents `-l` keeps must partition the text.
+                if let Ok(documents) = super::super::documents::split(&text) {
+                    let mut at = 0;
+                    for document in &documents {
+                        assert_eq!(document.range.start, at, "{text:?}: {documents:?}");
+                        assert!(
+                            text.get(document.range.clone()).is_some(),
+                            "{text:?}: {documents:?}"
+                        );
+                        at = document.range.end;
+                    }
+                    assert!(
+                        documents.is_empty() || at == text.len(),
+                        "{text:?}: {documents:?}"
+                    );
                 }
             }
         }
