@@ -5,7 +5,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Arg, Args, Parser, Subcommand, ValueEnum};
 
 use crate::registry::{DEFAULT_BUDGET, Timeouts};
 use crate::{plan, progress};
@@ -61,6 +61,13 @@ pub enum Command {
     /// copied in; ENV, USER, WORKDIR, EXPOSE, LABEL, ENTRYPOINT and CMD as
     /// configured. Nothing is compiled or pushed.
     Dockerfile(Box<DockerfileArgs>),
+    /// Build the image of one bin for this machine's platform, load it into
+    /// podman (as --local) and run it there: `cargo run`, in the image.
+    ///
+    /// Runs `podman run --rm -i --pull never [--tty] --runtime runc PODMAN_ARGS… IMAGE
+    /// ARGS…` with stdin, stdout and stderr attached; the exit status is the
+    /// program's. Nothing is pushed; stdout holds only the program's output.
+    Run(Box<RunArgs>),
     /// Log in to a registry: check the credentials with it, then store them
     /// as `docker login` does.
     ///
@@ -106,12 +113,7 @@ pub struct BuildArgs {
 /// writes nothing but the Dockerfile, and refuses them).
 #[derive(Debug, Args)]
 #[command(
-    mut_arg("no_push", |a| a.hide(true)),
-    mut_arg("tag_only", |a| a.hide(true)),
-    mut_arg("oci_layout_path", |a| a.hide(true)),
-    mut_arg("oci_archive", |a| a.hide(true)),
-    mut_arg("tarball", |a| a.hide(true)),
-    mut_arg("image_refs", |a| a.hide(true)),
+    mut_args(hide_build_outputs),
     mut_arg("cargo_args", |a| a.hide(true))
 )]
 pub struct DockerfileArgs {
@@ -153,6 +155,56 @@ pub struct ResolveArgs {
 
     #[command(flatten)]
     pub options: BuildOptions,
+}
+
+/// The output options of `build`, which `dockerfile` and `run` hide (and
+/// refuse): neither writes images anywhere but where its command says.
+const BUILD_OUTPUTS: [&str; 6] = [
+    "no_push",
+    "tag_only",
+    "oci_layout_path",
+    "oci_archive",
+    "tarball",
+    "image_refs",
+];
+
+fn hide_build_outputs(arg: Arg) -> Arg {
+    if BUILD_OUTPUTS.contains(&arg.get_id().as_str()) {
+        arg.hide(true)
+    } else {
+        arg
+    }
+}
+
+/// The options of `run`: `build`'s, the output ones hidden (it loads into
+/// podman and writes nothing else, and refuses them).
+#[derive(Debug, Args)]
+#[command(
+    mut_arg("manifest_path", |a| a.conflicts_with("directory")),
+    mut_args(hide_build_outputs),
+    mut_arg("local", |a| a.hide(true))
+)]
+pub struct RunArgs {
+    /// Package or workspace directory [default: current directory].
+    pub directory: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub options: BuildOptions,
+
+    /// Extra argument for `podman run`, before the image (repeatable), e.g.
+    /// `--podman-arg=--ulimit=nofile=1024:1024` where runc cannot raise
+    /// podman's default limits.
+    #[arg(
+        long,
+        value_name = "ARG",
+        allow_hyphen_values = true,
+        help_heading = "Podman"
+    )]
+    pub podman_arg: Vec<String>,
+
+    /// Arguments for the program, after `--`.
+    #[arg(last = true, value_name = "ARGS")]
+    pub args: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -23,4 +23,5 @@ pub mod publish;
 pub mod registry;
 pub mod report;
 pub mod resolve;
+pub mod run;
 pub mod store;

@@ -12,7 +12,8 @@ use clap::{CommandFactory, Parser};
 use clap_complete::Shell;
 
 use cargo_krust::cli::{
-    ApplyArgs, BuildArgs, Cli, Command, DockerfileArgs, LoginArgs, ResolveArgs, normalize_args,
+    ApplyArgs, BuildArgs, Cli, Command, DockerfileArgs, LoginArgs, ResolveArgs, RunArgs,
+    normalize_args,
 };
 use cargo_krust::fsutil::PendingFile;
 use cargo_krust::registry::login;
@@ -40,6 +41,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Apply(args) => return kubectl_with("apply", *args),
         Command::Create(args) => return kubectl_with("create", *args),
         Command::Dockerfile(args) => write_stdout(dockerfile(*args)?.as_bytes())?,
+        Command::Run(args) => return run_in_podman(*args),
         Command::Login(args) => log_in(args)?,
         Command::Logout(args) => {
             progress::init(false, 0, progress::Color::Auto);
@@ -124,6 +126,45 @@ fn dockerfile(DockerfileArgs { build: args }: DockerfileArgs) -> Result<String> 
     let plan = plan::plan(args.directory.as_deref(), &options, &args.cargo_args)?;
     let bases = pipeline::block_on_interruptible(pipeline::resolve_bases(&plan))?;
     cargo_krust::dockerfile::render(&plan, &bases)
+}
+
+/// `run`: one image for the host's platform, loaded into podman and run
+/// there; the exit status is the program's.
+fn run_in_podman(args: RunArgs) -> Result<ExitCode> {
+    let outputs = [
+        ("--no-push", args.options.no_push),
+        ("--oci-layout-path", args.options.oci_layout_path.is_some()),
+        ("--oci-archive", args.options.oci_archive.is_some()),
+        ("--tarball", args.options.tarball.is_some()),
+        ("--image-refs", args.options.image_refs.is_some()),
+        ("--tag-only", args.options.tag_only),
+    ];
+    if let Some((flag, _)) = outputs.iter().find(|(_, given)| *given) {
+        anyhow::bail!(
+            "{flag} does nothing for `run`, which only loads the image into podman and runs it; leave it out (or run `cargo krust build`)"
+        );
+    }
+    let mut options = args.options.plan_options();
+    options.platforms = vec![cargo_krust::run::host_platform(&options.platforms)?];
+    options.local = true;
+    progress::init(options.quiet, options.verbose, options.color);
+    cargo_krust::run::check_podman()?;
+    let plan = plan::plan(args.directory.as_deref(), &options, &[])?;
+    if plan.images.len() != 1 {
+        anyhow::bail!(
+            "`run` runs one bin, but {} are selected; pick one with --bin NAME (or -p PACKAGE)",
+            plan.images.len()
+        );
+    }
+    let indexes = pipeline::run_blocking(&plan)?;
+    let [index] = indexes.as_slice() else {
+        anyhow::bail!("`run` built {} images, expected one", indexes.len());
+    };
+    cargo_krust::run::podman_run(
+        &index.printed_reference(false),
+        &args.podman_arg,
+        &args.args,
+    )
 }
 
 /// `login`: the password from stdin only, never from the command line.

@@ -20,23 +20,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::krust::{Krust, build_on_scratch, hello_krust, krust};
+use support::podman::own_storage;
 use support::process::run_ok;
 use support::{tools, write_script};
 
 const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// A containers storage of its own under `dir`: the storage.conf that
-/// points podman (and cargo-krust's podman) at it.
-fn own_storage(dir: &Path) -> PathBuf {
-    let conf = dir.join("storage.conf");
-    let text = format!(
-        "[storage]\ndriver = \"vfs\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
-        dir.join("root").display(),
-        dir.join("runroot").display()
-    );
-    std::fs::write(&conf, text).expect("write storage.conf");
-    conf
-}
 
 /// `build` with podman's storage at `conf`.
 fn into_storage(build: Krust, conf: &Path) -> Krust {

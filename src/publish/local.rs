@@ -166,7 +166,7 @@ impl Sink for PodmanSink {
 }
 
 /// podman on PATH, or an error saying how to install it.
-fn podman_path() -> Result<PathBuf> {
+pub(crate) fn podman_path() -> Result<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .map(|dir| dir.join("podman"))

@@ -33,6 +33,7 @@ pub mod faults;
 pub mod http;
 pub mod image;
 pub mod krust;
+pub mod podman;
 pub mod process;
 pub mod registry;
 pub mod rogue;
