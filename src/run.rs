@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 
 use crate::platform::Platform;
-use crate::publish::local::podman_path;
+use crate::publish::local::{INSTALL_PODMAN, podman_path};
 
 /// The `--platform` values of `run`, checked: only the host's can run here.
 /// Returns the one platform to build.
@@ -28,7 +28,12 @@ pub fn host_platform(requested: &[String]) -> Result<String> {
 
 /// podman must be there before anything is built.
 pub fn check_podman() -> Result<()> {
-    podman_path().map(drop)
+    match podman_path() {
+        Ok(_) => Ok(()),
+        Err(_) => bail!(
+            "`run` runs the image with podman, which is not on PATH: install it with `{INSTALL_PODMAN}`"
+        ),
+    }
 }
 
 /// `podman run --rm -i --pull never [--tty] --runtime runc PODMAN_ARGS… REFERENCE ARGS…`,

@@ -13,14 +13,13 @@
 
 mod support;
 
-use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 use support::krust::{Krust, build_on_scratch, hello_krust, krust};
-use support::podman::own_storage;
+use support::podman::{own_storage, path_without_podman};
 use support::process::run_ok;
 use support::{tools, write_script};
 
@@ -111,11 +110,7 @@ fn the_podman_local_repository_loads_every_tag_and_pushes_nowhere() {
 
 #[test]
 fn without_podman_nothing_is_built() {
-    // Every directory holding a podman goes (/bin is /usr/bin on Debian).
-    let path: Vec<PathBuf> = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .filter(|dir| !dir.join("podman").exists())
-        .collect();
-    let path: OsString = std::env::join_paths(path).expect("PATH");
+    let path = path_without_podman();
     let tmp = tempfile::tempdir().expect("tempdir");
     let build = build_on_scratch(&hello_krust())
         .arg("--local")

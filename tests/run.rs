@@ -5,14 +5,15 @@
 //! - the program's arguments reach it, its output is all of stdout, and its
 //!   exit status (3) is cargo-krust's;
 //! - stdin reaches the program;
-//! - a `--platform` that is not the host's is a clean error.
+//! - a `--platform` that is not the host's is a clean error;
+//! - without podman on PATH nothing is built.
 
 mod support;
 
 use std::path::{Path, PathBuf};
 
 use support::krust::{KrustRun, krust};
-use support::podman::own_storage;
+use support::podman::{own_storage, path_without_podman};
 use support::{cargo_new_bin, tools};
 
 /// Prints its arguments, then copies stdin to stdout, and exits 3.
@@ -98,5 +99,17 @@ fn a_platform_other_than_the_hosts_is_a_clean_error() {
         .arg(echo_package(tmp.path()))
         .run();
     run.expect_clean_error(&[other, "this machine", "leave --platform out"]);
+    assert!(!run.stderr.contains("Building"), "{}", run.describe());
+}
+
+#[test]
+fn without_podman_nothing_is_built() {
+    let path = path_without_podman();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let run = krust(["run", "--base-image", "scratch"])
+        .arg(echo_package(tmp.path()))
+        .env("PATH", path)
+        .run();
+    run.expect_clean_error(&["`run`", "podman", "apt-get install podman"]);
     assert!(!run.stderr.contains("Building"), "{}", run.describe());
 }

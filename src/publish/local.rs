@@ -28,7 +28,7 @@ use crate::registry::RegistryClient;
 use crate::store::BlobStore;
 
 /// What installs podman where it is missing.
-const INSTALL_PODMAN: &str = "apt-get install podman";
+pub(crate) const INSTALL_PODMAN: &str = "apt-get install podman";
 
 /// Loads the run's images into podman.
 pub struct PodmanSink {
