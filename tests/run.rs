@@ -6,7 +6,8 @@
 //!   exit status (3) is cargo-krust's;
 //! - stdin reaches the program;
 //! - a `--platform` that is not the host's is a clean error;
-//! - without podman on PATH nothing is built.
+//! - without podman on PATH, or with several bins selected, nothing is
+//!   built.
 
 mod support;
 
@@ -111,5 +112,18 @@ fn without_podman_nothing_is_built() {
         .env("PATH", path)
         .run();
     run.expect_clean_error(&["`run`", "podman", "apt-get install podman"]);
+    assert!(!run.stderr.contains("Building"), "{}", run.describe());
+}
+
+#[test]
+fn several_bins_are_refused_before_anything_is_built() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let package = echo_package(tmp.path());
+    std::fs::create_dir_all(package.join("src/bin")).expect("mkdir src/bin");
+    std::fs::write(package.join("src/bin/other.rs"), "fn main() {}\n").expect("write other.rs");
+    let run = krust(["run", "--base-image", "scratch"])
+        .arg(&package)
+        .run();
+    run.expect_clean_error(&["one bin", "2 are selected", "--bin"]);
     assert!(!run.stderr.contains("Building"), "{}", run.describe());
 }
