@@ -159,8 +159,9 @@ pub struct ResolveArgs {
 
 /// The output options of `build`, which `dockerfile` and `run` hide (and
 /// refuse): neither writes images anywhere but where its command says.
-const BUILD_OUTPUTS: [&str; 6] = [
+const BUILD_OUTPUTS: [&str; 7] = [
     "no_push",
+    "local",
     "tag_only",
     "oci_layout_path",
     "oci_archive",
@@ -181,8 +182,7 @@ fn hide_build_outputs(arg: Arg) -> Arg {
 #[derive(Debug, Args)]
 #[command(
     mut_arg("manifest_path", |a| a.conflicts_with("directory")),
-    mut_args(hide_build_outputs),
-    mut_arg("local", |a| a.hide(true))
+    mut_args(hide_build_outputs)
 )]
 pub struct RunArgs {
     /// Package or workspace directory [default: current directory].

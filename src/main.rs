@@ -108,6 +108,8 @@ fn build(args: BuildArgs) -> Result<()> {
 /// `dockerfile`: the build's plan and bases, nothing compiled or pushed.
 fn dockerfile(DockerfileArgs { build: args }: DockerfileArgs) -> Result<String> {
     let outputs = [
+        ("--no-push", args.options.no_push),
+        ("--local", args.options.local),
         ("--oci-layout-path", args.options.oci_layout_path.is_some()),
         ("--oci-archive", args.options.oci_archive.is_some()),
         ("--tarball", args.options.tarball.is_some()),
@@ -133,6 +135,7 @@ fn dockerfile(DockerfileArgs { build: args }: DockerfileArgs) -> Result<String> 
 fn run_in_podman(args: RunArgs) -> Result<ExitCode> {
     let outputs = [
         ("--no-push", args.options.no_push),
+        ("--local", args.options.local),
         ("--oci-layout-path", args.options.oci_layout_path.is_some()),
         ("--oci-archive", args.options.oci_archive.is_some()),
         ("--tarball", args.options.tarball.is_some()),

@@ -315,11 +315,13 @@ fn bad_options_are_clean_errors() {
         .run()
         .expect_clean_error(&["--tarball", "dockerfile"]);
     assert!(!tmp.path().join("image.tar").exists(), "nothing written");
-    on_base("dockerfile", "scratch", "linux/amd64")
-        .arg("--tag-only")
-        .arg(hello_krust())
-        .run()
-        .expect_clean_error(&["--tag-only", "dockerfile"]);
+    for flag in ["--tag-only", "--no-push", "--local"] {
+        on_base("dockerfile", "scratch", "linux/amd64")
+            .arg(flag)
+            .arg(hello_krust())
+            .run()
+            .expect_clean_error(&[flag, "dockerfile"]);
+    }
     on_base("dockerfile", "scratch", "linux/sparc")
         .arg(hello_krust())
         .run()

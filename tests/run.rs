@@ -96,11 +96,20 @@ fn a_platform_other_than_the_hosts_is_a_clean_error() {
         "linux/arm64"
     };
     let tmp = tempfile::tempdir().expect("tempdir");
+    let package = echo_package(tmp.path());
     let run = krust(["run", "--base-image", "scratch", "--platform", other])
-        .arg(echo_package(tmp.path()))
+        .arg(&package)
         .run();
     run.expect_clean_error(&[other, "this machine", "leave --platform out"]);
     assert!(!run.stderr.contains("Building"), "{}", run.describe());
+    // Output flags of `build` do nothing here: refused, not ignored.
+    for flag in ["--local", "--no-push", "--tag-only"] {
+        let run = krust(["run", "--base-image", "scratch", flag])
+            .arg(&package)
+            .run();
+        run.expect_clean_error(&[flag, "`run`"]);
+        assert!(!run.stderr.contains("Building"), "{}", run.describe());
+    }
 }
 
 #[test]
