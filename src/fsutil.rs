@@ -35,6 +35,17 @@ fn temp_file_with_mode(dir: &Path, mode: u32) -> Result<NamedTempFile> {
         })
 }
 
+/// The file at `path` opened (created if need be, never truncated) for
+/// `flock`: the lock files of the store and of the build directories.
+pub fn open_lock_file(path: &Path) -> Result<std::fs::File> {
+    std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))
+}
+
 /// Writes `bytes` to `path` whole: readers see the old file or the new one,
 /// and on failure the temporary file is gone and `path` is as it was.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {

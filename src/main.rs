@@ -12,8 +12,8 @@ use clap::{CommandFactory, Parser};
 use clap_complete::Shell;
 
 use cargo_krust::cli::{
-    ApplyArgs, BuildArgs, Cli, Command, DockerfileArgs, LoginArgs, ResolveArgs, RunArgs,
-    normalize_args,
+    ApplyArgs, BuildArgs, BuildOptions, Cli, Command, DockerfileArgs, LoginArgs, ResolveArgs,
+    RunArgs, normalize_args,
 };
 use cargo_krust::fsutil::PendingFile;
 use cargo_krust::registry::login;
@@ -107,21 +107,11 @@ fn build(args: BuildArgs) -> Result<()> {
 
 /// `dockerfile`: the build's plan and bases, nothing compiled or pushed.
 fn dockerfile(DockerfileArgs { build: args }: DockerfileArgs) -> Result<String> {
-    let outputs = [
-        ("--no-push", args.options.no_push),
-        ("--local", args.options.local),
-        ("--oci-layout-path", args.options.oci_layout_path.is_some()),
-        ("--oci-archive", args.options.oci_archive.is_some()),
-        ("--tarball", args.options.tarball.is_some()),
-        ("--image-refs", args.options.image_refs.is_some()),
-        ("--tag-only", args.options.tag_only),
-        ("-- CARGO_ARGS", !args.cargo_args.is_empty()),
-    ];
-    if let Some((flag, _)) = outputs.iter().find(|(_, given)| *given) {
-        anyhow::bail!(
-            "{flag} does nothing for `dockerfile`, which builds nothing and only prints the Dockerfile; leave it out (or run `cargo krust build`)"
-        );
-    }
+    refuse_outputs(
+        &args.options,
+        !args.cargo_args.is_empty(),
+        "`dockerfile`, which builds nothing and only prints the Dockerfile",
+    )?;
     let mut options = args.options.plan_options();
     options.no_push = true;
     progress::init(options.quiet, options.verbose, options.color);
@@ -130,23 +120,35 @@ fn dockerfile(DockerfileArgs { build: args }: DockerfileArgs) -> Result<String> 
     cargo_krust::dockerfile::render(&plan, &bases)
 }
 
+/// The output options of `build` that do nothing for `command` (and
+/// `-- CARGO_ARGS` when given): refused, never silently ignored.
+fn refuse_outputs(options: &BuildOptions, cargo_args: bool, command: &str) -> Result<()> {
+    let outputs = [
+        ("--no-push", options.no_push),
+        ("--local", options.local),
+        ("--oci-layout-path", options.oci_layout_path.is_some()),
+        ("--oci-archive", options.oci_archive.is_some()),
+        ("--tarball", options.tarball.is_some()),
+        ("--image-refs", options.image_refs.is_some()),
+        ("--tag-only", options.tag_only),
+        ("-- CARGO_ARGS", cargo_args),
+    ];
+    match outputs.iter().find(|(_, given)| *given) {
+        Some((flag, _)) => anyhow::bail!(
+            "{flag} does nothing for {command}; leave it out (or run `cargo krust build`)"
+        ),
+        None => Ok(()),
+    }
+}
+
 /// `run`: one image for the host's platform, loaded into podman and run
 /// there; the exit status is the program's.
 fn run_in_podman(args: RunArgs) -> Result<ExitCode> {
-    let outputs = [
-        ("--no-push", args.options.no_push),
-        ("--local", args.options.local),
-        ("--oci-layout-path", args.options.oci_layout_path.is_some()),
-        ("--oci-archive", args.options.oci_archive.is_some()),
-        ("--tarball", args.options.tarball.is_some()),
-        ("--image-refs", args.options.image_refs.is_some()),
-        ("--tag-only", args.options.tag_only),
-    ];
-    if let Some((flag, _)) = outputs.iter().find(|(_, given)| *given) {
-        anyhow::bail!(
-            "{flag} does nothing for `run`, which only loads the image into podman and runs it; leave it out (or run `cargo krust build`)"
-        );
-    }
+    refuse_outputs(
+        &args.options,
+        false,
+        "`run`, which only loads the image into podman and runs it",
+    )?;
     let mut options = args.options.plan_options();
     options.platforms = vec![cargo_krust::run::host_platform(&options.platforms)?];
     options.local = true;

@@ -216,12 +216,7 @@ impl BlobStore {
     /// waiting at most [`LOCK_PATIENCE`].
     fn lock_store(&self) -> Result<File> {
         let path = self.root.join("lock");
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
+        let file = crate::fsutil::open_lock_file(&path)?;
         let deadline = Instant::now() + LOCK_PATIENCE;
         loop {
             match file.try_lock() {

@@ -44,12 +44,7 @@ impl TargetDirLock {
         std::fs::create_dir_all(target_dir)
             .with_context(|| format!("cannot create {}", target_dir.display()))?;
         let path = target_dir.join("krust-run.lock");
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
+        let file = crate::fsutil::open_lock_file(&path)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
