@@ -541,15 +541,19 @@ fn completion_scripts_complete_the_subcommands_and_their_options() {
 fn a_stdout_that_cannot_be_written_is_an_error_not_a_panic() {
     let work = Workdir::new();
     let exe = env!("CARGO_BIN_EXE_cargo-krust");
-    let full = |args: &[&str]| {
+    // cargo-krust with one of its streams redirected (`> /dev/full`, …).
+    let redirected = |redirect: &str, args: &[&str]| {
         let mut command = Command::new("sh");
         command
-            .args(["-c", r#"exec "$0" "$@" > /dev/full"#, exe])
+            .args(["-c", &format!(r#"exec "$0" "$@" {redirect}"#), exe])
             .args(args)
             .env("CARGO_TARGET_DIR", work.path().join("target"))
             .env("RUST_BACKTRACE", "0");
-        let output = output_with_timeout(&mut command, TOOL_TIMEOUT)
-            .unwrap_or_else(|e| panic!("cargo-krust {args:?} > /dev/full: {e}"));
+        output_with_timeout(&mut command, TOOL_TIMEOUT)
+            .unwrap_or_else(|e| panic!("cargo-krust {args:?} {redirect}: {e}"))
+    };
+    let full = |args: &[&str]| {
+        let output = redirected("> /dev/full", args);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(
             output.status.code(),
@@ -579,16 +583,7 @@ fn a_stdout_that_cannot_be_written_is_an_error_not_a_panic() {
 
     // A stderr that cannot be written loses the progress lines, not the run:
     // the references still reach stdout, and a failure still exits 1.
-    let to_full_stderr = |args: &[&str]| {
-        let mut command = Command::new("sh");
-        command
-            .args(["-c", r#"exec "$0" "$@" 2> /dev/full"#, exe])
-            .args(args)
-            .env("CARGO_TARGET_DIR", work.path().join("target"))
-            .env("RUST_BACKTRACE", "0");
-        output_with_timeout(&mut command, TOOL_TIMEOUT)
-            .unwrap_or_else(|e| panic!("cargo-krust {args:?} 2> /dev/full: {e}"))
-    };
+    let to_full_stderr = |args: &[&str]| redirected("2> /dev/full", args);
     let built = to_full_stderr(&[
         "build",
         "--no-push",
