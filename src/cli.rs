@@ -459,6 +459,31 @@ pub struct BuildOptions {
     #[arg(long, help_heading = "Cargo")]
     pub build_std: bool,
 
+    /// SBOM attached to every platform image as an OCI referrer (overrides
+    /// the `sbom` key) [default: spdx].
+    #[arg(long, value_name = "FORMAT", help_heading = "Supply chain")]
+    pub sbom: Option<crate::plan::SbomFormat>,
+
+    /// Also write every SBOM into DIR (`<image>-<os>-<arch>.<format>.json`).
+    #[arg(long, value_name = "DIR", help_heading = "Supply chain")]
+    pub sbom_dir: Option<PathBuf>,
+
+    /// SLSA provenance attached to every platform image (overrides the
+    /// `provenance` key) [default: slsa].
+    #[arg(long, value_name = "FORMAT", help_heading = "Supply chain")]
+    pub provenance: Option<crate::plan::ProvenanceFormat>,
+
+    /// Sign every index and platform manifest (cosign's key-based scheme)
+    /// and the provenance with this key: ECDSA P-256, PEM PKCS#8 or cosign's
+    /// encrypted format (password from COSIGN_PASSWORD).
+    #[arg(
+        long,
+        env = "KRUST_SIGN_KEY",
+        value_name = "FILE",
+        help_heading = "Supply chain"
+    )]
+    pub sign_key: Option<PathBuf>,
+
     /// Directory for all generated artifacts.
     #[arg(long, value_name = "DIR", help_heading = "Cargo")]
     pub target_dir: Option<PathBuf>,
@@ -537,6 +562,10 @@ impl BuildOptions {
             frozen: self.frozen,
             offline: self.offline,
             build_std: self.build_std,
+            sbom: self.sbom,
+            sbom_dir: self.sbom_dir.clone(),
+            provenance: self.provenance,
+            sign_key: self.sign_key.clone(),
             target_dir: self.target_dir.clone(),
             jobs: self.jobs,
             quiet: self.quiet,

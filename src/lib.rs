@@ -25,3 +25,4 @@ pub mod report;
 pub mod resolve;
 pub mod run;
 pub mod store;
+pub mod supply;

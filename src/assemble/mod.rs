@@ -6,6 +6,7 @@
 pub mod config;
 pub mod gzip;
 pub mod layer;
+pub mod referrer;
 
 use std::collections::BTreeMap;
 
@@ -33,6 +34,8 @@ pub struct PlatformImage {
     pub config: Blob,
     /// Base layers (remote) then the added layers (files), in order.
     pub layers: Vec<Blob>,
+    /// Artifacts whose subject is this manifest (SBOM, provenance).
+    pub referrers: Vec<referrer::Referrer>,
 }
 
 /// One image index (one bin, every platform), ready to publish.
@@ -139,6 +142,7 @@ pub fn platform_image(input: PlatformInput) -> Result<PlatformImage> {
         manifest: Blob::from_json(MEDIA_TYPE_OCI_MANIFEST, &manifest),
         config,
         layers,
+        referrers: Vec::new(),
     })
 }
 

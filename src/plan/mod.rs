@@ -18,7 +18,9 @@ use crate::image_name::{ImageName, parse_reference, validate_tag};
 use crate::oci::LayerCompression;
 use crate::platform::{Listed, Platform};
 use crate::progress;
-pub use settings::{LinkerChoice, Origin, PackageSettings, Settings, layered};
+pub use settings::{
+    LinkerChoice, Origin, PackageSettings, ProvenanceFormat, SbomFormat, Settings, layered,
+};
 
 /// The built-in default base image (SPEC §4).
 pub const DEFAULT_BASE_IMAGE: &str = "cgr.dev/chainguard/static:latest";
@@ -71,6 +73,14 @@ pub struct Options {
     pub frozen: bool,
     pub offline: bool,
     pub build_std: bool,
+    /// `--sbom`: overrides the `sbom` key.
+    pub sbom: Option<SbomFormat>,
+    /// `--sbom-dir`: also write every SBOM there.
+    pub sbom_dir: Option<PathBuf>,
+    /// `--provenance`: overrides the `provenance` key.
+    pub provenance: Option<ProvenanceFormat>,
+    /// `--sign-key` (or `KRUST_SIGN_KEY`): the key that signs images and provenance.
+    pub sign_key: Option<PathBuf>,
     pub target_dir: Option<PathBuf>,
     pub jobs: Option<u16>,
     pub quiet: bool,
@@ -110,6 +120,10 @@ pub struct Plan {
     pub jobs: usize,
     /// Image timestamps and layer mtimes: `SOURCE_DATE_EPOCH` or 0.
     pub epoch: u64,
+    /// `--sbom-dir`: every SBOM is also written there.
+    pub sbom_dir: Option<PathBuf>,
+    /// `--sign-key`: signs every index and platform manifest, and the provenance.
+    pub sign_key: Option<PathBuf>,
 }
 
 /// The cargo workspace a job is compiled in: cargo runs once per
@@ -144,6 +158,18 @@ pub struct ImageJob {
     pub config: ImageSettings,
     /// How the added layers are compressed (`layer-compression`).
     pub compression: LayerCompression,
+    /// The supply-chain artefacts of this image.
+    pub artefacts: Artefacts,
+}
+
+/// What a job's images carry besides their layers (the `sbom`, `auditable`
+/// and `provenance` keys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Artefacts {
+    pub sbom: SbomFormat,
+    /// The dependency list is embedded in the binary (`.dep-v0`).
+    pub auditable: bool,
+    pub provenance: ProvenanceFormat,
 }
 
 /// The base image of a job as configured.
@@ -388,6 +414,8 @@ fn finish(
             .map(usize::from)
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(4, |n| n.get().max(4))),
         epoch: source_date_epoch()?,
+        sbom_dir: options.sbom_dir.as_deref().map(absolute).transpose()?,
+        sign_key: options.sign_key.as_deref().map(absolute).transpose()?,
     })
 }
 
@@ -541,6 +569,8 @@ fn cli_settings(options: &Options) -> Result<Settings> {
         .then(|| options.platforms.clone()),
         tags: (!options.tags.is_empty()).then(|| options.tags.clone()),
         build_std: options.build_std.then_some(true),
+        sbom: options.sbom,
+        provenance: options.provenance,
         ..Settings::default()
     };
     settings.validate(&origin)?;
@@ -638,6 +668,11 @@ fn image_job(
             .unwrap_or_default(),
         linker: settings.linker,
         build_std: settings.build_std.unwrap_or(false),
+        artefacts: Artefacts {
+            sbom: settings.sbom.unwrap_or_default(),
+            auditable: settings.auditable.unwrap_or(true),
+            provenance: settings.provenance.unwrap_or_default(),
+        },
         config: ImageSettings {
             env: settings.env.clone().unwrap_or_default(),
             args: settings.args.clone(),

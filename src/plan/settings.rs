@@ -47,6 +47,37 @@ pub struct Settings {
     pub data_root: Option<PathBuf>,
     pub linker: Option<LinkerChoice>,
     pub build_std: Option<bool>,
+    /// The SBOM format attached to every platform image.
+    pub sbom: Option<SbomFormat>,
+    /// Embed the dependency list in the binary (cargo-auditable's `.dep-v0`).
+    pub auditable: Option<bool>,
+    /// Attach a SLSA provenance statement to every platform image.
+    pub provenance: Option<ProvenanceFormat>,
+}
+
+/// The `sbom` key and `--sbom`: the SBOM format attached to each platform image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum SbomFormat {
+    /// SPDX 2.3 JSON.
+    #[default]
+    Spdx,
+    /// CycloneDX 1.6 JSON.
+    Cyclonedx,
+    /// No SBOM.
+    None,
+}
+
+/// The `provenance` key and `--provenance`: the provenance statement attached
+/// to each platform image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProvenanceFormat {
+    /// A SLSA v1 provenance statement (in-toto) in a DSSE envelope.
+    #[default]
+    Slsa,
+    /// No provenance.
+    None,
 }
 
 /// The `linker` key: how a package's binaries are linked (and its C code
@@ -81,6 +112,9 @@ pub const KEYS: &[&str] = &[
     "layer-compression",
     "linker",
     "build-std",
+    "sbom",
+    "auditable",
+    "provenance",
 ];
 
 /// The `KRUST_*` variables of the environment layer, with the key each sets.
@@ -214,6 +248,9 @@ impl Settings {
             layer_compression: self.layer_compression.or(lower.layer_compression),
             linker: self.linker.or(lower.linker),
             build_std: self.build_std.or(lower.build_std),
+            sbom: self.sbom.or(lower.sbom),
+            auditable: self.auditable.or(lower.auditable),
+            provenance: self.provenance.or(lower.provenance),
         }
     }
 
