@@ -239,7 +239,7 @@ fn native_code(
         *features = feature_set(features);
     }
     native::native_code(
-        &native::Query {
+        &crate::plan::graph::Query {
             manifest_path: context.manifest_path,
             triple,
             roots: &roots,

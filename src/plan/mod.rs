@@ -4,6 +4,7 @@
 //! then bin order. Nothing here touches a registry or the file system beyond
 //! reading manifests and configuration.
 
+pub mod graph;
 pub mod packages;
 pub mod select;
 pub mod settings;
