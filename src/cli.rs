@@ -397,7 +397,8 @@ pub struct BuildOptions {
 
     /// Load the images into podman's local storage instead of pushing
     /// (as `KRUST_REPO=podman.local`): the host's platform as NAME:TAG,
-    /// every platform as NAME:TAG-ARCH.
+    /// every platform as NAME:TAG-ARCH. `KRUST_REPO=docker.local` does the
+    /// same with `docker load`.
     #[arg(long, help_heading = "Output")]
     pub local: bool,
 

@@ -92,7 +92,7 @@ fn build(args: BuildArgs) -> Result<()> {
     let indexes = pipeline::run_blocking_recorded(&plan, &recorder)?;
     let references: Vec<String> = indexes
         .iter()
-        .map(|i| i.printed_reference(options.tag_only))
+        .map(|i| i.printed_reference(options.prints_tags()))
         .collect();
     write_image_refs(refs_file, &references)?;
     if let Some(file) = report_file {

@@ -21,7 +21,7 @@ use crate::image_name::ImageName;
 use crate::plan::{BaseSpec, ImageJob, Plan, Workspace};
 use crate::platform::{self, Listed, Platform};
 use crate::progress;
-use crate::publish::{Archive, ArchiveFormat, OciLayout, PodmanSink, RegistrySink, Sink};
+use crate::publish::{Archive, ArchiveFormat, LocalSink, OciLayout, RegistrySink, Sink};
 use crate::registry::{RegistryClient, Timeouts};
 use crate::report::Recorder;
 use crate::store::BlobStore;
@@ -109,6 +109,9 @@ pub async fn run(plan: &Plan, recorder: &Recorder) -> Result<Vec<ImageIndex>> {
     let sinks = sinks(plan, registry.clone(), &client, &store);
     for sink in &sinks {
         sink.check()?;
+    }
+    for sink in &sinks {
+        sink.check_reachable().await?;
     }
 
     progress::trace("planned");
@@ -225,8 +228,9 @@ fn sinks(
             )));
         }
     }
-    if plan.local {
-        sinks.push(Arc::new(PodmanSink::new(
+    if let Some(engine) = plan.local {
+        sinks.push(Arc::new(LocalSink::new(
+            engine,
             client.clone(),
             store.clone(),
             plan.registry_timeout,

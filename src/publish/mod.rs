@@ -5,7 +5,7 @@
 //! once per run and at most `--jobs` transfers at a time), then manifests,
 //! then the index under each tag that does not name it yet. The layout sink
 //! writes an OCI image layout, the archive sinks one tar file each, the
-//! podman sink loads the images into podman (`--local`).
+//! local sink loads them into podman (`--local`) or Docker (`docker.local`).
 //! `--no-push` simply means "no registry sink". Every sink is a [`Sink`]:
 //! the pipeline checks each before anything is built and hands each the
 //! same assembled indexes.
@@ -76,7 +76,7 @@ pub struct StreamedUpload {
 
 pub use archive::{Archive, ArchiveFormat};
 pub use layout::OciLayout;
-pub use local::PodmanSink;
+pub use local::LocalSink;
 
 /// A place the images of a run go (ko's publisher). A sink that writes
 /// files writes them all or nothing over the run. Its futures are not
@@ -86,6 +86,12 @@ pub trait Sink {
     /// written.
     fn check(&self) -> Result<()> {
         Ok(())
+    }
+
+    /// Checks, before anything is built, that what the sink hands images to
+    /// answers (a local engine).
+    fn check_reachable<'a>(&'a self) -> LocalBoxFuture<'a, Result<()>> {
+        Box::pin(async { Ok(()) })
     }
 
     /// Checks, before anything is built, that the sink can take the image
