@@ -164,6 +164,9 @@ pub async fn run(plan: &Plan, recorder: &Recorder) -> Result<Vec<ImageIndex>> {
     for sink in &sinks {
         sink.publish(&indexes).await?;
     }
+    if let Some(registry) = &registry {
+        recorder.pushed_blobs(registry.outcomes());
+    }
     recorder.stage_done("publish");
     Ok(indexes)
 }

@@ -119,7 +119,28 @@ impl Sink for RegistrySink {
 }
 
 /// A blob in a repository: (registry, repository, digest).
-type BlobKey = (String, String, String);
+pub type BlobKey = (String, String, String);
+
+/// How a blob came to be in a repository, for the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobOutcome {
+    /// Sent by this run (also while it was being written).
+    Uploaded,
+    /// Mounted from another repository of the same registry.
+    Mounted,
+    /// The repository held it already.
+    Present,
+}
+
+impl BlobOutcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            BlobOutcome::Uploaded => "uploaded",
+            BlobOutcome::Mounted => "mounted",
+            BlobOutcome::Present => "present",
+        }
+    }
+}
 /// A blob in a registry, whatever the repository: (registry, digest).
 type RegistryBlob = (String, String);
 
@@ -148,6 +169,8 @@ pub struct RegistrySink {
     /// Streamed uploads still finishing: a push of the same blob waits for
     /// them first.
     streams: std::sync::Mutex<HashMap<BlobKey, tokio::task::JoinHandle<()>>>,
+    /// What happened to each blob this run made sure of.
+    outcomes: std::sync::Mutex<HashMap<BlobKey, BlobOutcome>>,
 }
 
 impl RegistrySink {
@@ -160,7 +183,23 @@ impl RegistrySink {
             done: Mutex::new(HashMap::new()),
             holders: Mutex::new(HashMap::new()),
             streams: std::sync::Mutex::new(HashMap::new()),
+            outcomes: std::sync::Mutex::new(HashMap::new()),
         }
+    }
+
+    /// What happened to each blob of the run's images, by repository.
+    pub fn outcomes(&self) -> HashMap<BlobKey, BlobOutcome> {
+        self.outcomes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn note(&self, name: &ImageName, digest: &str, outcome: BlobOutcome) {
+        self.outcomes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(blob_key(name, digest), outcome);
     }
 
     /// Starts uploading a blob of `name`'s repository while it is being
@@ -241,6 +280,7 @@ impl RegistrySink {
                 let target = name.with_digest(&blob.digest);
                 if self.client.blob_exists(&target, &blob.digest).await? {
                     self.stop_stream(upload).await;
+                    self.note(&name, &blob.digest, BlobOutcome::Present);
                     progress::verbose(format!("{} exists in {name}", blob.digest));
                 } else {
                     let StreamedUpload {
@@ -263,6 +303,7 @@ impl RegistrySink {
                             &blob.digest,
                         )
                         .await?;
+                    self.note(&name, &blob.digest, BlobOutcome::Uploaded);
                     progress::verbose(format!("uploaded {} to {name} as it was made", blob.digest));
                 }
                 *self.holder(&name, &blob.digest).await.lock().await =
@@ -305,6 +346,7 @@ impl RegistrySink {
             for platform_image in &image.images {
                 for layer in &platform_image.layers {
                     self.wait_for_stream(name, &layer.digest).await;
+                    self.note(name, &layer.digest, BlobOutcome::Present);
                 }
             }
             progress::status("Unchanged", image.reference());
@@ -395,11 +437,16 @@ impl RegistrySink {
             .context("transfer slots closed")?;
 
         let target = name.with_digest(&blob.digest);
-        if self.client.blob_exists(&target, &blob.digest).await? {
+        let outcome = if self.client.blob_exists(&target, &blob.digest).await? {
             progress::verbose(format!("{} exists in {name}", blob.digest));
-        } else if !self.mount_known(name, blob, holder.as_deref()).await? {
+            BlobOutcome::Present
+        } else if self.mount_known(name, blob, holder.as_deref()).await? {
+            BlobOutcome::Mounted
+        } else {
             self.upload(name, blob, &target).await?;
-        }
+            BlobOutcome::Uploaded
+        };
+        self.note(name, &blob.digest, outcome);
         *holder = Some(name.repository().to_string());
         Ok(())
     }
