@@ -404,7 +404,7 @@ async fn compile_all(
         "never"
     };
     tokio::task::block_in_place(|| {
-        let machine = Machine::default();
+        let machine = Machine::new(BlobStore::open(&plan.target_dir.join("krust"))?);
         let mut batches = Vec::new();
         for (workspace, wanted) in &wanted {
             let shared = batch::Shared {
