@@ -423,3 +423,55 @@ print("verified", ",".join(verified))
         "a tampered envelope verified"
     );
 }
+
+#[test]
+fn commands_that_push_nothing_refuse_a_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key, _) = openssl_p256(dir.path(), "unused");
+    for command in ["dockerfile", "run"] {
+        let run = krust([command, "--base-image", "scratch", "--sign-key"])
+            .arg(&key)
+            .arg(hello_krust())
+            .run();
+        run.expect_clean_error(&["--sign-key", command]);
+        assert!(!run.stderr.contains("Building"), "{}", run.describe());
+    }
+}
+
+#[test]
+fn a_signature_tag_holding_something_else_is_a_clean_error() {
+    let shared = shared();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key, _) = openssl_p256(dir.path(), "squatted");
+    let repo = format!("{}/{}", shared.registry.host(), unique_name("squatted"));
+    let build = || build_on_scratch(&hello_krust()).env("KRUST_REPO", &repo);
+    let pushed = build().run().single_ref();
+    // An index, not a signature manifest, under the image's signature tag.
+    let tag = format!("sha256-{}.sig", pushed.digest.trim_start_matches("sha256:"));
+    run_ok(
+        Command::new(tools::require("skopeo", "skopeo"))
+            .args([
+                "copy",
+                "--all",
+                "--quiet",
+                "--src-tls-verify=false",
+                "--dest-tls-verify=false",
+            ])
+            .arg(format!("docker://{}", shared.bases.multi_ref))
+            .arg(format!("docker://{}/{}:{tag}", pushed.host, pushed.repo)),
+        TOOL_TIMEOUT,
+        "skopeo copy an index under the signature tag",
+    );
+    let squatted = image::inspect_raw(&format!("{}/{}:{tag}", pushed.host, pushed.repo));
+
+    build()
+        .arg("--sign-key")
+        .arg(&key)
+        .run()
+        .expect_clean_error(&[&tag, "not an image manifest", "delete that tag"]);
+    assert_eq!(
+        image::inspect_raw(&format!("{}/{}:{tag}", pushed.host, pushed.repo)),
+        squatted,
+        "the tag is left as it was"
+    );
+}
