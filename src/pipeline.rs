@@ -170,6 +170,9 @@ pub async fn run(plan: &Plan, recorder: &Recorder) -> Result<Vec<ImageIndex>> {
 }
 
 /// The signer of `--sign-key`, loaded and checked; `None` without a key.
+/// Only the registry sink signs so far, so a run that pushes nothing
+/// refuses the key rather than ignore it; once signed provenance reaches
+/// the other sinks, that check goes.
 pub fn signer(plan: &Plan) -> Result<Option<Arc<dyn Signer>>> {
     let Some(path) = &plan.sign_key else {
         return Ok(None);

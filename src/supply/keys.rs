@@ -115,13 +115,16 @@ fn load_with_password(path: &Path, password: Option<&[u8]>) -> Result<KeySigner>
 
 fn read_key_file(path: &Path) -> Result<Zeroizing<String>> {
     use std::io::Read as _;
-    let file = std::fs::File::open(path).with_context(|| {
-        format!("it cannot be opened; give --sign-key (or KRUST_SIGN_KEY) an ECDSA P-256 private key file ({MAKE_A_KEY})")
-    })?;
+    let unreadable = |what: &str| {
+        format!(
+            "it cannot be {what}; give --sign-key (or KRUST_SIGN_KEY) an ECDSA P-256 private key file ({MAKE_A_KEY})"
+        )
+    };
+    let file = std::fs::File::open(path).with_context(|| unreadable("opened"))?;
     let mut bytes = Zeroizing::new(Vec::new());
     file.take(KEY_FILE_LIMIT + 1)
         .read_to_end(&mut bytes)
-        .context("it cannot be read")?;
+        .with_context(|| unreadable("read"))?;
     if bytes.len() as u64 > KEY_FILE_LIMIT {
         bail!("it is larger than {KEY_FILE_LIMIT} bytes, so not a key file; {MAKE_A_KEY}");
     }
