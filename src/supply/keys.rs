@@ -36,9 +36,11 @@ pub const PASSWORD_VARIABLE: &str = "COSIGN_PASSWORD";
 /// Key files are a few hundred bytes; anything much larger is not one.
 const KEY_FILE_LIMIT: u64 = 64 * 1024;
 
-/// The largest scrypt cost accepted from a key file (cosign writes 2^15): a
-/// crafted file must not make the run compute for minutes or take gigabytes.
-const MAX_SCRYPT_LOG_N: u8 = 20;
+/// The largest scrypt memory (128·r·N bytes) and parallelism accepted from a
+/// key file (cosign's N=2^15, r=8, p=1 takes 32 MiB): a crafted file must
+/// not make the run compute for minutes or take gigabytes.
+const MAX_SCRYPT_MEMORY: u64 = 256 * 1024 * 1024;
+const MAX_SCRYPT_P: u32 = 16;
 
 const OID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
 const OID_P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
@@ -262,10 +264,11 @@ pub fn decrypt_cosign_key(document: &[u8], password: &[u8]) -> Result<Zeroizing<
         );
     }
     let ScryptParams { n, r, p } = key.kdf.params;
-    let log_n = u8::try_from(n.trailing_zeros()).unwrap_or(u8::MAX);
-    if !n.is_power_of_two() || log_n > MAX_SCRYPT_LOG_N || u64::from(r) * u64::from(p) > 64 {
+    let memory = 128u64.saturating_mul(u64::from(r)).saturating_mul(n);
+    if !n.is_power_of_two() || memory > MAX_SCRYPT_MEMORY || p > MAX_SCRYPT_P {
         bail!("{malformed}: its scrypt parameters (N={n}, r={r}, p={p}) are out of range");
     }
+    let log_n = u8::try_from(n.trailing_zeros()).unwrap_or(u8::MAX);
     let params = scrypt::Params::new(log_n, r, p)
         .map_err(|err| anyhow::anyhow!("{malformed}: its scrypt parameters are invalid ({err})"))?;
     let decode = |field: &str, value: &str| {
@@ -396,15 +399,23 @@ mod tests {
 
     #[test]
     fn hostile_scrypt_costs_are_refused_before_any_work() {
-        let document = serde_json::json!({
-            "kdf": {"name": "scrypt", "params": {"N": 1u64 << 40, "r": 8, "p": 1}, "salt": ""},
-            "cipher": {"name": "nacl/secretbox", "nonce": ""},
-            "ciphertext": "",
-        });
-        let err = decrypt_cosign_key(&serde_json::to_vec(&document).unwrap(), b"")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("out of range"), "{err}");
+        let costs: [(u64, u32, u32); 4] = [
+            (1 << 40, 8, 1),
+            (1024, 1 << 20, 1),
+            (1024, 8, 1000),
+            (1000, 8, 1),
+        ];
+        for (n, r, p) in costs {
+            let document = serde_json::json!({
+                "kdf": {"name": "scrypt", "params": {"N": n, "r": r, "p": p}, "salt": ""},
+                "cipher": {"name": "nacl/secretbox", "nonce": ""},
+                "ciphertext": "",
+            });
+            let err = decrypt_cosign_key(&serde_json::to_vec(&document).unwrap(), b"")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("out of range"), "N={n} r={r} p={p}: {err}");
+        }
     }
 
     #[test]
