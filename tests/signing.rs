@@ -233,6 +233,7 @@ fn signed_images_verify_with_their_key_only() {
     let mark = shared.registry.mark();
     let again = build(&signed_repo).arg("--sign-key").arg(&key_a).run();
     assert_eq!(again.single_ref().digest, signed.digest);
+    assert!(again.stderr.contains("Unchanged"), "{}", again.describe());
     let writes: Vec<_> = shared
         .registry
         .requests_since(mark)
@@ -257,7 +258,7 @@ fn signed_images_verify_with_their_key_only() {
     );
 
     // A second key (cosign's format, from the environment) signs the same,
-    // unchanged image: both signatures are kept, both policies accept.
+    // unchanged image: both signatures are kept, both keys verify.
     let second = build(&signed_repo)
         .env("KRUST_SIGN_KEY", &cosign_b)
         .env("COSIGN_PASSWORD", "correct horse")
