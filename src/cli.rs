@@ -519,9 +519,10 @@ pub struct BuildOptions {
     #[arg(long, value_name = "FORMAT", help_heading = "Supply chain")]
     pub provenance: Option<crate::plan::ProvenanceFormat>,
 
-    /// Sign every index and platform manifest (cosign's key-based scheme)
-    /// and the provenance with this key: ECDSA P-256, PEM PKCS#8 or cosign's
-    /// encrypted format (password from COSIGN_PASSWORD).
+    /// Sign every index and platform manifest pushed (cosign's key-based
+    /// scheme, `sha256-<hex>.sig` tags) and the provenance with this key:
+    /// ECDSA P-256, PEM PKCS#8 or SEC1, or cosign's encrypted format
+    /// (password from COSIGN_PASSWORD).
     #[arg(
         long,
         env = "KRUST_SIGN_KEY",

@@ -134,6 +134,7 @@ fn refuse_outputs(options: &BuildOptions, cargo_args: bool, command: &str) -> Re
         ("--tarball", options.tarball.is_some()),
         ("--image-refs", options.image_refs.is_some()),
         ("--tag-only", options.tag_only),
+        ("--sign-key (or KRUST_SIGN_KEY)", options.sign_key.is_some()),
         ("-- CARGO_ARGS", cargo_args),
     ];
     match outputs.iter().find(|(_, given)| *given) {

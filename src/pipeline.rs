@@ -25,6 +25,7 @@ use crate::publish::{Archive, ArchiveFormat, LocalSink, OciLayout, RegistrySink,
 use crate::registry::{RegistryClient, Timeouts};
 use crate::report::Recorder;
 use crate::store::BlobStore;
+use crate::supply::sign::Signer;
 
 /// [`run`] on a runtime of its own, for callers outside async code. A
 /// SIGINT or SIGTERM stops the run as an error does: what it was writing
@@ -99,13 +100,16 @@ async fn interrupted() -> Interrupted {
 
 /// Runs the whole pipeline for a plan.
 pub async fn run(plan: &Plan, recorder: &Recorder) -> Result<Vec<ImageIndex>> {
+    // The key is checked before anything else: a wrong password fails the
+    // run in a second, not after the build.
+    let signer = signer(plan)?;
     let store = BlobStore::open(&plan.target_dir.join("krust"))?;
     let client = Arc::new(registry_client(plan)?);
     let jobs = plan.jobs.max(1);
     // The registry sink also uploads large layers while they are written.
-    let registry = plan
-        .push
-        .then(|| Arc::new(RegistrySink::new(client.clone(), store.clone(), jobs)));
+    let registry = plan.push.then(|| {
+        Arc::new(RegistrySink::new(client.clone(), store.clone(), jobs).with_signer(signer.clone()))
+    });
     let sinks = sinks(plan, registry.clone(), &client, &store);
     for sink in &sinks {
         sink.check()?;
@@ -169,6 +173,23 @@ pub async fn run(plan: &Plan, recorder: &Recorder) -> Result<Vec<ImageIndex>> {
     }
     recorder.stage_done("publish");
     Ok(indexes)
+}
+
+/// The signer of `--sign-key`, loaded and checked; `None` without a key.
+/// Only the registry sink signs so far, so a run that pushes nothing
+/// refuses the key rather than ignore it; once signed provenance reaches
+/// the other sinks, that check goes.
+pub fn signer(plan: &Plan) -> Result<Option<Arc<dyn Signer>>> {
+    let Some(path) = &plan.sign_key else {
+        return Ok(None);
+    };
+    if !plan.push {
+        bail!(
+            "--sign-key {} signs the images pushed to a registry, and this run pushes none (--no-push, --local or podman.local); push, or leave the key out (and KRUST_SIGN_KEY unset)",
+            path.display()
+        );
+    }
+    Ok(Some(Arc::new(crate::supply::keys::load(path)?)))
 }
 
 /// The base of one job as a build resolves it: its platforms and each

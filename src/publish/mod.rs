@@ -20,6 +20,7 @@
 pub mod archive;
 pub mod layout;
 pub mod local;
+mod signatures;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -39,6 +40,7 @@ use crate::platform::Platform;
 use crate::progress;
 use crate::registry::{RegistryClient, StreamedSession};
 use crate::store::BlobStore;
+use crate::supply::sign::Signer;
 
 /// Compressed chunks (a gzip member each, up to about 1 MiB) waiting to be
 /// sent while a layer is written: enough to keep the connection busy.
@@ -171,6 +173,8 @@ pub struct RegistrySink {
     streams: std::sync::Mutex<HashMap<BlobKey, tokio::task::JoinHandle<()>>>,
     /// What happened to each blob this run made sure of.
     outcomes: std::sync::Mutex<HashMap<BlobKey, BlobOutcome>>,
+    /// `--sign-key`: signs every platform manifest and index pushed.
+    signer: Option<Arc<dyn Signer>>,
 }
 
 impl RegistrySink {
@@ -184,7 +188,14 @@ impl RegistrySink {
             holders: Mutex::new(HashMap::new()),
             streams: std::sync::Mutex::new(HashMap::new()),
             outcomes: std::sync::Mutex::new(HashMap::new()),
+            signer: None,
         }
+    }
+
+    /// Signs every image this sink pushes with `signer` (see [`signatures`]).
+    pub fn with_signer(mut self, signer: Option<Arc<dyn Signer>>) -> RegistrySink {
+        self.signer = signer;
+        self
     }
 
     /// What happened to each blob of the run's images, by repository.
@@ -349,6 +360,14 @@ impl RegistrySink {
                     self.note(name, &layer.digest, BlobOutcome::Present);
                 }
             }
+            // A key given for the first time still signs an unchanged image.
+            if let Some(signer) = self.signer.as_deref()
+                && !self.index_signed(image, signer).await?
+            {
+                self.sign_image(image, signer).await?;
+                progress::status("Signed", image.reference());
+                return Ok(());
+            }
             progress::status("Unchanged", image.reference());
             return Ok(());
         }
@@ -366,6 +385,13 @@ impl RegistrySink {
             .await
         }))
         .await?;
+        // Signatures go up after what they sign, before the tags: a tag
+        // naming the index still means that everything is there.
+        if let Some(signer) = self.signer.as_deref() {
+            self.put_manifest(name, &image.index, &image.index.digest)
+                .await?;
+            self.sign_image(image, signer).await?;
+        }
         // The index goes up under its tags (a PUT by tag stores it by
         // digest too): one request fewer than by digest first.
         for tag in stale_tags {

@@ -167,6 +167,27 @@ impl RegistryClient {
         })
     }
 
+    /// The exact bytes of a manifest by tag or digest, `None` when the
+    /// registry has none there (a signature tag not written yet). The
+    /// caller checks what they hold.
+    pub async fn pull_manifest_bytes_if_present(
+        &self,
+        reference: &Reference,
+    ) -> Result<Option<Bytes>> {
+        let pulled = manifest::pull(
+            &self.transport,
+            reference.resolve_registry(),
+            reference.repository(),
+            &tag_or_digest(reference),
+        )
+        .await;
+        match pulled {
+            Ok((bytes, _)) => Ok(Some(bytes)),
+            Err(err) if err.is_not_found() => Ok(None),
+            Err(err) => Err(err).with_context(|| format!("cannot pull manifest of {reference}")),
+        }
+    }
+
     /// Downloads a blob of `size` bytes into memory, checking its size and
     /// digest (for configs).
     pub async fn pull_small_blob(

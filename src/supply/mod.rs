@@ -14,5 +14,7 @@
 //! client finds them (the referrers API or its fallback tag, the layout's
 //! index). Everything here is deterministic: same inputs, same bytes.
 
+pub mod cosign;
 pub mod dsse;
+pub mod keys;
 pub mod sign;

@@ -1,0 +1,478 @@
+//! `--sign-key`: images signed in cosign's key-based scheme, checked by an
+//! independent verifier (`verify_cosign.py`, what `cosign verify --key`
+//! does, in Python with OpenSSL) which finds the index and every platform
+//! manifest signed by the test's key, and no signature on an unsigned image
+//! nor one by another key.
+//! Keys are made by `openssl` and, in cosign's encrypted format, by a small
+//! PyNaCl script; a rebuild signs nothing again, a second key's signature is
+//! kept beside the first. Bad keys are refused before anything is built.
+//! DSSE envelopes signed by the same keys verify with securesystemslib.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::image::{self, PushedRef};
+use support::krust::{KrustRun, build_on_scratch, hello_krust, krust};
+use support::process::{output_with_input, output_with_timeout, run_ok};
+use support::{shared, tools, unique_name};
+
+const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What installs the Python half of these checks (scripts/test runs it).
+const PYTHON_SETUP: &str = "pip install pynacl 'securesystemslib[crypto]'";
+
+/// A Python on PATH with PyNaCl and securesystemslib, or a failure naming
+/// how to install them.
+fn signing_python() -> PathBuf {
+    let python = tools::require("python3", "python3");
+    let probe = output_with_timeout(
+        Command::new(&python).args(["-c", "import nacl, securesystemslib, cryptography"]),
+        TOOL_TIMEOUT,
+    )
+    .expect("run python3");
+    assert!(
+        probe.status.success(),
+        "{} lacks PyNaCl or securesystemslib; they make cosign keys and verify DSSE signatures.\n\
+         Run `{}` (it installs them into its virtualenv, put first on PATH), or:\n    {PYTHON_SETUP}\n{}",
+        python.display(),
+        tools::SETUP,
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    python
+}
+
+/// A P-256 key pair made by openssl: (PKCS#8 private key, public key PEM).
+fn openssl_p256(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let openssl = tools::require("openssl", "openssl");
+    let private = dir.join(format!("{name}.key"));
+    let public = dir.join(format!("{name}.pub"));
+    run_ok(
+        Command::new(&openssl)
+            .args([
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+            ])
+            .arg(&private),
+        TOOL_TIMEOUT,
+        "openssl genpkey",
+    );
+    run_ok(
+        Command::new(&openssl)
+            .args(["pkey", "-pubout", "-in"])
+            .arg(&private)
+            .arg("-out")
+            .arg(&public),
+        TOOL_TIMEOUT,
+        "openssl pkey -pubout",
+    );
+    (private, public)
+}
+
+/// The key of `private` (PEM PKCS#8) in cosign's encrypted format under
+/// `password`, written independently of cargo-krust: scrypt (hashlib) and
+/// NaCl secretbox (PyNaCl) over the PKCS#8 DER, as cosign does.
+fn cosign_encrypted(dir: &Path, private: &Path, password: &str) -> PathBuf {
+    let encrypted = dir.join("cosign.key");
+    let script = r#"
+import base64, hashlib, json, os, subprocess, sys, textwrap
+import nacl.secret
+private, out, password = sys.argv[1], sys.argv[2], sys.argv[3].encode()
+der = subprocess.run(["openssl", "pkcs8", "-topk8", "-nocrypt", "-outform", "DER", "-in", private],
+                     check=True, capture_output=True).stdout
+salt, nonce = os.urandom(32), os.urandom(24)
+key = hashlib.scrypt(password, salt=salt, n=32768, r=8, p=1, maxmem=64 * 1024 * 1024, dklen=32)
+sealed = nacl.secret.SecretBox(key).encrypt(der, nonce).ciphertext
+b64 = lambda b: base64.b64encode(b).decode()
+document = json.dumps({
+    "kdf": {"name": "scrypt", "params": {"N": 32768, "r": 8, "p": 1}, "salt": b64(salt)},
+    "cipher": {"name": "nacl/secretbox", "nonce": b64(nonce)},
+    "ciphertext": b64(sealed),
+}).encode()
+body = "\n".join(textwrap.wrap(b64(document), 64))
+with open(out, "w") as f:
+    f.write(f"-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\n{body}\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n")
+"#;
+    run_ok(
+        Command::new(signing_python())
+            .args(["-c", script])
+            .arg(private)
+            .arg(&encrypted)
+            .arg(password),
+        TOOL_TIMEOUT,
+        "write a cosign encrypted key",
+    );
+    encrypted
+}
+
+/// `tests/fixtures/signing/verify_cosign.py`: cosign's key-based
+/// verification, in Python against the registry's HTTP API. Debian's skopeo
+/// 1.9 (and podman) are built with sigstore disabled ("Debian-local change:
+/// sigstore disabled"), and cosign is in no registry this machine reaches.
+struct Verifier {
+    public_key: PathBuf,
+}
+
+impl Verifier {
+    fn new(public_key: &Path) -> Verifier {
+        Verifier {
+            public_key: public_key.to_path_buf(),
+        }
+    }
+
+    /// Runs the verifier on `digest` in `pushed`'s repository.
+    fn verify(&self, pushed: &PushedRef, digest: &str) -> Output {
+        let script = support::repo_root().join("tests/fixtures/signing/verify_cosign.py");
+        output_with_timeout(
+            Command::new(signing_python())
+                .arg(script)
+                .args([&pushed.host, &pushed.repo, digest])
+                .arg(&self.public_key),
+            TOOL_TIMEOUT,
+        )
+        .expect("run verify_cosign.py")
+    }
+
+    /// `digest` carries a valid signature by this key.
+    fn expect_signed(&self, pushed: &PushedRef, digest: &str) {
+        let output = self.verify(pushed, digest);
+        assert!(
+            output.status.success() && String::from_utf8_lossy(&output.stdout).trim() == "verified",
+            "{}@{digest} is not signed by {}: {}{}",
+            pushed.repo,
+            self.public_key.display(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// `digest` carries no signature by this key.
+    fn expect_unsigned(&self, pushed: &PushedRef, digest: &str) {
+        let output = self.verify(pushed, digest);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.code() == Some(1) && stdout.starts_with("no signature"),
+            "{}@{digest} should carry no signature by {}: {stdout}{}",
+            pushed.repo,
+            self.public_key.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// The index and every platform manifest of `index` are signed.
+    fn expect_image_signed(&self, pushed: &PushedRef, index: &image::PushedIndex) {
+        self.expect_signed(pushed, &pushed.digest);
+        for platform in &index.images {
+            self.expect_signed(pushed, &platform.manifest_digest);
+        }
+    }
+}
+
+/// A two-platform build of hello-krust on the multi-platform base into `repo`.
+fn build(repo: &str) -> support::krust::Krust {
+    krust(["build"])
+        .arg(hello_krust())
+        .args(["--platform", "linux/amd64,linux/arm64"])
+        .env("KRUST_BASE_IMAGE", &shared().bases.multi_ref)
+        .env("KRUST_REPO", repo)
+}
+
+/// The signature manifest of `digest` in `pushed`'s repository, raw.
+fn signature_manifest(pushed: &PushedRef, digest: &str) -> Vec<u8> {
+    let hex = digest.strip_prefix("sha256:").expect("sha256 digest");
+    image::inspect_raw(&format!("{}/{}:sha256-{hex}.sig", pushed.host, pushed.repo))
+}
+
+fn layers_of(manifest: &[u8]) -> Vec<Value> {
+    let manifest: Value = serde_json::from_slice(manifest).expect("signature manifest is JSON");
+    manifest["layers"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn signed_images_verify_with_their_key_only() {
+    tools::require_default_rust_targets();
+    let shared = shared();
+    let keys = tempfile::tempdir().expect("tempdir");
+    let (key_a, public_a) = openssl_p256(keys.path(), "a");
+    let (key_b, public_b) = openssl_p256(keys.path(), "b");
+    let cosign_b = cosign_encrypted(keys.path(), &key_b, "correct horse");
+    let host = shared.registry.host();
+    let signed_repo = format!("{host}/{}", unique_name("signed"));
+    let unsigned_repo = format!("{host}/{}", unique_name("unsigned"));
+
+    let signed = build(&signed_repo)
+        .arg("--sign-key")
+        .arg(&key_a)
+        .run()
+        .single_ref();
+    let unsigned = build(&unsigned_repo).run().single_ref();
+
+    let verify_a = Verifier::new(&public_a);
+    let verify_b = Verifier::new(&public_b);
+    let index = image::fetch_index(&shared.registry, &signed);
+    assert_eq!(index.images.len(), 2, "two platforms");
+    verify_a.expect_image_signed(&signed, &index);
+    verify_b.expect_unsigned(&signed, &signed.digest);
+    verify_a.expect_unsigned(&unsigned, &unsigned.digest);
+    let unsigned_index = image::fetch_index(&shared.registry, &unsigned);
+    for platform in &unsigned_index.images {
+        verify_a.expect_unsigned(&unsigned, &platform.manifest_digest);
+    }
+
+    // An unchanged rebuild with the same key writes nothing: the signature
+    // is the same bytes, found in place.
+    let before = signature_manifest(&signed, &signed.digest);
+    assert_eq!(layers_of(&before).len(), 1, "one signature");
+    let mark = shared.registry.mark();
+    let again = build(&signed_repo).arg("--sign-key").arg(&key_a).run();
+    assert_eq!(again.single_ref().digest, signed.digest);
+    assert!(again.stderr.contains("Unchanged"), "{}", again.describe());
+    let writes: Vec<_> = shared
+        .registry
+        .requests_since(mark)
+        .into_iter()
+        .filter(|r| r.is_write())
+        .collect();
+    assert!(
+        writes.is_empty(),
+        "an unchanged signed rebuild wrote {writes:?}"
+    );
+    assert_eq!(signature_manifest(&signed, &signed.digest), before);
+
+    // A wrong password is a clean error naming the key and the fix.
+    let wrong = build(&signed_repo)
+        .env("KRUST_SIGN_KEY", &cosign_b)
+        .env("COSIGN_PASSWORD", "battery staple")
+        .run();
+    wrong.expect_clean_error(&["cosign.key", "COSIGN_PASSWORD", "password"]);
+    assert!(
+        !wrong.stderr.contains("battery"),
+        "the password is never shown"
+    );
+
+    // A second key (cosign's format, from the environment) signs the same,
+    // unchanged image: both signatures are kept, both keys verify.
+    let second = build(&signed_repo)
+        .env("KRUST_SIGN_KEY", &cosign_b)
+        .env("COSIGN_PASSWORD", "correct horse")
+        .run();
+    assert_eq!(second.single_ref().digest, signed.digest);
+    assert!(second.stderr.contains("Signed"), "{}", second.describe());
+    let after = layers_of(&signature_manifest(&signed, &signed.digest));
+    assert_eq!(after.len(), 2, "both signatures kept: {after:?}");
+    assert_eq!(
+        after[0],
+        layers_of(&before)[0],
+        "the first is kept as it was"
+    );
+    verify_b.expect_image_signed(&signed, &index);
+    verify_a.expect_image_signed(&signed, &index);
+}
+
+/// Runs a scratch build of hello-krust with `--sign-key key` (and
+/// `COSIGN_PASSWORD` when given) in a fresh target dir; the run must fail cleanly with `words` in its
+/// error, before anything is stored or built.
+fn refused_key(key: &Path, password: Option<&str>, words: &[&str]) -> KrustRun {
+    let target = tempfile::tempdir().expect("tempdir");
+    let mut command = build_on_scratch(&hello_krust())
+        .arg("--sign-key")
+        .arg(key)
+        .arg("--target-dir")
+        .arg(target.path())
+        // Nothing listens there: a run that got past the key would fail on
+        // the push, with another error.
+        .env("KRUST_REPO", "127.0.0.1:1/never");
+    command = match password {
+        Some(password) => command.env("COSIGN_PASSWORD", password),
+        None => command.env_remove("COSIGN_PASSWORD"),
+    };
+    let run = command.run();
+    run.expect_clean_error(words);
+    assert!(
+        !target.path().join("krust").exists(),
+        "the store was opened before the key was checked:\n{}",
+        run.describe()
+    );
+    run
+}
+
+#[test]
+fn bad_keys_are_refused_before_anything_is_built() {
+    let keys = tempfile::tempdir().expect("tempdir");
+    let dir = keys.path();
+    let openssl = tools::require("openssl", "openssl");
+    let (p256, _) = openssl_p256(dir, "good");
+    for (name, algorithm) in [("rsa.key", "RSA"), ("ed25519.key", "ED25519")] {
+        run_ok(
+            Command::new(&openssl)
+                .args(["genpkey", "-algorithm", algorithm, "-out"])
+                .arg(dir.join(name)),
+            TOOL_TIMEOUT,
+            "openssl genpkey",
+        );
+    }
+    let garbage = dir.join("garbage.key");
+    std::fs::write(&garbage, "not a key at all\n").expect("write");
+    let encrypted = cosign_encrypted(dir, &p256, "pw");
+
+    let missing = dir.join("missing.key");
+    let (rsa, ed25519) = (dir.join("rsa.key"), dir.join("ed25519.key"));
+    let cases: [(&Path, Option<&str>, &[&str]); 6] = [
+        (
+            &missing,
+            None,
+            &["missing.key", "cannot be opened", "--sign-key"],
+        ),
+        (
+            &garbage,
+            None,
+            &["garbage.key", "no PEM block", "openssl genpkey"],
+        ),
+        (&rsa, None, &["rsa.key", "RSA", "P-256"]),
+        (&ed25519, None, &["ed25519.key", "Ed25519", "P-256"]),
+        (
+            &encrypted,
+            None,
+            &["cosign.key", "COSIGN_PASSWORD is not set"],
+        ),
+        (
+            &encrypted,
+            Some("nope"),
+            &["cosign.key", "does not decrypt"],
+        ),
+    ];
+    for (key, password, words) in cases {
+        refused_key(key, password, words);
+    }
+
+    // A key with nothing to sign in a registry is refused, not ignored.
+    let no_push = build_on_scratch(&hello_krust())
+        .args(["--no-push", "--sign-key"])
+        .arg(&p256)
+        .run();
+    no_push.expect_clean_error(&["--sign-key", "pushes none", "leave the key out"]);
+}
+
+#[test]
+fn dsse_envelopes_verify_with_securesystemslib() {
+    use cargo_krust::supply::{dsse, keys};
+    let python = signing_python();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (private, public) = openssl_p256(dir.path(), "dsse");
+    let signer = keys::load(&private).expect("load the openssl key");
+    let payload = br#"{"_type":"https://in-toto.io/Statement/v1","subject":[]}"#;
+    let envelope = dsse::envelope(dsse::IN_TOTO_PAYLOAD_TYPE, payload, Some(&signer))
+        .expect("sign an envelope");
+    // The key id an independent party derives: SHA-256 of the public key DER.
+    let public_der = run_ok(
+        Command::new(tools::require("openssl", "openssl"))
+            .args(["pkey", "-pubin", "-outform", "DER", "-in"])
+            .arg(&public),
+        TOOL_TIMEOUT,
+        "openssl pkey -outform DER",
+    )
+    .stdout;
+    let key_id = support::sha256_digest(&public_der)
+        .trim_start_matches("sha256:")
+        .to_string();
+    assert_eq!(envelope["signatures"][0]["keyid"], json!(key_id));
+
+    let script = r#"
+import json, sys
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from securesystemslib.dsse import Envelope
+from securesystemslib.signer import SSlibKey
+public, key_id = sys.argv[1], sys.argv[2]
+key = SSlibKey.from_crypto(load_pem_public_key(open(public, "rb").read()), keyid=key_id)
+envelope = Envelope.from_dict(json.load(sys.stdin))
+verified = envelope.verify([key], 1)
+print("verified", ",".join(verified))
+"#;
+    let verify = |envelope: &Value| {
+        output_with_input(
+            Command::new(&python)
+                .args(["-c", script])
+                .arg(&public)
+                .arg(&key_id),
+            Some(envelope.to_string().as_bytes()),
+            TOOL_TIMEOUT,
+        )
+        .expect("run securesystemslib")
+    };
+    let verified = verify(&envelope);
+    assert!(
+        verified.status.success(),
+        "securesystemslib rejects the envelope: {}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&verified.stdout).trim(),
+        format!("verified {key_id}")
+    );
+    // A changed payload type no longer verifies: the PAE is what is signed.
+    let mut tampered = envelope.clone();
+    tampered["payloadType"] = json!("text/plain");
+    assert!(
+        !verify(&tampered).status.success(),
+        "a tampered envelope verified"
+    );
+}
+
+#[test]
+fn commands_that_push_nothing_refuse_a_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key, _) = openssl_p256(dir.path(), "unused");
+    for command in ["dockerfile", "run"] {
+        let run = krust([command, "--base-image", "scratch", "--sign-key"])
+            .arg(&key)
+            .arg(hello_krust())
+            .run();
+        run.expect_clean_error(&["--sign-key", command]);
+        assert!(!run.stderr.contains("Building"), "{}", run.describe());
+    }
+}
+
+#[test]
+fn a_signature_tag_holding_something_else_is_a_clean_error() {
+    let shared = shared();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key, _) = openssl_p256(dir.path(), "squatted");
+    let repo = format!("{}/{}", shared.registry.host(), unique_name("squatted"));
+    let build = || build_on_scratch(&hello_krust()).env("KRUST_REPO", &repo);
+    let pushed = build().run().single_ref();
+    // An index, not a signature manifest, under the image's signature tag.
+    let tag = format!("sha256-{}.sig", pushed.digest.trim_start_matches("sha256:"));
+    run_ok(
+        Command::new(tools::require("skopeo", "skopeo"))
+            .args([
+                "copy",
+                "--all",
+                "--quiet",
+                "--src-tls-verify=false",
+                "--dest-tls-verify=false",
+            ])
+            .arg(format!("docker://{}", shared.bases.multi_ref))
+            .arg(format!("docker://{}/{}:{tag}", pushed.host, pushed.repo)),
+        TOOL_TIMEOUT,
+        "skopeo copy an index under the signature tag",
+    );
+    let squatted = image::inspect_raw(&format!("{}/{}:{tag}", pushed.host, pushed.repo));
+
+    build()
+        .arg("--sign-key")
+        .arg(&key)
+        .run()
+        .expect_clean_error(&[&tag, "not an image manifest", "delete that tag"]);
+    assert_eq!(
+        image::inspect_raw(&format!("{}/{}:{tag}", pushed.host, pushed.repo)),
+        squatted,
+        "the tag is left as it was"
+    );
+}
