@@ -66,6 +66,11 @@ pub fn write_atomic_private(path: &Path, bytes: &[u8]) -> Result<()> {
     PendingFile::create_with_mode(path, 0o600)?.commit(bytes)
 }
 
+/// [`write_atomic`] for a script: executable from the moment it exists.
+pub fn write_atomic_executable(path: &Path, bytes: &[u8]) -> Result<()> {
+    PendingFile::create_with_mode(path, 0o777)?.commit(bytes)
+}
+
 /// A file to be written whole later, its temporary made now: a destination
 /// that cannot be written is found before the work whose result it holds.
 /// Dropped uncommitted, it leaves nothing behind.

@@ -13,6 +13,7 @@ pub mod cargo_config;
 pub mod elf;
 pub mod linker;
 pub mod native;
+pub mod rustc_shim;
 pub mod rustflags;
 pub mod strategy;
 pub mod toolchain;
@@ -283,10 +284,11 @@ fn apply_strategy(command: &mut Command, request: &TripleBuild) {
     }
 }
 
-/// The rustflags cargo-krust adds to a build: path remapping for
-/// reproducibility, and what build-std under zig needs.
-fn extra_rustflags(request: &TripleBuild, cwd: &Path) -> Vec<String> {
-    let mut flags = rustflags::remap_path_prefixes(cwd, &request.target_dir);
+/// The rustflags cargo-krust adds to a build: what build-std under zig
+/// needs. (Path remapping goes through [`rustc_shim`], out of a compile
+/// cache's sight.)
+fn extra_rustflags(request: &TripleBuild) -> Vec<String> {
+    let mut flags = Vec::new();
     if request.build_std.is_some() && request.strategy == Strategy::Zig {
         // Without a prebuilt std there are no self-contained musl startup
         // objects: zig brings its own crt and libc.
@@ -334,7 +336,12 @@ fn cargo_command(request: &TripleBuild, cwd: &Path) -> Result<Command> {
         request.triple,
         cwd,
         request.build_std.as_ref().and_then(Option::as_deref),
-        &extra_rustflags(request, cwd),
+        &extra_rustflags(request),
+    )?;
+    rustc_shim::apply(
+        &mut command,
+        &request.target_dir,
+        &rustflags::remap_path_prefixes(cwd, &request.target_dir),
     )?;
     if let Some(client) = request.jobserver {
         client.configure(&mut command);

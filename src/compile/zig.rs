@@ -215,14 +215,13 @@ fn capture(tools: &ZigTools, triple: &str, cwd: &Path, toolchain: Option<&str>) 
         .context("cannot create a temporary directory to ask cargo-zigbuild")?;
     let stand_in = staging.path().join("cargo");
     let written = staging.path().join("captured");
-    crate::fsutil::write_atomic(
+    crate::fsutil::write_atomic_executable(
         &stand_in,
         format!(
             "#!/bin/sh\nenv -0 > \"${CAPTURE_VAR}.env\" && printf '%s\\0' \"$@\" > \"${CAPTURE_VAR}.args\"\n"
         )
         .as_bytes(),
     )?;
-    make_executable(&stand_in)?;
 
     let mut command = Command::new(&tools.cargo_zigbuild);
     command
@@ -312,12 +311,6 @@ fn capture(tools: &ZigTools, triple: &str, cwd: &Path, toolchain: Option<&str>) 
 
 fn lossy(text: &std::ffi::OsStr) -> String {
     text.to_string_lossy().into_owned()
-}
-
-fn make_executable(path: &Path) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
-        .with_context(|| format!("cannot make {} executable", path.display()))
 }
 
 #[cfg(test)]
