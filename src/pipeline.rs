@@ -18,13 +18,14 @@ use crate::base::{BaseImage, BasePlatformImage};
 use crate::compile::tools::Machine;
 use crate::compile::{self, TargetDirLock, Unit, batch};
 use crate::image_name::ImageName;
-use crate::plan::{BaseSpec, ImageJob, Plan, Workspace};
+use crate::plan::{BaseSpec, ImageJob, Plan, ProvenanceFormat, Workspace};
 use crate::platform::{self, Listed, Platform};
 use crate::progress;
 use crate::publish::{Archive, ArchiveFormat, OciLayout, PodmanSink, RegistrySink, Sink};
 use crate::registry::{RegistryClient, Timeouts};
 use crate::report::Recorder;
 use crate::store::BlobStore;
+use crate::supply::provenance;
 
 /// [`run`] on a runtime of its own, for callers outside async code. A
 /// SIGINT or SIGTERM stops the run as an error does: what it was writing
@@ -126,7 +127,12 @@ pub async fn run(plan: &Plan, recorder: &Recorder) -> Result<Vec<ImageIndex>> {
     let base_images = fetch_platform_bases(plan, &bases, &platforms, &client, &store).await?;
     progress::trace("base platforms resolved");
     recorder.stage_done("base");
+    // rustc and git are asked for the provenance while cargo builds.
+    let environments = tokio::task::spawn_blocking(probe_environments(plan));
     let (executables, target_dirs) = compile_all(plan, &platforms).await?;
+    let environments = environments
+        .await
+        .context("the provenance probe stopped")??;
     progress::trace("compiled");
     recorder.stage_done("compile");
 
@@ -137,21 +143,23 @@ pub async fn run(plan: &Plan, recorder: &Recorder) -> Result<Vec<ImageIndex>> {
             BaseSpec::Image(reference) => Some(&bases[reference]),
             BaseSpec::Scratch => None,
         };
-        indexes.push(
-            assemble_job(
-                job,
-                base,
-                job_platforms,
-                job_bases,
-                &executables,
-                &store,
-                registry.as_ref(),
-                &created,
-                plan.epoch,
-                recorder,
-            )
-            .await?,
-        );
+        let mut index = assemble_job(
+            job,
+            base,
+            job_platforms,
+            job_bases,
+            &executables,
+            &store,
+            registry.as_ref(),
+            &created,
+            plan.epoch,
+            recorder,
+        )
+        .await?;
+        if let Some(environment) = environments.get(&environment_key(job)) {
+            attach_provenance(plan, job, &mut index, job_bases, environment, &created)?;
+        }
+        indexes.push(index);
     }
     recorder.stage_done("assemble");
 
@@ -647,6 +655,98 @@ async fn layer_of(
     let layer = layer?;
     tokio::task::block_in_place(|| inputs.evict_older_layers(store, &layer));
     Ok(layer)
+}
+
+/// What a job's provenance environment is probed by: its workspace
+/// directory, and whether std is built from source (another toolchain).
+type EnvironmentKey = (PathBuf, bool);
+
+fn environment_key(job: &ImageJob) -> EnvironmentKey {
+    let dir = job
+        .workspace
+        .manifest_path
+        .parent()
+        .unwrap_or(&job.package_dir);
+    (dir.to_path_buf(), job.build_std)
+}
+
+/// The work that probes the provenance environment of every job that wants
+/// provenance, once per [`EnvironmentKey`].
+fn probe_environments(
+    plan: &Plan,
+) -> impl FnOnce() -> Result<HashMap<EnvironmentKey, provenance::Environment>> + use<> {
+    let keys: BTreeSet<EnvironmentKey> = plan
+        .images
+        .iter()
+        .filter(|job| job.artefacts.provenance != ProvenanceFormat::None)
+        .map(environment_key)
+        .collect();
+    move || {
+        keys.into_iter()
+            .map(|(dir, build_std)| {
+                let toolchain = if build_std {
+                    compile::toolchain::build_std_toolchain(&dir)?
+                } else {
+                    None
+                };
+                let environment = provenance::Environment::probe(&dir, toolchain.as_deref())?;
+                Ok(((dir, build_std), environment))
+            })
+            .collect()
+    }
+}
+
+/// Attaches the provenance statement of each platform image of `index` as
+/// a referrer of its manifest.
+fn attach_provenance(
+    plan: &Plan,
+    job: &ImageJob,
+    index: &mut ImageIndex,
+    base_images: &[Option<BasePlatformImage>],
+    environment: &provenance::Environment,
+    created: &str,
+) -> Result<()> {
+    let mut features: Vec<String> = job
+        .features
+        .iter()
+        .chain(&plan.cargo.features)
+        .cloned()
+        .collect();
+    features.sort();
+    features.dedup();
+    for (image, base_image) in index.images.iter_mut().zip(base_images) {
+        let base = match (&job.base, base_image) {
+            (BaseSpec::Image(reference), Some(base)) => {
+                Some((reference.as_str(), base.manifest_digest.as_str()))
+            }
+            _ => None,
+        };
+        let build = provenance::Build {
+            image: &job.name,
+            package: &job.package,
+            bin: &job.bin,
+            platform: &image.platform,
+            profile: &plan.cargo.profile,
+            features: features.clone(),
+            all_features: plan.cargo.all_features,
+            no_default_features: plan.cargo.no_default_features,
+            build_std: job.build_std,
+            base,
+            cargo_args: &plan.cargo.extra_args,
+            environment,
+        };
+        let statement = provenance::statement(&build, &image.manifest);
+        // The signer arrives with --sign-key; unsigned until then.
+        let referrer = provenance::attach(&statement, &image.manifest, created, None)
+            .with_context(|| {
+                format!(
+                    "cannot make the provenance of {} for {}",
+                    job.name, image.platform
+                )
+            })?;
+        image.referrers.push(referrer);
+    }
+    Ok(())
 }
 
 /// RFC 3339 form of the image timestamp. The plan refuses later epochs;

@@ -5,7 +5,10 @@
 //! without its registry (`team-a/api:latest`), so that two images ending in
 //! the same word stay apart; `io.containerd.image.name` carries the full
 //! name. Existing entries of other images are kept; an entry with the same
-//! name is replaced.
+//! name is replaced. The referrers of each platform manifest (provenance,
+//! SBOM) are listed too, unnamed, with their `artifactType` and
+//! annotations, as ORAS keeps them in a layout: the referrers of a
+//! manifest are the listed manifests whose `subject` names it.
 //!
 //! A run writes the layout all or nothing: each blob through a temporary
 //! file renamed into place, index.json once, last, for every image of the
@@ -114,6 +117,12 @@ impl OciLayout {
                         .layers
                         .iter()
                         .chain([&platform.config, &platform.manifest])
+                        .chain(
+                            platform
+                                .referrers
+                                .iter()
+                                .flat_map(|r| r.blobs.iter().chain([&r.manifest])),
+                        )
                 })
                 .chain([&image.index]);
             for blob in blobs {
@@ -259,7 +268,7 @@ fn existing_entries(index_path: &Path) -> Result<Vec<Value>> {
 
 /// The existing entries without those this run names, then one entry per
 /// (image, tag) of this run (a later one replacing an earlier of the same
-/// name).
+/// name), then each referrer of this run not listed yet, unnamed.
 fn merged_entries(existing: Vec<Value>, images: &[ImageIndex]) -> Vec<Value> {
     let ref_name = |entry: &Value| {
         entry
@@ -279,6 +288,19 @@ fn merged_entries(existing: Vec<Value>, images: &[ImageIndex]) -> Vec<Value> {
                 ANNOTATION_IMAGE_NAME: format!("{}:{tag}", image.name),
             });
             entries.push(entry);
+        }
+    }
+    let referrers = images
+        .iter()
+        .flat_map(|image| &image.images)
+        .flat_map(|platform| &platform.referrers);
+    for referrer in referrers {
+        let digest = Some(&referrer.manifest.digest);
+        if !entries
+            .iter()
+            .any(|entry| entry.get("digest").and_then(Value::as_str) == digest.map(String::as_str))
+        {
+            entries.push(referrer.descriptor());
         }
     }
     entries

@@ -158,7 +158,9 @@ pub async fn digest(
     }
 }
 
-/// `PUT /v2/NAME/manifests/REF` with the document's media type.
+/// `PUT /v2/NAME/manifests/REF` with the document's media type. `true`
+/// when the answer carries `OCI-Subject`: the registry implements the
+/// referrers API and lists the manifest as a referrer of its subject.
 pub async fn push(
     transport: &Transport,
     registry: &str,
@@ -166,7 +168,7 @@ pub async fn push(
     reference: &str,
     bytes: Bytes,
     media_type: &str,
-) -> Result<(), RegistryError> {
+) -> Result<bool, RegistryError> {
     let path = manifest_path(registry, repository, reference)?;
     let request = format!("PUT {path}");
     let mut headers = HeaderMap::new();
@@ -190,7 +192,9 @@ pub async fn push(
                 )
                 .await?;
             if response.status().is_success() {
-                Ok(())
+                Ok(response
+                    .headers()
+                    .contains_key(HeaderName::from_static("oci-subject")))
             } else {
                 Err(transport.status_error(registry, &request, response).await)
             }

@@ -150,21 +150,38 @@ impl RegistryClient {
 
     /// Pulls a manifest or index by tag or digest.
     pub async fn pull_manifest(&self, reference: &Reference) -> Result<PulledManifest> {
-        let (bytes, digest) = manifest::pull(
+        let (bytes, digest) = self.pull_manifest_bytes(reference).await?;
+        pulled(reference, bytes, digest)
+    }
+
+    /// Pulls a manifest or index by tag or digest; `None` when the registry
+    /// answers 404.
+    pub async fn pull_manifest_if_any(
+        &self,
+        reference: &Reference,
+    ) -> Result<Option<PulledManifest>> {
+        match self.pull_manifest_bytes(reference).await {
+            Ok((bytes, digest)) => pulled(reference, bytes, digest).map(Some),
+            Err(err)
+                if err
+                    .downcast_ref::<RegistryError>()
+                    .is_some_and(RegistryError::is_not_found) =>
+            {
+                Ok(None)
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    async fn pull_manifest_bytes(&self, reference: &Reference) -> Result<(Bytes, String)> {
+        manifest::pull(
             &self.transport,
             reference.resolve_registry(),
             reference.repository(),
             &tag_or_digest(reference),
         )
         .await
-        .with_context(|| format!("cannot pull manifest of {reference}"))?;
-        let media_type = crate::oci::manifest_media_type(&bytes)
-            .with_context(|| format!("cannot read the manifest of {reference}"))?;
-        Ok(PulledManifest {
-            bytes,
-            digest,
-            media_type,
-        })
+        .with_context(|| format!("cannot pull manifest of {reference}"))
     }
 
     /// Downloads a blob of `size` bytes into memory, checking its size and
@@ -350,13 +367,15 @@ impl RegistryClient {
         .with_context(|| format!("cannot upload blob {digest} to {}", repo_of(repository)))
     }
 
-    /// PUTs a manifest or index under the reference's tag or digest.
+    /// PUTs a manifest or index under the reference's tag or digest;
+    /// `true` when the registry answered that it implements the referrers
+    /// API (`OCI-Subject`, for a manifest with a `subject`).
     pub async fn push_manifest(
         &self,
         reference: &Reference,
         bytes: Bytes,
         media_type: &str,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         manifest::push(
             &self.transport,
             reference.resolve_registry(),
@@ -380,6 +399,17 @@ impl RegistryClient {
         .await
         .with_context(|| format!("cannot look up {reference}"))
     }
+}
+
+/// A pulled manifest with its media type, read off its bytes.
+fn pulled(reference: &Reference, bytes: Bytes, digest: String) -> Result<PulledManifest> {
+    let media_type = crate::oci::manifest_media_type(&bytes)
+        .with_context(|| format!("cannot read the manifest of {reference}"))?;
+    Ok(PulledManifest {
+        bytes,
+        digest,
+        media_type,
+    })
 }
 
 /// The manifest path component of a reference: its digest when it has one,
