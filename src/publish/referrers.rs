@@ -7,6 +7,8 @@
 //! entry already there, whoever wrote it. A fallback tag that holds
 //! anything but an image index is an error naming it: never overwritten.
 
+use std::collections::HashSet;
+
 use anyhow::{Context, Result, bail};
 use futures_util::future::try_join_all;
 use serde_json::Value;
@@ -56,33 +58,55 @@ impl RegistrySink {
         Ok(())
     }
 
-    /// Pushes those referrers of `subject` the registry does not hold yet
-    /// (one HEAD each): an unchanged rebuild sends nothing.
+    /// Pushes those referrers of `subject` the registry does not list yet
+    /// (by its referrers API, else under the fallback tag): an unchanged
+    /// rebuild sends nothing. A referrer manifest the registry holds is not
+    /// enough: a run stopped after pushing it may not have listed it.
     pub(super) async fn push_missing_referrers(
         &self,
         name: &ImageName,
         subject: &Blob,
         referrers: &[Referrer],
     ) -> Result<()> {
-        let held = try_join_all(referrers.iter().map(|referrer| async move {
-            let digest = &referrer.manifest.digest;
-            let found = self
-                .client
-                .manifest_digest(&name.with_digest(digest))
-                .await?;
-            Ok::<_, anyhow::Error>(found.as_deref() == Some(digest.as_str()))
-        }))
-        .await?;
+        if referrers.is_empty() {
+            return Ok(());
+        }
+        let listed = self.listed_referrers(name, &subject.digest).await?;
         let missing: Vec<&Referrer> = referrers
             .iter()
-            .zip(held)
-            .filter(|(_, held)| !held)
-            .map(|(referrer, _)| referrer)
+            .filter(|referrer| !listed.contains(&referrer.manifest.digest))
             .collect();
         if missing.is_empty() {
             return Ok(());
         }
         self.push_referrers(name, subject, &missing).await
+    }
+
+    /// The digests the registry lists as referrers of `subject`.
+    async fn listed_referrers(&self, name: &ImageName, subject: &str) -> Result<HashSet<String>> {
+        let list = match self.client.referrers(&name.with_digest(subject)).await? {
+            Some(list) => checked_index(&list, REGISTRY_FIX)
+                .with_context(|| format!("the referrers list of {name}@{subject}"))?,
+            None => {
+                let tag = fallback_tag(subject)?;
+                match self
+                    .client
+                    .pull_manifest_if_any(&name.with_tag(&tag))
+                    .await?
+                {
+                    Some(index) => checked_index(&index, TAG_FIX)
+                        .with_context(|| format!("the referrers fallback tag {name}:{tag}"))?,
+                    None => return Ok(HashSet::new()),
+                }
+            }
+        };
+        Ok(list["manifests"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| entry.get("digest").and_then(Value::as_str))
+            .map(String::from)
+            .collect())
     }
 
     /// Adds `descriptors` to the index under the fallback tag of `subject`.
@@ -125,7 +149,7 @@ fn with_referrers(
             "mediaType": MEDIA_TYPE_OCI_INDEX,
             "manifests": [],
         }),
-        Some(pulled) => checked_index(pulled)?,
+        Some(pulled) => checked_index(pulled, TAG_FIX)?,
     };
     let Some(entries) = index.get_mut("manifests").and_then(Value::as_array_mut) else {
         bail!("holds an index without a `manifests` list");
@@ -141,20 +165,25 @@ fn with_referrers(
     Ok(changed.then_some(index))
 }
 
-/// The document under a fallback tag, if it is an OCI image index whose
-/// entries each name a digest; else an error saying what it holds.
-fn checked_index(pulled: &PulledManifest) -> Result<Value> {
-    const FIX: &str = "delete that tag or fix what wrote it, then push again";
+/// What to do about a fallback tag that holds no referrers index.
+const TAG_FIX: &str = "delete that tag or fix what wrote it, then push again";
+/// What to do about a registry whose referrers API answers no index.
+const REGISTRY_FIX: &str = "the registry's referrers API is broken; report it to its operators";
+
+/// A referrers list (a fallback tag's document or the referrers API's
+/// answer), if it is an OCI image index whose entries each name a digest;
+/// else an error saying what it holds and what to do (`fix`).
+fn checked_index(pulled: &PulledManifest, fix: &str) -> Result<Value> {
     if pulled.media_type != MEDIA_TYPE_OCI_INDEX {
         bail!(
-            "holds a {}, not an OCI image index; {FIX}",
+            "holds a {}, not an OCI image index; {fix}",
             printable(&pulled.media_type)
         );
     }
     let index: Value =
-        serde_json::from_slice(&pulled.bytes).with_context(|| format!("is not JSON; {FIX}"))?;
+        serde_json::from_slice(&pulled.bytes).with_context(|| format!("is not JSON; {fix}"))?;
     let Some(entries) = index.get("manifests").and_then(Value::as_array) else {
-        bail!("holds an index without a `manifests` list; {FIX}");
+        bail!("holds an index without a `manifests` list; {fix}");
     };
     for entry in entries {
         if entry
@@ -163,7 +192,7 @@ fn checked_index(pulled: &PulledManifest) -> Result<Value> {
             .and_then(digest_hex)
             .is_none()
         {
-            bail!("lists an entry without a sha256 digest; {FIX}");
+            bail!("lists an entry without a sha256 digest; {fix}");
         }
     }
     Ok(index)

@@ -388,6 +388,27 @@ impl RegistryClient {
         .with_context(|| format!("cannot push manifest {reference}"))
     }
 
+    /// The referrers list of the manifest `reference` names by digest
+    /// (`GET /v2/NAME/referrers/DIGEST`), as pulled; `None` when the
+    /// registry has no referrers API.
+    pub async fn referrers(&self, reference: &Reference) -> Result<Option<PulledManifest>> {
+        let digest = tag_or_digest(reference);
+        let listed = manifest::referrers(
+            &self.transport,
+            reference.resolve_registry(),
+            reference.repository(),
+            &digest,
+        )
+        .await
+        .with_context(|| format!("cannot list the referrers of {reference}"))?;
+        listed
+            .map(|bytes| {
+                let digest = sha256_digest(&bytes);
+                pulled(reference, bytes, digest)
+            })
+            .transpose()
+    }
+
     /// The digest a tag points at, or `None` when the tag does not exist.
     pub async fn manifest_digest(&self, reference: &Reference) -> Result<Option<String>> {
         manifest::digest(
