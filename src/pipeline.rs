@@ -127,12 +127,19 @@ pub async fn run(plan: &Plan, recorder: &Recorder) -> Result<Vec<ImageIndex>> {
     let base_images = fetch_platform_bases(plan, &bases, &platforms, &client, &store).await?;
     progress::trace("base platforms resolved");
     recorder.stage_done("base");
-    // rustc and git are asked for the provenance while cargo builds.
-    let environments = tokio::task::spawn_blocking(probe_environments(plan));
+    // rustc is asked for the provenance while cargo builds.
+    let toolchains = tokio::task::spawn_blocking(probe_toolchains(plan));
     let (executables, target_dirs) = compile_all(plan, &platforms).await?;
-    let environments = environments
-        .await
-        .context("the provenance probe stopped")??;
+    let toolchains = toolchains.await.context("the provenance probe stopped")??;
+    let environments = tokio::task::block_in_place(|| {
+        toolchains
+            .into_iter()
+            .map(|((dir, build_std), toolchain)| {
+                let environment = provenance::Environment::probe(&dir, toolchain)?;
+                Ok(((dir, build_std), environment))
+            })
+            .collect::<Result<HashMap<_, _>>>()
+    })?;
     progress::trace("compiled");
     recorder.stage_done("compile");
 
@@ -670,11 +677,11 @@ fn environment_key(job: &ImageJob) -> EnvironmentKey {
     (dir.to_path_buf(), job.build_std)
 }
 
-/// The work that probes the provenance environment of every job that wants
-/// provenance, once per [`EnvironmentKey`].
-fn probe_environments(
+/// The work that probes the toolchain of every job that wants provenance,
+/// once per [`EnvironmentKey`].
+fn probe_toolchains(
     plan: &Plan,
-) -> impl FnOnce() -> Result<HashMap<EnvironmentKey, provenance::Environment>> + use<> {
+) -> impl FnOnce() -> Result<Vec<(EnvironmentKey, Option<provenance::Toolchain>)>> + use<> {
     let keys: BTreeSet<EnvironmentKey> = plan
         .images
         .iter()
@@ -689,8 +696,8 @@ fn probe_environments(
                 } else {
                     None
                 };
-                let environment = provenance::Environment::probe(&dir, toolchain.as_deref())?;
-                Ok(((dir, build_std), environment))
+                let probed = provenance::Toolchain::probe(&dir, toolchain.as_deref())?;
+                Ok(((dir, build_std), probed))
             })
             .collect()
     }

@@ -220,6 +220,25 @@ fn provenance_is_listed_under_the_fallback_tag_on_distribution_once() {
     for platform in &platforms {
         assert_eq!(fallback_referrers(&host, &repo, platform).len(), 1);
     }
+
+    // A machine that has not seen them listed asks the registry, and still
+    // writes nothing.
+    let records = support::shared_target_dir().join("krust/records/referrers-listed");
+    let _ = std::fs::remove_dir_all(&records);
+    let mark = registry.mark();
+    build_two_platforms(&host, &prefix, &bases.multi_ref).single_ref();
+    let requests = registry.requests_since(mark);
+    assert!(
+        !requests.iter().any(|r| r.is_write()),
+        "a rebuild elsewhere wrote {requests:?}"
+    );
+    for platform in &platforms {
+        let tag = format!("/v2/{repo}/manifests/{}", fallback_tag(platform));
+        assert!(
+            requests.iter().any(|r| r.method == "GET" && r.uri == tag),
+            "{tag} was not read: {requests:?}"
+        );
+    }
 }
 
 /// `--provenance none` attaches nothing; a later build with provenance adds

@@ -8,7 +8,8 @@
 //! name is replaced. The referrers of each platform manifest (provenance,
 //! SBOM) are listed too, unnamed, with their `artifactType` and
 //! annotations, as ORAS keeps them in a layout: the referrers of a
-//! manifest are the listed manifests whose `subject` names it.
+//! manifest are the listed manifests whose `subject` names it. (Not in an
+//! OCI archive: see [`OciLayout::without_referrers`].)
 //!
 //! A run writes the layout all or nothing: each blob through a temporary
 //! file renamed into place, index.json once, last, for every image of the
@@ -38,6 +39,8 @@ use crate::registry::RegistryClient;
 
 pub struct OciLayout {
     dir: PathBuf,
+    /// Whether the referrers of each manifest are written and listed.
+    with_referrers: bool,
     /// Where blobs not in the local store come from (base layers).
     client: Arc<RegistryClient>,
     store: BlobStore,
@@ -53,8 +56,19 @@ impl OciLayout {
     pub fn new(dir: &Path, client: Arc<RegistryClient>, store: BlobStore) -> OciLayout {
         OciLayout {
             dir: dir.to_path_buf(),
+            with_referrers: true,
             client,
             store,
+        }
+    }
+
+    /// The layout without referrers: one index.json entry per (image,
+    /// tag), as an OCI archive needs for `podman load` and for `skopeo`
+    /// naming no image (both refuse an index.json of several entries).
+    pub fn without_referrers(self) -> OciLayout {
+        OciLayout {
+            with_referrers: false,
+            ..self
         }
     }
 
@@ -121,6 +135,7 @@ impl OciLayout {
                             platform
                                 .referrers
                                 .iter()
+                                .filter(|_| self.with_referrers)
                                 .flat_map(|r| r.blobs.iter().chain([&r.manifest])),
                         )
                 })
@@ -136,7 +151,7 @@ impl OciLayout {
         let index = json!({
             "schemaVersion": 2,
             "mediaType": MEDIA_TYPE_OCI_INDEX,
-            "manifests": merged_entries(existing, images),
+            "manifests": merged_entries(existing, images, self.with_referrers),
         });
         fsutil::write_atomic(&index_path, &canonical_json(&index))
     }
@@ -268,8 +283,9 @@ fn existing_entries(index_path: &Path) -> Result<Vec<Value>> {
 
 /// The existing entries without those this run names, then one entry per
 /// (image, tag) of this run (a later one replacing an earlier of the same
-/// name), then each referrer of this run not listed yet, unnamed.
-fn merged_entries(existing: Vec<Value>, images: &[ImageIndex]) -> Vec<Value> {
+/// name), then (`with_referrers`) each referrer of this run not listed
+/// yet, unnamed.
+fn merged_entries(existing: Vec<Value>, images: &[ImageIndex], with_referrers: bool) -> Vec<Value> {
     let ref_name = |entry: &Value| {
         entry
             .get("annotations")
@@ -293,7 +309,8 @@ fn merged_entries(existing: Vec<Value>, images: &[ImageIndex]) -> Vec<Value> {
     let referrers = images
         .iter()
         .flat_map(|image| &image.images)
-        .flat_map(|platform| &platform.referrers);
+        .flat_map(|platform| &platform.referrers)
+        .filter(|_| with_referrers);
     for referrer in referrers {
         let digest = Some(&referrer.manifest.digest);
         if !entries

@@ -93,18 +93,13 @@ impl PodmanSink {
     /// and loads it.
     async fn load(&self, image: &ImageIndex, staging: &Path) -> Result<()> {
         let file = staging.join("image.oci.tar");
-        // podman's store has no place for referrers: they stay out.
-        let mut image = image.clone();
-        for platform_image in &mut image.images {
-            platform_image.referrers.clear();
-        }
         Archive::new(
             &file,
             ArchiveFormat::Oci,
             self.client.clone(),
             self.store.clone(),
         )
-        .write_oci(std::slice::from_ref(&image))
+        .write_oci(std::slice::from_ref(image))
         .await?;
         self.podman(&["load", "-i", &file.display().to_string()])
             .await?;

@@ -16,7 +16,7 @@ use serde_json::Value;
 use super::RegistrySink;
 use crate::assemble::referrer::Referrer;
 use crate::image_name::ImageName;
-use crate::oci::{Blob, MEDIA_TYPE_OCI_INDEX, digest_hex};
+use crate::oci::{Blob, MEDIA_TYPE_OCI_INDEX, digest_hex, sha256_digest};
 use crate::progress;
 use crate::registry::{PulledManifest, printable};
 
@@ -55,13 +55,17 @@ impl RegistrySink {
             self.add_to_fallback_tag(name, &subject.digest, &unlisted)
                 .await?;
         }
-        Ok(())
+        let record = listed_record(name, subject, referrers.iter().copied());
+        self.store.write_record(LISTED, &record, b"listed")
     }
 
     /// Pushes those referrers of `subject` the registry does not list yet
     /// (by its referrers API, else under the fallback tag): an unchanged
     /// rebuild sends nothing. A referrer manifest the registry holds is not
     /// enough: a run stopped after pushing it may not have listed it.
+    ///
+    /// What this store saw listed is remembered (see [`listed_record`]): a
+    /// rebuild after that asks the registry nothing.
     pub(super) async fn push_missing_referrers(
         &self,
         name: &ImageName,
@@ -71,15 +75,19 @@ impl RegistrySink {
         if referrers.is_empty() {
             return Ok(());
         }
+        let record = listed_record(name, subject, referrers.iter());
+        if self.store.read_record(LISTED, &record).is_some() {
+            return Ok(());
+        }
         let listed = self.listed_referrers(name, &subject.digest).await?;
         let missing: Vec<&Referrer> = referrers
             .iter()
             .filter(|referrer| !listed.contains(&referrer.manifest.digest))
             .collect();
-        if missing.is_empty() {
-            return Ok(());
+        if !missing.is_empty() {
+            self.push_referrers(name, subject, &missing).await?;
         }
-        self.push_referrers(name, subject, &missing).await
+        self.store.write_record(LISTED, &record, b"listed")
     }
 
     /// The digests the registry lists as referrers of `subject`.
@@ -134,6 +142,31 @@ impl RegistrySink {
         progress::verbose(format!("listed referrers of {subject} under {name}:{tag}"));
         Ok(())
     }
+}
+
+/// The kind of record noting referrers a registry was seen to list.
+const LISTED: &str = "referrers-listed";
+
+/// The record key of `referrers` listed for `subject` in `name`'s
+/// repository: a hash of all of them, so that a new or changed referrer
+/// is looked up again.
+fn listed_record<'r>(
+    name: &ImageName,
+    subject: &Blob,
+    referrers: impl Iterator<Item = &'r Referrer>,
+) -> String {
+    let mut digests: Vec<&str> = referrers.map(|r| r.manifest.digest.as_str()).collect();
+    digests.sort_unstable();
+    let key = format!(
+        "{}\n{}\n{}\n{}",
+        name.registry(),
+        name.repository(),
+        subject.digest,
+        digests.join("\n")
+    );
+    digest_hex(&sha256_digest(key.as_bytes()))
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// The fallback index `existing` (`None`: no tag yet) with every one of

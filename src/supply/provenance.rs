@@ -5,8 +5,9 @@
 //!
 //! The statement holds no wall-clock time, no absolute path and no
 //! environment value: two checkouts of the same commit give the same bytes.
-//! The facts of the machine (toolchain, git state, Cargo.lock) are probed
-//! once per run and workspace ([`Environment::probe`]), not per image.
+//! The facts of the machine are probed once per run and workspace, not per
+//! image: the toolchain while cargo builds ([`Toolchain::probe`]), git and
+//! Cargo.lock once it is done ([`Environment::probe`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -68,20 +69,10 @@ pub struct GitState {
 }
 
 impl Environment {
-    /// Probes the toolchain (`rustc -vV` run in `dir`, so that
-    /// rust-toolchain.toml counts; `toolchain` names a rustup toolchain
-    /// used instead, as build-std does), git and Cargo.lock for the
-    /// workspace whose manifest is in `dir`.
-    pub fn probe(dir: &Path, toolchain: Option<&str>) -> Result<Environment> {
-        let output = crate::compile::toolchain::rustc(dir, toolchain)
-            .arg("-vV")
-            .output()
-            .context("cannot run `rustc -vV` for the provenance")?;
-        let toolchain = output
-            .status
-            .success()
-            .then(|| parse_rustc_version(&String::from_utf8_lossy(&output.stdout)))
-            .flatten();
+    /// The environment of the workspace whose manifest is in `dir`, built
+    /// with `toolchain`: git and Cargo.lock are read now, after the build,
+    /// since cargo may have written Cargo.lock.
+    pub fn probe(dir: &Path, toolchain: Option<Toolchain>) -> Result<Environment> {
         let lock_sha256 = match dir
             .ancestors()
             .map(|d| d.join("Cargo.lock"))
@@ -99,6 +90,23 @@ impl Environment {
             git: git_state(dir),
             lock_sha256,
         })
+    }
+}
+
+impl Toolchain {
+    /// `rustc -vV` run in `dir` (so that rust-toolchain.toml counts), or
+    /// with the rustup toolchain `toolchain` (as build-std uses); `None`
+    /// when rustc does not answer it.
+    pub fn probe(dir: &Path, toolchain: Option<&str>) -> Result<Option<Toolchain>> {
+        let output = crate::compile::toolchain::rustc(dir, toolchain)
+            .arg("-vV")
+            .output()
+            .context("cannot run `rustc -vV` for the provenance")?;
+        Ok(output
+            .status
+            .success()
+            .then(|| parse_rustc_version(&String::from_utf8_lossy(&output.stdout)))
+            .flatten())
     }
 }
 
@@ -409,7 +417,8 @@ mod tests {
     fn probing_a_directory_outside_git_records_no_commit() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("Cargo.lock"), "version = 4\n").unwrap();
-        let probed = Environment::probe(dir.path(), None).unwrap();
+        let toolchain = Toolchain::probe(dir.path(), None).unwrap();
+        let probed = Environment::probe(dir.path(), toolchain).unwrap();
         assert_eq!(probed.git, None);
         assert_eq!(
             probed.lock_sha256.as_deref(),
