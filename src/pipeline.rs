@@ -128,10 +128,12 @@ pub async fn run(plan: &Plan, recorder: &Recorder) -> Result<Vec<ImageIndex>> {
     progress::trace("base platforms resolved");
     recorder.stage_done("base");
     // rustc is asked for the provenance while cargo builds.
-    let toolchains = tokio::task::spawn_blocking(probe_toolchains(plan));
+    let toolchains = tokio::task::spawn_blocking(probe_toolchains(plan, store.clone()));
     let (executables, target_dirs) = compile_all(plan, &platforms).await?;
     let toolchains = toolchains.await.context("the provenance probe stopped")??;
-    let environments = tokio::task::block_in_place(|| {
+    // git and Cargo.lock once cargo is done with them, while the images
+    // are assembled.
+    let environments = tokio::task::spawn_blocking(move || {
         toolchains
             .into_iter()
             .map(|((dir, build_std), toolchain)| {
@@ -139,7 +141,7 @@ pub async fn run(plan: &Plan, recorder: &Recorder) -> Result<Vec<ImageIndex>> {
                 Ok(((dir, build_std), environment))
             })
             .collect::<Result<HashMap<_, _>>>()
-    })?;
+    });
     progress::trace("compiled");
     recorder.stage_done("compile");
 
@@ -150,23 +152,29 @@ pub async fn run(plan: &Plan, recorder: &Recorder) -> Result<Vec<ImageIndex>> {
             BaseSpec::Image(reference) => Some(&bases[reference]),
             BaseSpec::Scratch => None,
         };
-        let mut index = assemble_job(
-            job,
-            base,
-            job_platforms,
-            job_bases,
-            &executables,
-            &store,
-            registry.as_ref(),
-            &created,
-            plan.epoch,
-            recorder,
-        )
-        .await?;
+        indexes.push(
+            assemble_job(
+                job,
+                base,
+                job_platforms,
+                job_bases,
+                &executables,
+                &store,
+                registry.as_ref(),
+                &created,
+                plan.epoch,
+                recorder,
+            )
+            .await?,
+        );
+    }
+    let environments = environments
+        .await
+        .context("the provenance probe stopped")??;
+    for ((job, job_bases), index) in plan.images.iter().zip(&base_images).zip(&mut indexes) {
         if let Some(environment) = environments.get(&environment_key(job)) {
-            attach_provenance(plan, job, &mut index, job_bases, environment, &created)?;
+            attach_provenance(plan, job, index, job_bases, environment, &created)?;
         }
-        indexes.push(index);
     }
     recorder.stage_done("assemble");
 
@@ -681,6 +689,7 @@ fn environment_key(job: &ImageJob) -> EnvironmentKey {
 /// once per [`EnvironmentKey`].
 fn probe_toolchains(
     plan: &Plan,
+    records: BlobStore,
 ) -> impl FnOnce() -> Result<Vec<(EnvironmentKey, Option<provenance::Toolchain>)>> + use<> {
     let keys: BTreeSet<EnvironmentKey> = plan
         .images
@@ -696,7 +705,7 @@ fn probe_toolchains(
                 } else {
                     None
                 };
-                let probed = provenance::Toolchain::probe(&dir, toolchain.as_deref())?;
+                let probed = provenance::Toolchain::probe(&dir, toolchain.as_deref(), &records)?;
                 Ok(((dir, build_std), probed))
             })
             .collect()

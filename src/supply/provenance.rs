@@ -22,6 +22,7 @@ use crate::assemble::referrer::{Referrer, referrer};
 use crate::image_name::ImageName;
 use crate::oci::{Blob, canonical_json, digest_hex, sha256_digest};
 use crate::platform::Platform;
+use crate::store::BlobStore;
 
 /// `_type` of an in-toto statement.
 pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
@@ -94,19 +95,24 @@ impl Environment {
 }
 
 impl Toolchain {
-    /// `rustc -vV` run in `dir` (so that rust-toolchain.toml counts), or
-    /// with the rustup toolchain `toolchain` (as build-std uses); `None`
-    /// when rustc does not answer it.
-    pub fn probe(dir: &Path, toolchain: Option<&str>) -> Result<Option<Toolchain>> {
-        let output = crate::compile::toolchain::rustc(dir, toolchain)
-            .arg("-vV")
-            .output()
-            .context("cannot run `rustc -vV` for the provenance")?;
-        Ok(output
-            .status
-            .success()
-            .then(|| parse_rustc_version(&String::from_utf8_lossy(&output.stdout)))
-            .flatten())
+    /// `rustc -vV` run in `dir` (so that rust-toolchain.toml counts; cached
+    /// in `records`), or with the rustup toolchain `toolchain` (as
+    /// build-std uses).
+    pub fn probe(
+        dir: &Path,
+        toolchain: Option<&str>,
+        records: &BlobStore,
+    ) -> Result<Option<Toolchain>> {
+        let printed = match toolchain {
+            None => crate::compile::toolchain::version_verbose(dir, records),
+            Some(toolchain) => crate::compile::toolchain::rustc(dir, Some(toolchain))
+                .arg("-vV")
+                .output()
+                .map_err(anyhow::Error::from)
+                .map(|output| String::from_utf8_lossy(&output.stdout).into_owned()),
+        }
+        .context("cannot run `rustc -vV` for the provenance")?;
+        Ok(parse_rustc_version(&printed))
     }
 }
 
@@ -417,7 +423,8 @@ mod tests {
     fn probing_a_directory_outside_git_records_no_commit() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("Cargo.lock"), "version = 4\n").unwrap();
-        let toolchain = Toolchain::probe(dir.path(), None).unwrap();
+        let store = BlobStore::open(&dir.path().join("store")).unwrap();
+        let toolchain = Toolchain::probe(dir.path(), None, &store).unwrap();
         let probed = Environment::probe(dir.path(), toolchain).unwrap();
         assert_eq!(probed.git, None);
         assert_eq!(
