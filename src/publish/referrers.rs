@@ -209,7 +209,7 @@ const REGISTRY_FIX: &str = "the registry's referrers API is broken; report it to
 fn checked_index(pulled: &PulledManifest, fix: &str) -> Result<Value> {
     if pulled.media_type != MEDIA_TYPE_OCI_INDEX {
         bail!(
-            "holds a {}, not an OCI image index; {fix}",
+            "holds a document of type {}, not an OCI image index; {fix}",
             printable(&pulled.media_type)
         );
     }
