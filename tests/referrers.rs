@@ -11,7 +11,9 @@
 //!   /v2/<name>/referrers/<digest>`;
 //! - in the OCI layout, listed in index.json, identical to the byte from
 //!   two copies of the example in two directories;
-//! - `--provenance none`: no referrer at all.
+//! - `--provenance none`: no referrer at all;
+//! - a registry refusing the referrers path with a 403 is taken to have no
+//!   referrers API.
 
 mod support;
 
@@ -23,6 +25,7 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 use std::process::Command;
 use std::time::Duration;
+use support::faults::{Fault, FaultProxy, Rule};
 use support::krust::{KrustRun, hello_krust, krust};
 use support::referrers_registry::ReferrersRegistry;
 
@@ -441,4 +444,35 @@ fn layout_provenance(layout: &Path, index: &str) -> Vec<Vec<u8>> {
             envelope
         })
         .collect()
+}
+
+/// A registry that refuses the referrers path otherwise than with the
+/// specification's 404 (here 403, through a proxy) is taken to have no
+/// referrers API: an unchanged rebuild finds the fallback tag and succeeds,
+/// writing nothing.
+#[test]
+fn a_registry_refusing_the_referrers_path_is_asked_for_the_fallback_tag() {
+    let (registry, _) = own_registry_with_bases();
+    let proxy = FaultProxy::start(
+        &registry.host(),
+        vec![Rule::new("GET", "/referrers/", Fault::Status(403)).times(usize::MAX)],
+    );
+    let prefix = unique_name("refusing");
+    let pushed = build_two_platforms(&proxy.host(), &prefix, "scratch").single_ref();
+    let records = support::shared_target_dir().join("krust/records/referrers-listed");
+    let _ = std::fs::remove_dir_all(&records);
+    let mark = registry.mark();
+    let again = build_two_platforms(&proxy.host(), &prefix, "scratch");
+    assert_eq!(
+        again.single_ref().digest,
+        pushed.digest,
+        "{}",
+        again.describe()
+    );
+    assert_eq!(proxy.injected_per_rule(), vec![2], "{:#?}", proxy.events());
+    let requests = registry.requests_since(mark);
+    assert!(
+        !requests.iter().any(|r| r.is_write()),
+        "an unchanged rebuild wrote {requests:?}"
+    );
 }

@@ -92,7 +92,18 @@ impl RegistrySink {
 
     /// The digests the registry lists as referrers of `subject`.
     async fn listed_referrers(&self, name: &ImageName, subject: &str) -> Result<HashSet<String>> {
-        let list = match self.client.referrers(&name.with_digest(subject)).await? {
+        // A registry that refuses the referrers path in some other way than
+        // the specification's 404 is taken to have no API; only one that
+        // stopped answering ends the push.
+        let api = match self.client.referrers(&name.with_digest(subject)).await {
+            Ok(list) => list,
+            Err(err) if crate::registry::stopped_answering(&err) => return Err(err),
+            Err(err) => {
+                progress::verbose(format!("{err:#}; looking for the fallback tag"));
+                None
+            }
+        };
+        let list = match api {
             Some(list) => checked_index(&list, REGISTRY_FIX)
                 .with_context(|| format!("the referrers list of {name}@{subject}"))?,
             None => {
