@@ -18,14 +18,14 @@ use crate::base::{BaseImage, BasePlatformImage};
 use crate::compile::tools::Machine;
 use crate::compile::{self, TargetDirLock, Unit, batch};
 use crate::image_name::ImageName;
-use crate::plan::{BaseSpec, ImageJob, Plan, ProvenanceFormat, Workspace};
+use crate::plan::{BaseSpec, ImageJob, Plan, Workspace};
 use crate::platform::{self, Listed, Platform};
 use crate::progress;
 use crate::publish::{Archive, ArchiveFormat, OciLayout, PodmanSink, RegistrySink, Sink};
 use crate::registry::{RegistryClient, Timeouts};
 use crate::report::Recorder;
 use crate::store::BlobStore;
-use crate::supply::provenance;
+use crate::supply::attach;
 
 /// [`run`] on a runtime of its own, for callers outside async code. A
 /// SIGINT or SIGTERM stops the run as an error does: what it was writing
@@ -127,21 +127,12 @@ pub async fn run(plan: &Plan, recorder: &Recorder) -> Result<Vec<ImageIndex>> {
     let base_images = fetch_platform_bases(plan, &bases, &platforms, &client, &store).await?;
     progress::trace("base platforms resolved");
     recorder.stage_done("base");
-    // rustc is asked for the provenance while cargo builds.
-    let toolchains = tokio::task::spawn_blocking(probe_toolchains(plan, store.clone()));
+    // rustc is asked for the provenance while cargo builds, git and
+    // Cargo.lock once cargo is done with them, while images are assembled.
+    let toolchains = tokio::task::spawn_blocking(attach::probe_toolchains(plan, store.clone()));
     let (executables, target_dirs) = compile_all(plan, &platforms).await?;
     let toolchains = toolchains.await.context("the provenance probe stopped")??;
-    // git and Cargo.lock once cargo is done with them, while the images
-    // are assembled.
-    let environments = tokio::task::spawn_blocking(move || {
-        toolchains
-            .into_iter()
-            .map(|((dir, build_std), toolchain)| {
-                let environment = provenance::Environment::probe(&dir, toolchain)?;
-                Ok(((dir, build_std), environment))
-            })
-            .collect::<Result<HashMap<_, _>>>()
-    });
+    let environments = tokio::task::spawn_blocking(move || attach::probe_environments(toolchains));
     progress::trace("compiled");
     recorder.stage_done("compile");
 
@@ -172,9 +163,7 @@ pub async fn run(plan: &Plan, recorder: &Recorder) -> Result<Vec<ImageIndex>> {
         .await
         .context("the provenance probe stopped")??;
     for ((job, job_bases), index) in plan.images.iter().zip(&base_images).zip(&mut indexes) {
-        if let Some(environment) = environments.get(&environment_key(job)) {
-            attach_provenance(plan, job, index, job_bases, environment, &created)?;
-        }
+        attach::provenance(plan, job, index, job_bases, &environments, &created)?;
     }
     recorder.stage_done("assemble");
 
@@ -670,99 +659,6 @@ async fn layer_of(
     let layer = layer?;
     tokio::task::block_in_place(|| inputs.evict_older_layers(store, &layer));
     Ok(layer)
-}
-
-/// What a job's provenance environment is probed by: its workspace
-/// directory, and whether std is built from source (another toolchain).
-type EnvironmentKey = (PathBuf, bool);
-
-fn environment_key(job: &ImageJob) -> EnvironmentKey {
-    let dir = job
-        .workspace
-        .manifest_path
-        .parent()
-        .unwrap_or(&job.package_dir);
-    (dir.to_path_buf(), job.build_std)
-}
-
-/// The work that probes the toolchain of every job that wants provenance,
-/// once per [`EnvironmentKey`].
-fn probe_toolchains(
-    plan: &Plan,
-    records: BlobStore,
-) -> impl FnOnce() -> Result<Vec<(EnvironmentKey, Option<provenance::Toolchain>)>> + use<> {
-    let keys: BTreeSet<EnvironmentKey> = plan
-        .images
-        .iter()
-        .filter(|job| job.artefacts.provenance != ProvenanceFormat::None)
-        .map(environment_key)
-        .collect();
-    move || {
-        keys.into_iter()
-            .map(|(dir, build_std)| {
-                let toolchain = if build_std {
-                    compile::toolchain::build_std_toolchain(&dir)?
-                } else {
-                    None
-                };
-                let probed = provenance::Toolchain::probe(&dir, toolchain.as_deref(), &records)?;
-                Ok(((dir, build_std), probed))
-            })
-            .collect()
-    }
-}
-
-/// Attaches the provenance statement of each platform image of `index` as
-/// a referrer of its manifest.
-fn attach_provenance(
-    plan: &Plan,
-    job: &ImageJob,
-    index: &mut ImageIndex,
-    base_images: &[Option<BasePlatformImage>],
-    environment: &provenance::Environment,
-    created: &str,
-) -> Result<()> {
-    let mut features: Vec<String> = job
-        .features
-        .iter()
-        .chain(&plan.cargo.features)
-        .cloned()
-        .collect();
-    features.sort();
-    features.dedup();
-    for (image, base_image) in index.images.iter_mut().zip(base_images) {
-        let base = match (&job.base, base_image) {
-            (BaseSpec::Image(reference), Some(base)) => {
-                Some((reference.as_str(), base.manifest_digest.as_str()))
-            }
-            _ => None,
-        };
-        let build = provenance::Build {
-            image: &job.name,
-            package: &job.package,
-            bin: &job.bin,
-            platform: &image.platform,
-            profile: &plan.cargo.profile,
-            features: features.clone(),
-            all_features: plan.cargo.all_features,
-            no_default_features: plan.cargo.no_default_features,
-            build_std: job.build_std,
-            base,
-            cargo_args: &plan.cargo.extra_args,
-            environment,
-        };
-        let statement = provenance::statement(&build, &image.manifest);
-        // The signer arrives with --sign-key; unsigned until then.
-        let referrer = provenance::attach(&statement, &image.manifest, created, None)
-            .with_context(|| {
-                format!(
-                    "cannot make the provenance of {} for {}",
-                    job.name, image.platform
-                )
-            })?;
-        image.referrers.push(referrer);
-    }
-    Ok(())
 }
 
 /// RFC 3339 form of the image timestamp. The plan refuses later epochs;

@@ -14,6 +14,7 @@
 //! client finds them (the referrers API or its fallback tag, the layout's
 //! index). Everything here is deterministic: same inputs, same bytes.
 
+pub mod attach;
 pub mod dsse;
 pub mod provenance;
 pub mod sign;
