@@ -209,6 +209,24 @@ fn provenance_is_listed_under_the_fallback_tag_on_distribution_once() {
             &fallback_referrers(&host, &repo, platform),
         );
     }
+    // Referrers first, the index's tag last: a tag naming the index means
+    // everything is there.
+    let puts: Vec<String> = registry
+        .all_requests()
+        .into_iter()
+        .filter(|r| r.method == "PUT" && r.uri.starts_with(&format!("/v2/{repo}/manifests/")))
+        .map(|r| r.uri)
+        .collect();
+    let tagged = puts
+        .iter()
+        .position(|uri| uri.ends_with("/manifests/latest"));
+    let listed = puts
+        .iter()
+        .rposition(|uri| uri.contains("/manifests/sha256-"));
+    assert!(
+        matches!((listed, tagged), (Some(listed), Some(tagged)) if listed < tagged),
+        "{puts:#?}"
+    );
 
     // Unchanged: nothing written, nothing listed twice.
     let mark = registry.mark();
