@@ -376,9 +376,16 @@ fn provenance_is_found_through_the_referrers_api() {
         check_provenance(&host, repo, platform, &api_referrers(&host, repo, platform));
     }
 
+    let writes_before = registry.write_requests();
+    assert!(writes_before > 0, "the registry's /metrics counts no write");
     let again = build();
     assert_eq!(again.single_ref().digest, pushed.digest);
     assert!(again.stderr.contains("Unchanged"), "{}", again.describe());
+    assert_eq!(
+        registry.write_requests(),
+        writes_before,
+        "an unchanged rebuild wrote to the registry"
+    );
     for platform in &platforms {
         assert_eq!(api_referrers(&host, repo, platform).len(), 1, "listed once");
     }

@@ -81,6 +81,24 @@ impl ReferrersRegistry {
     pub fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
+
+    /// How many PUT, POST, PATCH and DELETE requests it has answered so
+    /// far, from its Prometheus counters (`GET /metrics`).
+    pub fn write_requests(&self) -> u64 {
+        let metrics =
+            http::get(&self.host(), "/metrics").unwrap_or_else(|e| panic!("GET /metrics: {e}"));
+        assert_eq!(metrics.status, 200, "GET /metrics");
+        String::from_utf8_lossy(&metrics.body)
+            .lines()
+            .filter(|line| line.starts_with("ferrooci_http_requests_total{"))
+            .filter(|line| {
+                ["PUT", "POST", "PATCH", "DELETE"]
+                    .iter()
+                    .any(|method| line.contains(&format!("method=\"{method}\"")))
+            })
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
 }
 
 impl Drop for ReferrersRegistry {
