@@ -324,6 +324,7 @@ async fn bring_into(
         )
         .await
         .with_context(|| format!("cannot copy the {} image into {target}", entry.platform))
+        .map(drop)
 }
 
 #[cfg(test)]

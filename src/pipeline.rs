@@ -25,6 +25,7 @@ use crate::publish::{Archive, ArchiveFormat, LocalSink, OciLayout, RegistrySink,
 use crate::registry::{RegistryClient, Timeouts};
 use crate::report::Recorder;
 use crate::store::BlobStore;
+use crate::supply::attach;
 use crate::supply::sign::Signer;
 
 /// [`run`] on a runtime of its own, for callers outside async code. A
@@ -133,7 +134,12 @@ pub async fn run(plan: &Plan, recorder: &Recorder) -> Result<Vec<ImageIndex>> {
     let base_images = fetch_platform_bases(plan, &bases, &platforms, &client, &store).await?;
     progress::trace("base platforms resolved");
     recorder.stage_done("base");
+    // rustc is asked for the provenance while cargo builds, git and
+    // Cargo.lock once cargo is done with them, while images are assembled.
+    let toolchains = tokio::task::spawn_blocking(attach::probe_toolchains(plan, store.clone()));
     let (executables, target_dirs) = compile_all(plan, &platforms).await?;
+    let toolchains = toolchains.await.context("the provenance probe stopped")??;
+    let environments = tokio::task::spawn_blocking(move || attach::probe_environments(toolchains));
     progress::trace("compiled");
     recorder.stage_done("compile");
 
@@ -160,6 +166,20 @@ pub async fn run(plan: &Plan, recorder: &Recorder) -> Result<Vec<ImageIndex>> {
             .await?,
         );
     }
+    let environments = environments
+        .await
+        .context("the provenance probe stopped")??;
+    for ((job, job_bases), index) in plan.images.iter().zip(&base_images).zip(&mut indexes) {
+        attach::provenance(
+            plan,
+            job,
+            index,
+            job_bases,
+            &environments,
+            &created,
+            signer.as_deref(),
+        )?;
+    }
     recorder.stage_done("assemble");
 
     // Every executable is in its layer: other runs may build again.
@@ -176,16 +196,16 @@ pub async fn run(plan: &Plan, recorder: &Recorder) -> Result<Vec<ImageIndex>> {
 }
 
 /// The signer of `--sign-key`, loaded and checked; `None` without a key.
-/// Only the registry sink signs so far, so a run that pushes nothing
-/// refuses the key rather than ignore it; once signed provenance reaches
-/// the other sinks, that check goes.
+/// It signs what a registry or an OCI layout holds (signatures, signed
+/// provenance); a run that writes neither refuses the key rather than
+/// ignore it.
 pub fn signer(plan: &Plan) -> Result<Option<Arc<dyn Signer>>> {
     let Some(path) = &plan.sign_key else {
         return Ok(None);
     };
-    if !plan.push {
+    if !plan.push && plan.oci_layout.is_none() {
         bail!(
-            "--sign-key {} signs the images pushed to a registry, and this run pushes none (--no-push, --local or podman.local); push, or leave the key out (and KRUST_SIGN_KEY unset)",
+            "--sign-key {} signs what is pushed to a registry or written to --oci-layout-path, and this run does neither (--no-push, --local, podman.local or an archive); push, or leave the key out (and KRUST_SIGN_KEY unset)",
             path.display()
         );
     }

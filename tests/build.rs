@@ -587,7 +587,8 @@ fn oci_layout_path_is_readable_by_skopeo() {
         let mut cmd = std::process::Command::new(&skopeo);
         cmd.arg("inspect")
             .args(args)
-            .arg(format!("oci:{}", layout.display()));
+            // Named: index.json also lists the image's referrers.
+            .arg(format!("oci:{}:{ref_name}", layout.display()));
         let output = support::process::run_ok(&mut cmd, std::time::Duration::from_secs(60), what);
         serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
             panic!(
@@ -596,7 +597,7 @@ fn oci_layout_path_is_readable_by_skopeo() {
             )
         })
     };
-    let raw = inspect(&["--raw"], "skopeo inspect --raw oci:DIR");
+    let raw = inspect(&["--raw"], "skopeo inspect --raw oci:DIR:NAME");
     assert_eq!(raw["mediaType"], INDEX_MEDIA_TYPE);
     let mut platforms: Vec<String> = raw["manifests"]
         .as_array()
@@ -612,7 +613,7 @@ fn oci_layout_path_is_readable_by_skopeo() {
         .collect();
     platforms.sort();
     assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
-    let info = inspect(&[], "skopeo inspect oci:DIR");
+    let info = inspect(&[], "skopeo inspect oci:DIR:NAME");
     assert_eq!(
         info["Architecture"], "amd64",
         "skopeo picks the host platform: {info}"

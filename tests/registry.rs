@@ -600,7 +600,10 @@ fn monolithic_refusal_falls_back_to_chunks() {
     let name = unique_name("chunked");
     let mark = registry.mark();
     // One upload at a time, so that exactly one learns of the refusal.
-    let run = push_scratch(&proxy.host(), &name).args(["-j", "1"]).run();
+    // No provenance: the uploads compared below are the image's blobs.
+    let run = push_scratch(&proxy.host(), &name)
+        .args(["-j", "1", "--provenance", "none"])
+        .run();
     let pushed = run.single_ref();
     let index = fetch_direct(registry, &pushed);
     let requests = registry.requests_since(mark);
@@ -643,6 +646,9 @@ fn killed_push_resumes_with_only_missing_blobs() {
             "scratch",
             "--platform",
             "linux/amd64,linux/arm64",
+            // No provenance: the uploads compared below are the image's blobs.
+            "--provenance",
+            "none",
         ])
         .arg(hello_krust())
         .env("KRUST_REPO", format!("{host}/{name}"))

@@ -357,7 +357,7 @@ fn bad_keys_are_refused_before_anything_is_built() {
         .args(["--no-push", "--sign-key"])
         .arg(&p256)
         .run();
-    no_push.expect_clean_error(&["--sign-key", "pushes none", "leave the key out"]);
+    no_push.expect_clean_error(&["--sign-key", "does neither", "leave the key out"]);
 }
 
 #[test]

@@ -121,6 +121,40 @@ pub fn target_cfg(triple: &str, dir: &Path, toolchain: Option<&str>) -> Result<V
     Ok(cfg)
 }
 
+/// `rustc -vV` of the toolchain that builds in `dir`. Remembered under the
+/// identity of that toolchain's rustc binary (size, mtime, inode in the
+/// sysroot [`ensure_target`] recorded), so that a run after a `rustup
+/// update` asks again: the proxy costs tens of milliseconds a call.
+pub fn version_verbose(dir: &Path, records: &BlobStore) -> Result<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let fingerprint = selection_fingerprint(dir);
+    let key = records
+        .read_record("sysroot", &fingerprint)
+        .map(|root| PathBuf::from(String::from_utf8_lossy(&root).into_owned()))
+        .and_then(|root| std::fs::metadata(root.join("bin/rustc")).ok())
+        .map(|rustc| {
+            let identity = format!(
+                "{fingerprint} {} {} {} {}",
+                rustc.len(),
+                rustc.mtime(),
+                rustc.mtime_nsec(),
+                rustc.ino()
+            );
+            hex::encode(Sha256::digest(identity.as_bytes()))
+        });
+    if let Some(printed) = key
+        .as_ref()
+        .and_then(|key| records.read_record("rustc-version", key))
+    {
+        return Ok(String::from_utf8_lossy(&printed).into_owned());
+    }
+    let printed = rustc_output(dir, None, &["-vV"])?;
+    if let Some(key) = key {
+        records.write_record("rustc-version", &key, printed.as_bytes())?;
+    }
+    Ok(printed)
+}
+
 /// Ensures the target's standard library is present, installing it with
 /// rustup when possible; true when it was installed now.
 pub fn ensure_target(triple: &str, dir: &Path, records: &BlobStore) -> Result<bool> {

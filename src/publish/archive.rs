@@ -5,6 +5,10 @@
 //! `repositories`, and the config and layer blobs under `blobs/sha256/`,
 //! layers as stored, i.e. compressed, which `docker load` accepts).
 //!
+//! Neither holds referrers (provenance, SBOM): podman and skopeo refuse an
+//! archive whose index.json lists more than the image when no image is
+//! named, and a docker-archive has no place for them.
+//!
 //! An archive is written whole: into a temporary file next to it, renamed
 //! over FILE once complete; on any failure nothing is left.
 
@@ -82,6 +86,7 @@ impl Archive {
             .context("cannot create a staging directory")?;
         let layout = staging.path().join("layout");
         OciLayout::new(&layout, self.client.clone(), self.store.clone())
+            .without_referrers()
             .write(images)
             .await?;
         tokio::task::block_in_place(|| {

@@ -5,7 +5,11 @@
 //! without its registry (`team-a/api:latest`), so that two images ending in
 //! the same word stay apart; `io.containerd.image.name` carries the full
 //! name. Existing entries of other images are kept; an entry with the same
-//! name is replaced.
+//! name is replaced. The referrers of each platform manifest (provenance,
+//! SBOM) are listed too, unnamed, with their `artifactType` and
+//! annotations, as ORAS keeps them in a layout: the referrers of a
+//! manifest are the listed manifests whose `subject` names it. (Not in an
+//! OCI archive: see [`OciLayout::without_referrers`].)
 //!
 //! A run writes the layout all or nothing: each blob through a temporary
 //! file renamed into place, index.json once, last, for every image of the
@@ -35,6 +39,8 @@ use crate::registry::RegistryClient;
 
 pub struct OciLayout {
     dir: PathBuf,
+    /// Whether the referrers of each manifest are written and listed.
+    with_referrers: bool,
     /// Where blobs not in the local store come from (base layers).
     client: Arc<RegistryClient>,
     store: BlobStore,
@@ -50,8 +56,19 @@ impl OciLayout {
     pub fn new(dir: &Path, client: Arc<RegistryClient>, store: BlobStore) -> OciLayout {
         OciLayout {
             dir: dir.to_path_buf(),
+            with_referrers: true,
             client,
             store,
+        }
+    }
+
+    /// The layout without referrers: one index.json entry per (image,
+    /// tag), as an OCI archive needs for `podman load` and for `skopeo`
+    /// naming no image (both refuse an index.json of several entries).
+    pub fn without_referrers(self) -> OciLayout {
+        OciLayout {
+            with_referrers: false,
+            ..self
         }
     }
 
@@ -114,6 +131,13 @@ impl OciLayout {
                         .layers
                         .iter()
                         .chain([&platform.config, &platform.manifest])
+                        .chain(
+                            platform
+                                .referrers
+                                .iter()
+                                .filter(|_| self.with_referrers)
+                                .flat_map(|r| r.blobs.iter().chain([&r.manifest])),
+                        )
                 })
                 .chain([&image.index]);
             for blob in blobs {
@@ -127,7 +151,7 @@ impl OciLayout {
         let index = json!({
             "schemaVersion": 2,
             "mediaType": MEDIA_TYPE_OCI_INDEX,
-            "manifests": merged_entries(existing, images),
+            "manifests": merged_entries(existing, images, self.with_referrers),
         });
         fsutil::write_atomic(&index_path, &canonical_json(&index))
     }
@@ -259,8 +283,9 @@ fn existing_entries(index_path: &Path) -> Result<Vec<Value>> {
 
 /// The existing entries without those this run names, then one entry per
 /// (image, tag) of this run (a later one replacing an earlier of the same
-/// name).
-fn merged_entries(existing: Vec<Value>, images: &[ImageIndex]) -> Vec<Value> {
+/// name), then (`with_referrers`) each referrer of this run not listed
+/// yet, unnamed.
+fn merged_entries(existing: Vec<Value>, images: &[ImageIndex], with_referrers: bool) -> Vec<Value> {
     let ref_name = |entry: &Value| {
         entry
             .get("annotations")
@@ -279,6 +304,20 @@ fn merged_entries(existing: Vec<Value>, images: &[ImageIndex]) -> Vec<Value> {
                 ANNOTATION_IMAGE_NAME: format!("{}:{tag}", image.name),
             });
             entries.push(entry);
+        }
+    }
+    let referrers = images
+        .iter()
+        .flat_map(|image| &image.images)
+        .flat_map(|platform| &platform.referrers)
+        .filter(|_| with_referrers);
+    for referrer in referrers {
+        let digest = Some(&referrer.manifest.digest);
+        if !entries
+            .iter()
+            .any(|entry| entry.get("digest").and_then(Value::as_str) == digest.map(String::as_str))
+        {
+            entries.push(referrer.descriptor());
         }
     }
     entries

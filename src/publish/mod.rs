@@ -20,6 +20,7 @@
 pub mod archive;
 pub mod layout;
 pub mod local;
+mod referrers;
 mod signatures;
 
 use std::collections::HashMap;
@@ -360,6 +361,16 @@ impl RegistrySink {
                     self.note(name, &layer.digest, BlobOutcome::Present);
                 }
             }
+            // The referrers are not part of the index: they may be missing
+            // (a run of a cargo-krust without them, a new artefact).
+            try_join_all(image.images.iter().map(|platform_image| {
+                self.push_missing_referrers(
+                    name,
+                    &platform_image.manifest,
+                    &platform_image.referrers,
+                )
+            }))
+            .await?;
             // A key given for the first time still signs an unchanged image.
             if let Some(signer) = self.signer.as_deref()
                 && !self.index_signed(image, signer).await?
@@ -382,7 +393,12 @@ impl RegistrySink {
                 &platform_image.manifest,
                 &platform_image.manifest.digest,
             )
-            .await
+            .await?;
+            // Before the index goes up under its tags: a tag naming the
+            // index still means everything is there.
+            let referrers: Vec<_> = platform_image.referrers.iter().collect();
+            self.push_referrers(name, &platform_image.manifest, &referrers)
+                .await
         }))
         .await?;
         // Signatures go up after what they sign, before the tags: a tag
@@ -421,7 +437,14 @@ impl RegistrySink {
         Ok(stale.into_iter().flatten().collect())
     }
 
-    async fn put_manifest(&self, name: &ImageName, blob: &Blob, tag_or_digest: &str) -> Result<()> {
+    /// PUTs a manifest; `true` when the registry lists it as a referrer of
+    /// its subject itself (see [`RegistryClient::push_manifest`]).
+    async fn put_manifest(
+        &self,
+        name: &ImageName,
+        blob: &Blob,
+        tag_or_digest: &str,
+    ) -> Result<bool> {
         let reference = if tag_or_digest.starts_with("sha256:") {
             name.with_digest(tag_or_digest)
         } else {

@@ -158,7 +158,50 @@ pub async fn digest(
     }
 }
 
-/// `PUT /v2/NAME/manifests/REF` with the document's media type.
+/// `GET /v2/NAME/referrers/DIGEST`: the referrers list (an image index) of
+/// a manifest, or `None` from a registry without the referrers API (which
+/// answers 404, or 400/405/501 for a path it does not know).
+pub async fn referrers(
+    transport: &Transport,
+    registry: &str,
+    repository: &str,
+    digest: &str,
+) -> Result<Option<Bytes>, RegistryError> {
+    checked_digest(registry, digest)?;
+    let path = format!("/v2/{repository}/referrers/{digest}");
+    let request = format!("GET {path}");
+    transport
+        .retried(Operation::Request, registry, &request, || async {
+            let response = read(transport, registry, repository, Method::GET, &path).await?;
+            let unsupported = [
+                StatusCode::NOT_FOUND,
+                StatusCode::BAD_REQUEST,
+                StatusCode::METHOD_NOT_ALLOWED,
+                StatusCode::NOT_IMPLEMENTED,
+            ];
+            if unsupported.contains(&response.status()) {
+                return Ok(None);
+            }
+            let response = transport
+                .expect(registry, &request, response, &[StatusCode::OK])
+                .await?;
+            read_limited(
+                registry,
+                &request,
+                response,
+                MANIFEST_LIMIT,
+                transport.timeouts,
+                "a referrers list",
+            )
+            .await
+            .map(Some)
+        })
+        .await
+}
+
+/// `PUT /v2/NAME/manifests/REF` with the document's media type. `true`
+/// when the answer carries `OCI-Subject`: the registry implements the
+/// referrers API and lists the manifest as a referrer of its subject.
 pub async fn push(
     transport: &Transport,
     registry: &str,
@@ -166,7 +209,7 @@ pub async fn push(
     reference: &str,
     bytes: Bytes,
     media_type: &str,
-) -> Result<(), RegistryError> {
+) -> Result<bool, RegistryError> {
     let path = manifest_path(registry, repository, reference)?;
     let request = format!("PUT {path}");
     let mut headers = HeaderMap::new();
@@ -190,7 +233,9 @@ pub async fn push(
                 )
                 .await?;
             if response.status().is_success() {
-                Ok(())
+                Ok(response
+                    .headers()
+                    .contains_key(HeaderName::from_static("oci-subject")))
             } else {
                 Err(transport.status_error(registry, &request, response).await)
             }

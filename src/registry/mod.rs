@@ -150,21 +150,38 @@ impl RegistryClient {
 
     /// Pulls a manifest or index by tag or digest.
     pub async fn pull_manifest(&self, reference: &Reference) -> Result<PulledManifest> {
-        let (bytes, digest) = manifest::pull(
+        let (bytes, digest) = self.pull_manifest_bytes(reference).await?;
+        pulled(reference, bytes, digest)
+    }
+
+    /// Pulls a manifest or index by tag or digest; `None` when the registry
+    /// answers 404.
+    pub async fn pull_manifest_if_any(
+        &self,
+        reference: &Reference,
+    ) -> Result<Option<PulledManifest>> {
+        match self.pull_manifest_bytes(reference).await {
+            Ok((bytes, digest)) => pulled(reference, bytes, digest).map(Some),
+            Err(err)
+                if err
+                    .downcast_ref::<RegistryError>()
+                    .is_some_and(RegistryError::is_not_found) =>
+            {
+                Ok(None)
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    async fn pull_manifest_bytes(&self, reference: &Reference) -> Result<(Bytes, String)> {
+        manifest::pull(
             &self.transport,
             reference.resolve_registry(),
             reference.repository(),
             &tag_or_digest(reference),
         )
         .await
-        .with_context(|| format!("cannot pull manifest of {reference}"))?;
-        let media_type = crate::oci::manifest_media_type(&bytes)
-            .with_context(|| format!("cannot read the manifest of {reference}"))?;
-        Ok(PulledManifest {
-            bytes,
-            digest,
-            media_type,
-        })
+        .with_context(|| format!("cannot pull manifest of {reference}"))
     }
 
     /// The exact bytes of a manifest by tag or digest, `None` when the
@@ -371,13 +388,15 @@ impl RegistryClient {
         .with_context(|| format!("cannot upload blob {digest} to {}", repo_of(repository)))
     }
 
-    /// PUTs a manifest or index under the reference's tag or digest.
+    /// PUTs a manifest or index under the reference's tag or digest;
+    /// `true` when the registry answered that it implements the referrers
+    /// API (`OCI-Subject`, for a manifest with a `subject`).
     pub async fn push_manifest(
         &self,
         reference: &Reference,
         bytes: Bytes,
         media_type: &str,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         manifest::push(
             &self.transport,
             reference.resolve_registry(),
@@ -388,6 +407,27 @@ impl RegistryClient {
         )
         .await
         .with_context(|| format!("cannot push manifest {reference}"))
+    }
+
+    /// The referrers list of the manifest `reference` names by digest
+    /// (`GET /v2/NAME/referrers/DIGEST`), as pulled; `None` when the
+    /// registry has no referrers API.
+    pub async fn referrers(&self, reference: &Reference) -> Result<Option<PulledManifest>> {
+        let digest = tag_or_digest(reference);
+        let listed = manifest::referrers(
+            &self.transport,
+            reference.resolve_registry(),
+            reference.repository(),
+            &digest,
+        )
+        .await
+        .with_context(|| format!("cannot list the referrers of {reference}"))?;
+        listed
+            .map(|bytes| {
+                let digest = sha256_digest(&bytes);
+                pulled(reference, bytes, digest)
+            })
+            .transpose()
     }
 
     /// The digest a tag points at, or `None` when the tag does not exist.
@@ -401,6 +441,17 @@ impl RegistryClient {
         .await
         .with_context(|| format!("cannot look up {reference}"))
     }
+}
+
+/// A pulled manifest with its media type, read off its bytes.
+fn pulled(reference: &Reference, bytes: Bytes, digest: String) -> Result<PulledManifest> {
+    let media_type = crate::oci::manifest_media_type(&bytes)
+        .with_context(|| format!("cannot read the manifest of {reference}"))?;
+    Ok(PulledManifest {
+        bytes,
+        digest,
+        media_type,
+    })
 }
 
 /// The manifest path component of a reference: its digest when it has one,

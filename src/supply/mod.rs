@@ -14,7 +14,9 @@
 //! client finds them (the referrers API or its fallback tag, the layout's
 //! index). Everything here is deterministic: same inputs, same bytes.
 
+pub mod attach;
 pub mod cosign;
 pub mod dsse;
 pub mod keys;
+pub mod provenance;
 pub mod sign;

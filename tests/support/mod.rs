@@ -12,6 +12,7 @@
 //!   read its access log.
 //! - [`certs`]: a test CA, server certificates and token signing via `openssl`.
 //! - [`token`]: a token server for the registry's Bearer-token mode.
+//! - [`referrers_registry`]: a registry with the referrers API (ferro-oci-server).
 //! - [`faults`]: a fault-injecting proxy in front of a registry.
 //! - [`rogue`]: a registry that misbehaves on purpose (answers chosen per test).
 //! - [`serve`]: the tiny HTTP server under the token server, the proxy and the
@@ -35,6 +36,7 @@ pub mod image;
 pub mod krust;
 pub mod podman;
 pub mod process;
+pub mod referrers_registry;
 pub mod registry;
 pub mod rogue;
 pub mod serve;
