@@ -25,6 +25,7 @@ use crate::publish::{Archive, ArchiveFormat, OciLayout, PodmanSink, RegistrySink
 use crate::registry::{RegistryClient, Timeouts};
 use crate::report::Recorder;
 use crate::store::BlobStore;
+use crate::supply::sbom;
 
 /// [`run`] on a runtime of its own, for callers outside async code. A
 /// SIGINT or SIGTERM stops the run as an error does: what it was writing
@@ -121,37 +122,45 @@ pub async fn run(plan: &Plan, recorder: &Recorder) -> Result<Vec<ImageIndex>> {
             sink.check_platforms(&job.name, job_platforms)?;
         }
     }
+    if let Some(dir) = &plan.sbom_dir {
+        sbom::files::check(dir, &sbom::run::planned(plan, &platforms))?;
+    }
     // Every base document is fetched and checked before anything compiles:
     // a broken base fails the run in seconds, not after the build.
     let base_images = fetch_platform_bases(plan, &bases, &platforms, &client, &store).await?;
     progress::trace("base platforms resolved");
     recorder.stage_done("base");
+    let sbom_sources = tokio::task::block_in_place(|| sbom::run::load(plan, &platforms, &store))?;
     let (executables, target_dirs) = compile_all(plan, &platforms).await?;
     progress::trace("compiled");
     recorder.stage_done("compile");
 
     let created = timestamp(plan.epoch);
     let mut indexes = Vec::new();
-    for ((job, job_platforms), job_bases) in plan.images.iter().zip(&platforms).zip(&base_images) {
+    let mut sbom_files = Vec::new();
+    let jobs = plan.images.iter().zip(&platforms).zip(&base_images);
+    for (((job, job_platforms), job_bases), job_sboms) in jobs.zip(&sbom_sources) {
         let base = match &job.base {
             BaseSpec::Image(reference) => Some(&bases[reference]),
             BaseSpec::Scratch => None,
         };
-        indexes.push(
-            assemble_job(
-                job,
-                base,
-                job_platforms,
-                job_bases,
-                &executables,
-                &store,
-                registry.as_ref(),
-                &created,
-                plan.epoch,
-                recorder,
-            )
-            .await?,
-        );
+        let mut index = assemble_job(
+            job,
+            base,
+            job_platforms,
+            job_bases,
+            &executables,
+            &store,
+            registry.as_ref(),
+            &created,
+            plan.epoch,
+            recorder,
+        )
+        .await?;
+        sbom_files.extend(sbom::run::attach(
+            &mut index, job, base, job_bases, job_sboms, &created,
+        )?);
+        indexes.push(index);
     }
     recorder.stage_done("assemble");
 
@@ -160,6 +169,13 @@ pub async fn run(plan: &Plan, recorder: &Recorder) -> Result<Vec<ImageIndex>> {
 
     for sink in &sinks {
         sink.publish(&indexes).await?;
+    }
+    if let Some(dir) = &plan.sbom_dir {
+        let files: Vec<(String, &[u8])> = sbom_files
+            .iter()
+            .filter_map(|(name, blob)| Some((name.clone(), blob.bytes()?.as_ref())))
+            .collect();
+        sbom::files::write(dir, &files)?;
     }
     recorder.stage_done("publish");
     Ok(indexes)

@@ -87,6 +87,12 @@ fn rustc_output(dir: &Path, toolchain: Option<&str>, args: &[&str]) -> Result<St
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
+/// `rustc -vV` of the toolchain that builds in `dir` (or `toolchain`): its
+/// release, host and commit, for the SBOM.
+pub fn version(dir: &Path, toolchain: Option<&str>) -> Result<String> {
+    rustc_output(dir, toolchain, &["-vV"])
+}
+
 /// The sysroot of the toolchain that builds in `dir`.
 fn sysroot(dir: &Path) -> Result<PathBuf> {
     let printed = rustc_output(dir, None, &["--print", "sysroot"])?;

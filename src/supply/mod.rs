@@ -15,4 +15,5 @@
 //! index). Everything here is deterministic: same inputs, same bytes.
 
 pub mod dsse;
+pub mod sbom;
 pub mod sign;

@@ -1,0 +1,203 @@
+//! The SBOMs of a run: what each platform image's SBOM is made from, loaded
+//! before anything compiles (the package graph of its triple and the bin's
+//! features, cached in the store; `rustc -vV`, asked once per toolchain),
+//! and, once the image is assembled, the document attached to its platform
+//! manifest as an OCI 1.1 referrer.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+
+use super::{BaseImage as SbomBase, Input, OciImage, Toolchain, document, files};
+use crate::assemble::ImageIndex;
+use crate::assemble::referrer::referrer;
+use crate::base::{BaseImage, BasePlatformImage};
+use crate::compile::{self, toolchain};
+use crate::oci::Blob;
+use crate::plan::graph::{BuildUse, Query, TargetGraph};
+use crate::plan::{ImageJob, Plan, SbomFormat};
+use crate::platform::Platform;
+use crate::store::BlobStore;
+
+/// What the SBOM of one platform image is made from.
+pub struct Sources {
+    graph: TargetGraph,
+    build_use: BuildUse,
+    toolchain: Arc<Toolchain>,
+}
+
+/// The SBOM sources of every platform of every job (`None` where the job
+/// has no SBOM), in plan order.
+pub fn load(
+    plan: &Plan,
+    platforms: &[Vec<Platform>],
+    store: &BlobStore,
+) -> Result<Vec<Vec<Option<Sources>>>> {
+    let mut toolchains: HashMap<(PathBuf, bool), Arc<Toolchain>> = HashMap::new();
+    plan.images
+        .iter()
+        .zip(platforms)
+        .map(|(job, job_platforms)| {
+            job_platforms
+                .iter()
+                .map(|platform| {
+                    if job.artefacts.sbom == SbomFormat::None {
+                        return Ok(None);
+                    }
+                    let dir = job
+                        .workspace
+                        .manifest_path
+                        .parent()
+                        .context("manifest path has no directory")?;
+                    let key = (dir.to_path_buf(), job.build_std);
+                    let toolchain = match toolchains.get(&key) {
+                        Some(toolchain) => toolchain.clone(),
+                        None => {
+                            let toolchain = Arc::new(rustc_version(dir, job.build_std)?);
+                            toolchains.insert(key, toolchain.clone());
+                            toolchain
+                        }
+                    };
+                    let (graph, build_use) = graph_of(plan, job, platform, store)?;
+                    Ok(Some(Sources {
+                        graph,
+                        build_use,
+                        toolchain,
+                    }))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The toolchain that builds in `dir`: the active one, or with build-std
+/// the nightly that builds std.
+fn rustc_version(dir: &Path, build_std: bool) -> Result<Toolchain> {
+    let nightly = if build_std {
+        toolchain::build_std_toolchain(dir)?
+    } else {
+        None
+    };
+    Toolchain::parse(&toolchain::version(dir, nightly.as_deref())?)
+}
+
+/// The graph cargo resolves for the job's bin on `platform`, with the
+/// features its build passes, and what of it the bin's build uses.
+fn graph_of(
+    plan: &Plan,
+    job: &ImageJob,
+    platform: &Platform,
+    store: &BlobStore,
+) -> Result<(TargetGraph, BuildUse)> {
+    let triple = platform
+        .rust_target()
+        .with_context(|| format!("no Rust target for {platform}"))?;
+    let manifest = job.package_dir.join("Cargo.toml");
+    let packages = BTreeSet::from([job.package.as_str()]);
+    let features = compile::features(
+        &plan.cargo,
+        &packages,
+        &HashMap::from([(job.package.clone(), job.features.clone())]),
+    );
+    let graph = TargetGraph::load(
+        &Query {
+            manifest_path: &job.workspace.manifest_path,
+            triple,
+            roots: &BTreeSet::from([manifest.clone()]),
+            features: compile::batch::qualified_features(&features, &packages),
+            cargo: &plan.cargo,
+        },
+        store,
+    )?;
+    let root = graph.package_at(&manifest).with_context(|| {
+        format!(
+            "package `{}` ({}) is not in the dependency graph cargo resolved for {triple}",
+            job.package,
+            manifest.display()
+        )
+    })?;
+    let build_use = graph.build_use(root);
+    Ok((graph, build_use))
+}
+
+/// Makes the SBOM of every platform image of `index` and attaches it as a
+/// referrer of its manifest; returns each document with its `--sbom-dir`
+/// file name.
+pub fn attach(
+    index: &mut ImageIndex,
+    job: &ImageJob,
+    base: Option<&BaseImage>,
+    base_images: &[Option<BasePlatformImage>],
+    sources: &[Option<Sources>],
+    created: &str,
+) -> Result<Vec<(String, Blob)>> {
+    let mut documents = Vec::new();
+    let name = index.name.clone();
+    for ((image, base_image), sources) in index.images.iter_mut().zip(base_images).zip(sources) {
+        let Some(sources) = sources else {
+            continue;
+        };
+        let platform = image.platform.clone();
+        let input = Input {
+            graph: &sources.graph,
+            build_use: &sources.build_use,
+            bin: &job.bin,
+            image: OciImage {
+                registry: name.registry(),
+                repository: name.repository(),
+                digest: &image.manifest.digest,
+                platform: &platform,
+            },
+            base: base
+                .zip(base_image.as_ref())
+                .map(|(base, base_image)| SbomBase {
+                    image: OciImage {
+                        registry: base.reference.registry(),
+                        repository: base.reference.repository(),
+                        digest: &base_image.manifest_digest,
+                        platform: &platform,
+                    },
+                    configured: &base.configured,
+                    index_digest: &base.digest,
+                }),
+            toolchain: &sources.toolchain,
+            created,
+        };
+        let format = job.artefacts.sbom;
+        let Some(sbom) = document(format, &input)
+            .with_context(|| format!("cannot make the SBOM of {name} for {platform}"))?
+        else {
+            continue;
+        };
+        let annotations = BTreeMap::from([(
+            "org.opencontainers.image.created".to_string(),
+            created.to_string(),
+        )]);
+        image
+            .referrers
+            .push(referrer(&image.manifest, sbom.clone(), annotations));
+        if let Some(file) = files::file_name(&name, &platform, format) {
+            documents.push((file, sbom));
+        }
+    }
+    Ok(documents)
+}
+
+/// Every (image, platform, format) whose SBOM the run makes, for
+/// [`files::check`].
+pub fn planned<'a>(
+    plan: &'a Plan,
+    platforms: &'a [Vec<Platform>],
+) -> Vec<(&'a crate::image_name::ImageName, &'a Platform, SbomFormat)> {
+    plan.images
+        .iter()
+        .zip(platforms)
+        .flat_map(|(job, job_platforms)| {
+            job_platforms
+                .iter()
+                .map(move |platform| (&job.name, platform, job.artefacts.sbom))
+        })
+        .collect()
+}
