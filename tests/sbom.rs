@@ -387,6 +387,13 @@ fn sbom_dir_without_an_sbom_or_onto_a_file_is_refused_before_building() {
         onto_file.describe()
     );
     assert_eq!(std::fs::read(&file).expect("read"), b"keep");
+    for command in ["dockerfile", "run"] {
+        krust([command, "--base-image", "scratch", "--sbom-dir"])
+            .arg(&sboms)
+            .arg(&example)
+            .run()
+            .expect_clean_error(&["--sbom-dir", command]);
+    }
     assert!(!sboms.exists());
 }
 
