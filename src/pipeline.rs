@@ -130,7 +130,7 @@ pub async fn run(plan: &Plan, recorder: &Recorder) -> Result<Vec<ImageIndex>> {
     let base_images = fetch_platform_bases(plan, &bases, &platforms, &client, &store).await?;
     progress::trace("base platforms resolved");
     recorder.stage_done("base");
-    let sbom_sources = tokio::task::block_in_place(|| sbom::run::load(plan, &platforms, &store))?;
+    let sbom_sources = tokio::task::block_in_place(|| sbom::run::load(plan, &platforms))?;
     let (executables, target_dirs) = compile_all(plan, &platforms).await?;
     progress::trace("compiled");
     recorder.stage_done("compile");

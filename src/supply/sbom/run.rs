@@ -1,6 +1,8 @@
 //! The SBOMs of a run: what each platform image's SBOM is made from, loaded
 //! before anything compiles (the package graph of its triple and the bin's
-//! features, cached in the store; `rustc -vV`, asked once per toolchain),
+//! features, and `rustc -vV`, both remembered in the store of the
+//! workspace's target dir, where the build's native-code check finds the
+//! same graph),
 //! and, once the image is assembled, the document attached to its platform
 //! manifest as an OCI 1.1 referrer.
 
@@ -30,12 +32,9 @@ pub struct Sources {
 
 /// The SBOM sources of every platform of every job (`None` where the job
 /// has no SBOM), in plan order.
-pub fn load(
-    plan: &Plan,
-    platforms: &[Vec<Platform>],
-    store: &BlobStore,
-) -> Result<Vec<Vec<Option<Sources>>>> {
+pub fn load(plan: &Plan, platforms: &[Vec<Platform>]) -> Result<Vec<Vec<Option<Sources>>>> {
     let mut toolchains: HashMap<(PathBuf, bool), Arc<Toolchain>> = HashMap::new();
+    let mut stores: HashMap<PathBuf, BlobStore> = HashMap::new();
     plan.images
         .iter()
         .zip(platforms)
@@ -51,16 +50,25 @@ pub fn load(
                         .manifest_path
                         .parent()
                         .context("manifest path has no directory")?;
+                    let target_dir = &job.workspace.target_dir;
+                    let store = match stores.get(target_dir) {
+                        Some(store) => store.clone(),
+                        None => {
+                            let store = BlobStore::open(&target_dir.join("krust"))?;
+                            stores.insert(target_dir.clone(), store.clone());
+                            store
+                        }
+                    };
                     let key = (dir.to_path_buf(), job.build_std);
                     let toolchain = match toolchains.get(&key) {
                         Some(toolchain) => toolchain.clone(),
                         None => {
-                            let toolchain = Arc::new(rustc_version(dir, job.build_std)?);
+                            let toolchain = Arc::new(rustc_version(dir, job.build_std, &store)?);
                             toolchains.insert(key, toolchain.clone());
                             toolchain
                         }
                     };
-                    let (graph, build_use) = graph_of(plan, job, platform, store)?;
+                    let (graph, build_use) = graph_of(plan, job, platform, &store)?;
                     Ok(Some(Sources {
                         graph,
                         build_use,
@@ -74,13 +82,13 @@ pub fn load(
 
 /// The toolchain that builds in `dir`: the active one, or with build-std
 /// the nightly that builds std.
-fn rustc_version(dir: &Path, build_std: bool) -> Result<Toolchain> {
+fn rustc_version(dir: &Path, build_std: bool, records: &BlobStore) -> Result<Toolchain> {
     let nightly = if build_std {
         toolchain::build_std_toolchain(dir)?
     } else {
         None
     };
-    Toolchain::parse(&toolchain::version(dir, nightly.as_deref())?)
+    Toolchain::parse(&toolchain::version(dir, nightly.as_deref(), records)?)
 }
 
 /// The graph cargo resolves for the job's bin on `platform`, with the
