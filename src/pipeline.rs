@@ -131,6 +131,7 @@ pub async fn run(plan: &Plan, recorder: &Recorder) -> Result<Vec<ImageIndex>> {
     progress::trace("base platforms resolved");
     recorder.stage_done("base");
     let sbom_sources = tokio::task::block_in_place(|| sbom::run::load(plan, &platforms))?;
+    progress::trace("SBOM inputs loaded");
     let (executables, target_dirs) = compile_all(plan, &platforms).await?;
     progress::trace("compiled");
     recorder.stage_done("compile");
