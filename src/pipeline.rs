@@ -159,7 +159,13 @@ pub async fn run(plan: &Plan, recorder: &Recorder) -> Result<Vec<ImageIndex>> {
         )
         .await?;
         sbom_files.extend(sbom::run::attach(
-            &mut index, job, base, job_bases, job_sboms, &created,
+            &mut index,
+            &job.bin,
+            job.artefacts.sbom,
+            base,
+            job_bases,
+            job_sboms,
+            &created,
         )?);
         indexes.push(index);
     }

@@ -130,12 +130,13 @@ fn graph_of(
     Ok((graph, build_use))
 }
 
-/// Makes the SBOM of every platform image of `index` and attaches it as a
-/// referrer of its manifest; returns each document with its `--sbom-dir`
-/// file name.
+/// Makes the SBOM (in `format`) of every platform image of `index`, whose
+/// binary is `/app/<bin>`, and attaches it as a referrer of its manifest;
+/// returns each document with its `--sbom-dir` file name.
 pub fn attach(
     index: &mut ImageIndex,
-    job: &ImageJob,
+    bin: &str,
+    format: SbomFormat,
     base: Option<&BaseImage>,
     base_images: &[Option<BasePlatformImage>],
     sources: &[Option<Sources>],
@@ -151,7 +152,7 @@ pub fn attach(
         let input = Input {
             graph: &sources.graph,
             build_use: &sources.build_use,
-            bin: &job.bin,
+            bin,
             image: OciImage {
                 registry: name.registry(),
                 repository: name.repository(),
@@ -173,7 +174,6 @@ pub fn attach(
             toolchain: &sources.toolchain,
             created,
         };
-        let format = job.artefacts.sbom;
         let Some(sbom) = document(format, &input)
             .with_context(|| format!("cannot make the SBOM of {name} for {platform}"))?
         else {
@@ -208,4 +208,93 @@ pub fn planned<'a>(
                 .map(move |platform| (&job.name, platform, job.artefacts.sbom))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::assemble::PlatformImage;
+    use crate::image_name::ImageName;
+    use crate::oci::MEDIA_TYPE_OCI_MANIFEST;
+    use crate::plan::graph::tests::graph;
+    use crate::supply::sbom::MEDIA_TYPE_CYCLONEDX;
+    use crate::supply::sbom::tests::toolchain;
+
+    fn platform_image(platform: Platform, manifest: &str) -> PlatformImage {
+        PlatformImage {
+            platform,
+            platform_json: json!({}),
+            manifest: Blob::from_bytes(MEDIA_TYPE_OCI_MANIFEST, manifest.to_string()),
+            config: Blob::from_bytes("application/vnd.oci.image.config.v1+json", "{}"),
+            layers: Vec::new(),
+            referrers: Vec::new(),
+        }
+    }
+
+    fn sources() -> Sources {
+        let graph = graph();
+        let root = graph
+            .package_at(Path::new("/w/app/Cargo.toml"))
+            .expect("app");
+        Sources {
+            build_use: graph.build_use(root),
+            graph,
+            toolchain: Arc::new(toolchain()),
+        }
+    }
+
+    #[test]
+    fn each_platform_manifest_gets_its_sbom_as_a_referrer() {
+        let amd64 = Platform::new("linux", "amd64", None);
+        let arm64 = Platform::new("linux", "arm64", None);
+        let mut index = ImageIndex {
+            name: ImageName::parse("127.0.0.1:5000/team/app").unwrap(),
+            tags: vec!["latest".into()],
+            index: Blob::from_bytes("application/vnd.oci.image.index.v1+json", "{}"),
+            images: vec![
+                platform_image(amd64, "{\"a\":1}"),
+                platform_image(arm64, "{\"b\":1}"),
+            ],
+        };
+        let created = "2023-11-14T22:13:20Z";
+        let documents = attach(
+            &mut index,
+            "app",
+            SbomFormat::Cyclonedx,
+            None,
+            &[None, None],
+            &[Some(sources()), None],
+            created,
+        )
+        .unwrap();
+
+        let names: Vec<&str> = documents.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, ["app-linux-amd64.cdx.json"]);
+        let [amd64, arm64] = &index.images[..] else {
+            panic!("two images");
+        };
+        assert!(arm64.referrers.is_empty(), "no sources, no SBOM");
+        let [referrer] = &amd64.referrers[..] else {
+            panic!("one referrer: {:?}", amd64.referrers);
+        };
+        assert_eq!(referrer.artifact_type, MEDIA_TYPE_CYCLONEDX);
+        let manifest: Value = serde_json::from_slice(referrer.manifest.bytes().unwrap()).unwrap();
+        assert_eq!(manifest["subject"]["digest"], json!(amd64.manifest.digest));
+        assert_eq!(
+            manifest["annotations"]["org.opencontainers.image.created"],
+            created
+        );
+        assert_eq!(
+            manifest["layers"][0]["digest"],
+            json!(documents[0].1.digest)
+        );
+        let sbom: Value = serde_json::from_slice(documents[0].1.bytes().unwrap()).unwrap();
+        assert_eq!(
+            sbom["metadata"]["component"]["version"],
+            json!(amd64.manifest.digest)
+        );
+        assert_eq!(sbom["metadata"]["timestamp"], created);
+    }
 }
