@@ -292,20 +292,30 @@ fn spdx_of_each_linux_platform_validates_and_lists_what_its_build_used() {
 fn cyclonedx_with_the_feature_on_validates_and_lists_the_optional_crate() {
     tools::require_default_rust_targets();
     let tmp = tempfile::tempdir().expect("tempdir");
-    let example = example_copy(tmp.path());
-    let sboms = tmp.path().join("sboms");
+    // The feature from the command line, then from the `features` key.
+    let example = example_copy(&tmp.path().join("flag"));
+    let sboms = tmp.path().join("flag/sboms");
+    let cyclonedx = ["--no-push", "--sbom", "cyclonedx", "--sbom-dir"];
     build_on_scratch(&example)
-        .args([
-            "--no-push",
-            "--sbom",
-            "cyclonedx",
-            "--features",
-            "extra",
-            "--sbom-dir",
-        ])
+        .args(["--features", "extra"])
+        .args(cyclonedx)
         .arg(&sboms)
         .run()
         .single_ref();
+    let configured = example_copy(&tmp.path().join("key"));
+    let manifest = configured.join("Cargo.toml");
+    let mut text = std::fs::read_to_string(&manifest).expect("Cargo.toml");
+    text.push_str("\n[package.metadata.krust]\nfeatures = [\"extra\"]\n");
+    std::fs::write(&manifest, text).expect("write Cargo.toml");
+    let key_sboms = tmp.path().join("key/sboms");
+    build_on_scratch(&configured)
+        .args(cyclonedx)
+        .arg(&key_sboms)
+        .run()
+        .single_ref();
+    let from_key = read_json(&key_sboms.join("krust-sbom-linux-amd64.cdx.json"));
+    one(&from_key, "components", "sbom-optional");
+
     let file = sboms.join("krust-sbom-linux-amd64.cdx.json");
     validate_cyclonedx(&file);
     let document = read_json(&file);
