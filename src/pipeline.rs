@@ -178,11 +178,7 @@ pub async fn run(plan: &Plan, recorder: &Recorder) -> Result<Vec<ImageIndex>> {
         sink.publish(&indexes).await?;
     }
     if let Some(dir) = &plan.sbom_dir {
-        let files: Vec<(String, &[u8])> = sbom_files
-            .iter()
-            .filter_map(|(name, blob)| Some((name.clone(), blob.bytes()?.as_ref())))
-            .collect();
-        sbom::files::write(dir, &files)?;
+        sbom::files::write(dir, &sbom_files)?;
     }
     recorder.stage_done("publish");
     Ok(indexes)

@@ -14,6 +14,7 @@ use anyhow::{Context, Result, bail};
 use super::{extension, platform_slug};
 use crate::fsutil;
 use crate::image_name::ImageName;
+use crate::oci::Blob;
 use crate::plan::SbomFormat;
 use crate::platform::Platform;
 
@@ -59,8 +60,8 @@ pub fn check(dir: &Path, planned: &[(&ImageName, &Platform, SbomFormat)]) -> Res
     Ok(())
 }
 
-/// Writes every `(file name, bytes)` into `dir`, all or nothing.
-pub fn write(dir: &Path, files: &[(String, &[u8])]) -> Result<()> {
+/// Writes every `(file name, document)` into `dir`, all or nothing.
+pub fn write(dir: &Path, files: &[(String, Blob)]) -> Result<()> {
     let created = dir.ancestors().take_while(|d| !d.exists()).last();
     let created = created.map(Path::to_path_buf);
     let written = write_all(dir, files);
@@ -71,10 +72,13 @@ pub fn write(dir: &Path, files: &[(String, &[u8])]) -> Result<()> {
     written.with_context(|| format!("cannot write SBOMs into {} (--sbom-dir)", dir.display()))
 }
 
-fn write_all(dir: &Path, files: &[(String, &[u8])]) -> Result<()> {
+fn write_all(dir: &Path, files: &[(String, Blob)]) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut staged = Vec::new();
-    for (name, bytes) in files {
+    for (name, document) in files {
+        let bytes = document
+            .bytes()
+            .with_context(|| format!("{name}: the SBOM is not in memory"))?;
         let mut temp = fsutil::temp_file_in(dir)?;
         std::io::Write::write_all(temp.as_file_mut(), bytes)
             .with_context(|| format!("cannot write {name}"))?;
@@ -100,6 +104,13 @@ fn write_all(dir: &Path, files: &[(String, &[u8])]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn document(name: &str, text: &'static str) -> (String, Blob) {
+        (
+            name.to_string(),
+            Blob::from_bytes("application/spdx+json", text),
+        )
+    }
 
     fn name(text: &str) -> ImageName {
         ImageName::parse(text).unwrap()
@@ -144,10 +155,7 @@ mod tests {
     fn writes_all_or_nothing() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("made/sboms");
-        let files = [
-            ("a.spdx.json".to_string(), &b"{}"[..]),
-            ("b.spdx.json".to_string(), &b"[]"[..]),
-        ];
+        let files = [document("a.spdx.json", "{}"), document("b.spdx.json", "[]")];
         write(&dir, &files).unwrap();
         assert_eq!(std::fs::read(dir.join("b.spdx.json")).unwrap(), b"[]");
 
@@ -165,8 +173,8 @@ mod tests {
         // A directory this run made goes with its failure.
         let fresh = tmp.path().join("fresh/deeper");
         let unwritable = [
-            ("a.spdx.json".to_string(), &b"{}"[..]),
-            ("missing/b.spdx.json".to_string(), &b"{}"[..]),
+            document("a.spdx.json", "{}"),
+            document("missing/b.spdx.json", "{}"),
         ];
         assert!(write(&fresh, &unwritable).is_err());
         assert!(!tmp.path().join("fresh").exists());
