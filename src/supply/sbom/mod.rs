@@ -26,7 +26,7 @@ mod purl;
 pub mod run;
 pub mod spdx;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use anyhow::{Context, Result, bail};
 use sha2::{Digest as _, Sha256};
@@ -213,7 +213,10 @@ struct Model<'a> {
 impl<'a> Model<'a> {
     fn of(input: &'a Input<'a>) -> Result<Model<'a>> {
         let used = &input.build_use.packages;
-        let position = |graph_index: usize| used.keys().position(|&i| i == graph_index);
+        // Graph index → index into `components` (which follow `used`'s order).
+        let positions: HashMap<usize, usize> =
+            used.keys().enumerate().map(|(at, &i)| (i, at)).collect();
+        let position = |graph_index: usize| positions.get(&graph_index).copied();
         let mut components = Vec::new();
         for (&index, &role) in used {
             let package = input

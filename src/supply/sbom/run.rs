@@ -33,8 +33,7 @@ pub struct Sources {
 /// The SBOM sources of every platform of every job (`None` where the job
 /// has no SBOM), in plan order.
 pub fn load(plan: &Plan, platforms: &[Vec<Platform>]) -> Result<Vec<Vec<Option<Sources>>>> {
-    let mut toolchains: HashMap<(PathBuf, bool), Arc<Toolchain>> = HashMap::new();
-    let mut stores: HashMap<PathBuf, BlobStore> = HashMap::new();
+    let mut loader = Loader::default();
     plan.images
         .iter()
         .zip(platforms)
@@ -45,29 +44,8 @@ pub fn load(plan: &Plan, platforms: &[Vec<Platform>]) -> Result<Vec<Vec<Option<S
                     if job.artefacts.sbom == SbomFormat::None {
                         return Ok(None);
                     }
-                    let dir = job
-                        .workspace
-                        .manifest_path
-                        .parent()
-                        .context("manifest path has no directory")?;
-                    let target_dir = &job.workspace.target_dir;
-                    let store = match stores.get(target_dir) {
-                        Some(store) => store.clone(),
-                        None => {
-                            let store = BlobStore::open(&target_dir.join("krust"))?;
-                            stores.insert(target_dir.clone(), store.clone());
-                            store
-                        }
-                    };
-                    let key = (dir.to_path_buf(), job.build_std);
-                    let toolchain = match toolchains.get(&key) {
-                        Some(toolchain) => toolchain.clone(),
-                        None => {
-                            let toolchain = Arc::new(rustc_version(dir, job.build_std, &store)?);
-                            toolchains.insert(key, toolchain.clone());
-                            toolchain
-                        }
-                    };
+                    let store = loader.store(&job.workspace.target_dir)?;
+                    let toolchain = loader.toolchain(job, &store)?;
                     let (graph, build_use) = graph_of(plan, job, platform, &store)?;
                     Ok(Some(Sources {
                         graph,
@@ -80,15 +58,48 @@ pub fn load(plan: &Plan, platforms: &[Vec<Platform>]) -> Result<Vec<Vec<Option<S
         .collect()
 }
 
-/// The toolchain that builds in `dir`: the active one, or with build-std
-/// the nightly that builds std.
-fn rustc_version(dir: &Path, build_std: bool, records: &BlobStore) -> Result<Toolchain> {
-    let nightly = if build_std {
-        toolchain::build_std_toolchain(dir)?
-    } else {
-        None
-    };
-    Toolchain::parse(&toolchain::version(dir, nightly.as_deref(), records)?)
+/// What [`load`] opens or asks once per run.
+#[derive(Default)]
+struct Loader {
+    /// By target dir.
+    stores: HashMap<PathBuf, BlobStore>,
+    /// By (workspace directory, build-std).
+    toolchains: HashMap<(PathBuf, bool), Arc<Toolchain>>,
+}
+
+impl Loader {
+    /// The store of a workspace's target dir, where its builds keep records.
+    fn store(&mut self, target_dir: &Path) -> Result<BlobStore> {
+        if let Some(store) = self.stores.get(target_dir) {
+            return Ok(store.clone());
+        }
+        let store = BlobStore::open(&target_dir.join("krust"))?;
+        self.stores.insert(target_dir.to_path_buf(), store.clone());
+        Ok(store)
+    }
+
+    /// The toolchain that builds the job: the active one in its workspace,
+    /// or with build-std the nightly that builds std.
+    fn toolchain(&mut self, job: &ImageJob, records: &BlobStore) -> Result<Arc<Toolchain>> {
+        let dir = job
+            .workspace
+            .manifest_path
+            .parent()
+            .context("manifest path has no directory")?;
+        let key = (dir.to_path_buf(), job.build_std);
+        if let Some(toolchain) = self.toolchains.get(&key) {
+            return Ok(toolchain.clone());
+        }
+        let nightly = if job.build_std {
+            toolchain::build_std_toolchain(dir)?
+        } else {
+            None
+        };
+        let version = toolchain::version(dir, nightly.as_deref(), records)?;
+        let toolchain = Arc::new(Toolchain::parse(&version)?);
+        self.toolchains.insert(key, toolchain.clone());
+        Ok(toolchain)
+    }
 }
 
 /// The graph cargo resolves for the job's bin on `platform`, with the
