@@ -422,3 +422,77 @@ fn a_failed_push_writes_no_sbom() {
     run.expect_clean_error(&["127.0.0.1:9"]);
     assert!(!tmp.path().join("new").exists(), "{}", run.describe());
 }
+
+/// A git repository holding the crate `sbom-git`, committed at a fixed date;
+/// returns its directory and commit.
+fn git_crate(dir: &Path) -> (PathBuf, String) {
+    let git = tools::require("git", "git");
+    let repo = dir.join("sbom-git");
+    std::fs::create_dir_all(repo.join("src")).expect("create the git crate");
+    std::fs::write(
+        repo.join("Cargo.toml"),
+        "[package]\nname = \"sbom-git\"\nversion = \"0.2.0\"\nedition = \"2021\"\nlicense = \"MIT\"\n",
+    )
+    .expect("write Cargo.toml");
+    std::fs::write(repo.join("src/lib.rs"), "pub const NAME: &str = \"git\";\n")
+        .expect("write lib.rs");
+    let run = |args: &[&str]| {
+        let output = Command::new(&git)
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .current_dir(&repo)
+            .env("GIT_AUTHOR_DATE", "2020-01-01T00:00:00Z")
+            .env("GIT_COMMITTER_DATE", "2020-01-01T00:00:00Z")
+            .output()
+            .expect("run git");
+        assert!(output.status.success(), "git {args:?}: {output:?}");
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    };
+    run(&["init", "-q"]);
+    run(&["add", "-A"]);
+    run(&["commit", "-q", "-m", "sbom-git"]);
+    let commit = run(&["rev-parse", "HEAD"]);
+    (repo, commit)
+}
+
+#[test]
+fn a_git_dependency_is_named_by_its_commit_in_both_formats() {
+    tools::require_default_rust_targets();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (repo, commit) = git_crate(tmp.path());
+    let example = example_copy(tmp.path());
+    let manifest = example.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).expect("Cargo.toml");
+    let dependency = format!(
+        "[dependencies]\nsbom-git = {{ git = \"file://{}\" }}\n",
+        repo.display()
+    );
+    std::fs::write(&manifest, text.replacen("[dependencies]\n", &dependency, 1))
+        .expect("write Cargo.toml");
+    let purl = format!(
+        "pkg:cargo/sbom-git@0.2.0?vcs_url=git%2Bfile://{}%40{commit}",
+        repo.display()
+    );
+    let sboms = tmp.path().join("sboms");
+    for format in ["spdx", "cyclonedx"] {
+        build_on_scratch(&example)
+            .args(["--no-push", "--sbom", format, "--sbom-dir"])
+            .arg(&sboms)
+            .run()
+            .single_ref();
+    }
+
+    let spdx = sboms.join("krust-sbom-linux-amd64.spdx.json");
+    validate_spdx(&spdx);
+    let spdx = read_json(&spdx);
+    let package = one(&spdx, "packages", "sbom-git");
+    assert_eq!(package["externalRefs"][0]["referenceLocator"], purl);
+    // SPDX takes no file:// download location.
+    assert_eq!(package["downloadLocation"], "NOASSERTION");
+    assert_eq!(package["licenseDeclared"], "MIT");
+
+    let cyclonedx = sboms.join("krust-sbom-linux-amd64.cdx.json");
+    validate_cyclonedx(&cyclonedx);
+    let cyclonedx = read_json(&cyclonedx);
+    assert_eq!(one(&cyclonedx, "components", "sbom-git")["purl"], purl);
+}

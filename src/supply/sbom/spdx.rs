@@ -150,7 +150,9 @@ fn crate_package(model: &Model, component: &Component) -> Value {
             "https://crates.io/api/v1/crates/{}/{}/download",
             package.name, package.version
         ),
-        Source::Git { url, commit } if !commit.is_empty() => format!("git+{url}@{commit}"),
+        Source::Git { url, commit } if !commit.is_empty() && is_download_url(url) => {
+            format!("git+{url}@{commit}")
+        }
         _ => NOASSERTION.to_string(),
     };
     let mut value = json!({
@@ -172,6 +174,33 @@ fn crate_package(model: &Model, component: &Component) -> Value {
         value["checksums"] = json!([{"algorithm": "SHA256", "checksumValue": checksum}]);
     }
     value
+}
+
+/// Whether SPDX takes `url` in a download location: a URL of a network
+/// scheme on a host name with a top-level domain (what its validators
+/// check); a `file://` or IP-address repository is not one, and says
+/// NOASSERTION (the purl's `vcs_url` still names it).
+fn is_download_url(url: &str) -> bool {
+    const SCHEMES: [&str; 7] = ["http", "https", "ssh", "git", "svn", "sftp", "ftp"];
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return false;
+    };
+    let Some((authority, _path)) = rest.split_once('/') else {
+        return false;
+    };
+    let host_port = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let host = host_port.split(':').next().unwrap_or(host_port);
+    let Some((_, top_level)) = host.rsplit_once('.') else {
+        return false;
+    };
+    SCHEMES.contains(&scheme.to_ascii_lowercase().as_str())
+        && (2..=5).contains(&top_level.len())
+        && top_level.chars().all(|c| c.is_ascii_alphabetic())
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
 }
 
 #[cfg(test)]
@@ -236,6 +265,23 @@ mod tests {
             namespace.starts_with("https://spdx.org/spdxdocs/cargo-krust/team/app/linux-arm64-"),
             "{namespace}"
         );
+    }
+
+    #[test]
+    fn git_download_locations_only_for_network_hosts() {
+        let table = [
+            ("https://github.com/o/r", true),
+            ("ssh://git@github.com/o/r", true),
+            ("https://git.example.com:8443/o/r.git", true),
+            ("file:///tmp/repo", false),
+            ("https://127.0.0.1/o/r", false),
+            ("https://localhost/o/r", false),
+            ("https://github.com", false),
+            ("github.com/o/r", false),
+        ];
+        for (url, valid) in table {
+            assert_eq!(super::is_download_url(url), valid, "{url}");
+        }
     }
 
     #[test]
