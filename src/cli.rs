@@ -162,7 +162,7 @@ pub struct ResolveArgs {
 
 /// The output options of `build`, which `dockerfile` and `run` hide (and
 /// refuse): neither writes images anywhere but where its command says.
-const BUILD_OUTPUTS: [&str; 7] = [
+const BUILD_OUTPUTS: [&str; 8] = [
     "no_push",
     "local",
     "tag_only",
@@ -170,6 +170,7 @@ const BUILD_OUTPUTS: [&str; 7] = [
     "oci_archive",
     "tarball",
     "image_refs",
+    "sbom_dir",
 ];
 
 fn hide_build_outputs(arg: Arg) -> Arg {
@@ -510,7 +511,9 @@ pub struct BuildOptions {
     #[arg(long, value_name = "FORMAT", help_heading = "Supply chain")]
     pub sbom: Option<crate::plan::SbomFormat>,
 
-    /// Also write every SBOM into DIR (`<image>-<os>-<arch>.<format>.json`).
+    /// Also write every SBOM into DIR, all or nothing after the push:
+    /// `<name>-<os>-<arch>[-<variant>].spdx.json` (or `.cdx.json`), `<name>`
+    /// the last part of the image's repository.
     #[arg(long, value_name = "DIR", help_heading = "Supply chain")]
     pub sbom_dir: Option<PathBuf>,
 

@@ -133,6 +133,7 @@ fn refuse_outputs(options: &BuildOptions, cargo_args: bool, command: &str) -> Re
         ("--oci-archive", options.oci_archive.is_some()),
         ("--tarball", options.tarball.is_some()),
         ("--image-refs", options.image_refs.is_some()),
+        ("--sbom-dir", options.sbom_dir.is_some()),
         ("--tag-only", options.tag_only),
         ("--sign-key (or KRUST_SIGN_KEY)", options.sign_key.is_some()),
         ("-- CARGO_ARGS", cargo_args),

@@ -26,6 +26,7 @@ use crate::registry::{RegistryClient, Timeouts};
 use crate::report::Recorder;
 use crate::store::BlobStore;
 use crate::supply::attach;
+use crate::supply::sbom;
 use crate::supply::sign::Signer;
 
 /// [`run`] on a runtime of its own, for callers outside async code. A
@@ -129,6 +130,9 @@ pub async fn run(plan: &Plan, recorder: &Recorder) -> Result<Vec<ImageIndex>> {
             sink.check_platforms(&job.name, job_platforms)?;
         }
     }
+    if let Some(dir) = &plan.sbom_dir {
+        sbom::files::check(dir, &sbom::run::planned(plan, &platforms))?;
+    }
     // Every base document is fetched and checked before anything compiles:
     // a broken base fails the run in seconds, not after the build.
     let base_images = fetch_platform_bases(plan, &bases, &platforms, &client, &store).await?;
@@ -137,6 +141,8 @@ pub async fn run(plan: &Plan, recorder: &Recorder) -> Result<Vec<ImageIndex>> {
     // rustc is asked for the provenance while cargo builds, git and
     // Cargo.lock once cargo is done with them, while images are assembled.
     let toolchains = tokio::task::spawn_blocking(attach::probe_toolchains(plan, store.clone()));
+    let sbom_sources = tokio::task::block_in_place(|| sbom::run::load(plan, &platforms))?;
+    progress::trace("SBOM inputs loaded");
     let (executables, target_dirs) = compile_all(plan, &platforms).await?;
     let toolchains = toolchains.await.context("the provenance probe stopped")??;
     let environments = tokio::task::spawn_blocking(move || attach::probe_environments(toolchains));
@@ -145,26 +151,36 @@ pub async fn run(plan: &Plan, recorder: &Recorder) -> Result<Vec<ImageIndex>> {
 
     let created = timestamp(plan.epoch);
     let mut indexes = Vec::new();
-    for ((job, job_platforms), job_bases) in plan.images.iter().zip(&platforms).zip(&base_images) {
+    let mut sbom_files = Vec::new();
+    let jobs = plan.images.iter().zip(&platforms).zip(&base_images);
+    for (((job, job_platforms), job_bases), job_sboms) in jobs.zip(&sbom_sources) {
         let base = match &job.base {
             BaseSpec::Image(reference) => Some(&bases[reference]),
             BaseSpec::Scratch => None,
         };
-        indexes.push(
-            assemble_job(
-                job,
-                base,
-                job_platforms,
-                job_bases,
-                &executables,
-                &store,
-                registry.as_ref(),
-                &created,
-                plan.epoch,
-                recorder,
-            )
-            .await?,
-        );
+        let mut index = assemble_job(
+            job,
+            base,
+            job_platforms,
+            job_bases,
+            &executables,
+            &store,
+            registry.as_ref(),
+            &created,
+            plan.epoch,
+            recorder,
+        )
+        .await?;
+        sbom_files.extend(sbom::run::attach(
+            &mut index,
+            &job.bin,
+            job.artefacts.sbom,
+            base,
+            job_bases,
+            job_sboms,
+            &created,
+        )?);
+        indexes.push(index);
     }
     let environments = environments
         .await
@@ -190,6 +206,9 @@ pub async fn run(plan: &Plan, recorder: &Recorder) -> Result<Vec<ImageIndex>> {
     }
     if let Some(registry) = &registry {
         recorder.pushed_blobs(registry.outcomes());
+    }
+    if let Some(dir) = &plan.sbom_dir {
+        sbom::files::write(dir, &sbom_files)?;
     }
     recorder.stage_done("publish");
     Ok(indexes)

@@ -33,6 +33,7 @@ use support::process::run_ok;
 use support::{copy_tree, http, own_registry_with_bases, sha256_digest, tools, unique_name};
 
 const DSSE: &str = "application/vnd.dsse.envelope.v1+json";
+const SPDX: &str = "application/spdx+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
@@ -151,6 +152,38 @@ fn check_provenance(host: &str, repo: &str, subject: &str, referrers: &[Value]) 
     envelope_bytes
 }
 
+/// Checks that `referrers` of `subject` list its provenance and its SBOM
+/// once each, and nothing else; returns the SBOM document.
+fn check_artefacts(host: &str, repo: &str, subject: &str, referrers: &[Value]) -> Value {
+    assert_eq!(referrers.len(), 2, "provenance and SBOM: {referrers:?}");
+    check_provenance(host, repo, subject, referrers);
+    let sboms: Vec<&Value> = referrers
+        .iter()
+        .filter(|entry| entry["artifactType"] == SPDX)
+        .collect();
+    assert_eq!(
+        sboms.len(),
+        1,
+        "one SBOM referrer of {subject}: {referrers:?}"
+    );
+    let artifact = manifest(
+        host,
+        repo,
+        sboms[0]["digest"].as_str().expect("digest"),
+        OCI_MANIFEST,
+    );
+    assert_eq!(artifact["subject"]["digest"], subject, "{artifact}");
+    let layer = &artifact["layers"][0];
+    assert_eq!(layer["mediaType"], SPDX, "{artifact}");
+    let sbom = json(&blob(
+        host,
+        repo,
+        layer["digest"].as_str().expect("layer digest"),
+    ));
+    assert_eq!(sbom["spdxVersion"], "SPDX-2.3", "{sbom}");
+    sbom
+}
+
 /// Decodes a DSSE envelope and checks its in-toto statement.
 fn check_statement(envelope_bytes: &[u8], name: &str, subject: &str) -> Value {
     let envelope = json(envelope_bytes);
@@ -239,7 +272,12 @@ fn provenance_is_listed_under_the_fallback_tag_on_distribution_once() {
         .collect();
     assert!(writes.is_empty(), "an unchanged rebuild wrote {writes:?}");
     for platform in &platforms {
-        assert_eq!(fallback_referrers(&host, &repo, platform).len(), 1);
+        check_artefacts(
+            &host,
+            &repo,
+            platform,
+            &fallback_referrers(&host, &repo, platform),
+        );
     }
 
     // A machine that has not seen them listed asks the registry, and still
@@ -262,7 +300,7 @@ fn provenance_is_listed_under_the_fallback_tag_on_distribution_once() {
     }
 }
 
-/// `--provenance none` attaches nothing; a later build with provenance adds
+/// `--provenance none --sbom none` attach nothing; a later build with them adds
 /// it to an index that is already tagged, keeps what another tool listed
 /// under a fallback tag, and refuses a fallback tag that holds no index.
 #[test]
@@ -280,13 +318,13 @@ fn fallback_tags_keep_other_entries_and_refuse_what_is_no_index() {
             .arg(hello_krust())
             .run()
     };
-    let bare = build(&["--provenance", "none"]).single_ref();
+    let bare = build(&["--provenance", "none", "--sbom", "none"]).single_ref();
     let platforms = platform_digests(&host, &repo, &bare.digest);
     let [amd64, arm64] = [&platforms[0], &platforms[1]];
     for platform in &platforms {
         assert!(
             fallback_referrers(&host, &repo, platform).is_empty(),
-            "--provenance none listed a referrer of {platform}"
+            "--provenance none --sbom none listed a referrer of {platform}"
         );
     }
 
@@ -332,7 +370,7 @@ fn fallback_tags_keep_other_entries_and_refuse_what_is_no_index() {
         "provenance is not part of the index"
     );
     let amd64_list = fallback_referrers(&host, &repo, amd64);
-    assert_eq!(amd64_list.len(), 2, "{amd64_list:?}");
+    assert_eq!(amd64_list.len(), 3, "{amd64_list:?}");
     assert_eq!(
         amd64_list[0], foreign,
         "the other tool's entry stays as it was"
@@ -387,7 +425,7 @@ fn provenance_is_found_through_the_referrers_api() {
         "an unchanged rebuild wrote to the registry"
     );
     for platform in &platforms {
-        assert_eq!(api_referrers(&host, repo, platform).len(), 1, "listed once");
+        check_artefacts(&host, repo, platform, &api_referrers(&host, repo, platform));
     }
 }
 

@@ -267,7 +267,7 @@ fn native_code(
 /// Features as `package/feature`: `cargo build -p P --features f` means P's
 /// `f`, but `cargo metadata` has no `-p` (and refuses bare features at a
 /// virtual workspace root).
-fn qualified_features(features: &[String], packages: &BTreeSet<&str>) -> Vec<String> {
+pub fn qualified_features(features: &[String], packages: &BTreeSet<&str>) -> Vec<String> {
     features
         .iter()
         .flat_map(|feature| feature.split([',', ' ']))

@@ -87,6 +87,47 @@ fn rustc_output(dir: &Path, toolchain: Option<&str>, args: &[&str]) -> Result<St
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
+/// `rustc -vV` of the toolchain that builds in `dir` (or `toolchain`): its
+/// release, host and commit, for the SBOM. Asking costs ~20 ms, a fifth of
+/// an unchanged rebuild, so the answer is remembered under the toolchain
+/// selection and the identity of the sysroot's `bin/rustc` (which an update
+/// of the toolchain replaces), once a build has recorded the sysroot.
+pub fn version(dir: &Path, toolchain: Option<&str>, records: &BlobStore) -> Result<String> {
+    let key = match toolchain {
+        None => version_key(dir, records),
+        Some(_) => None,
+    };
+    if let Some(printed) = key
+        .as_ref()
+        .and_then(|key| records.read_record("rustc-version", key))
+    {
+        return Ok(String::from_utf8_lossy(&printed).into_owned());
+    }
+    let printed = rustc_output(dir, toolchain, &["-vV"])?;
+    if let Some(key) = key {
+        records.write_record("rustc-version", &key, printed.as_bytes())?;
+    }
+    Ok(printed)
+}
+
+/// What [`version`] is remembered under, when the sysroot is known.
+fn version_key(dir: &Path, records: &BlobStore) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let fingerprint = selection_fingerprint(dir);
+    let root = records.read_record("sysroot", &fingerprint)?;
+    let rustc = PathBuf::from(String::from_utf8_lossy(&root).into_owned()).join("bin/rustc");
+    let file = std::fs::metadata(&rustc).ok()?;
+    let identity = format!(
+        "{fingerprint}\n{}\n{} {} {} {}",
+        rustc.display(),
+        file.ino(),
+        file.len(),
+        file.mtime(),
+        file.mtime_nsec()
+    );
+    Some(hex::encode(Sha256::digest(identity.as_bytes())))
+}
+
 /// The sysroot of the toolchain that builds in `dir`.
 fn sysroot(dir: &Path) -> Result<PathBuf> {
     let printed = rustc_output(dir, None, &["--print", "sysroot"])?;
@@ -119,40 +160,6 @@ pub fn target_cfg(triple: &str, dir: &Path, toolchain: Option<&str>) -> Result<V
         asked.insert(key, cfg.clone());
     }
     Ok(cfg)
-}
-
-/// `rustc -vV` of the toolchain that builds in `dir`. Remembered under the
-/// identity of that toolchain's rustc binary (size, mtime, inode in the
-/// sysroot [`ensure_target`] recorded), so that a run after a `rustup
-/// update` asks again: the proxy costs tens of milliseconds a call.
-pub fn version_verbose(dir: &Path, records: &BlobStore) -> Result<String> {
-    use std::os::unix::fs::MetadataExt as _;
-    let fingerprint = selection_fingerprint(dir);
-    let key = records
-        .read_record("sysroot", &fingerprint)
-        .map(|root| PathBuf::from(String::from_utf8_lossy(&root).into_owned()))
-        .and_then(|root| std::fs::metadata(root.join("bin/rustc")).ok())
-        .map(|rustc| {
-            let identity = format!(
-                "{fingerprint} {} {} {} {}",
-                rustc.len(),
-                rustc.mtime(),
-                rustc.mtime_nsec(),
-                rustc.ino()
-            );
-            hex::encode(Sha256::digest(identity.as_bytes()))
-        });
-    if let Some(printed) = key
-        .as_ref()
-        .and_then(|key| records.read_record("rustc-version", key))
-    {
-        return Ok(String::from_utf8_lossy(&printed).into_owned());
-    }
-    let printed = rustc_output(dir, None, &["-vV"])?;
-    if let Some(key) = key {
-        records.write_record("rustc-version", &key, printed.as_bytes())?;
-    }
-    Ok(printed)
 }
 
 /// Ensures the target's standard library is present, installing it with
@@ -234,4 +241,42 @@ pub fn build_std_toolchain(dir: &Path) -> Result<Option<String>> {
         );
     }
     Ok(toolchain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_is_remembered_per_installed_rustc() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(&tmp.path().join("krust")).unwrap();
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+        assert_eq!(version_key(dir, &store), None, "no sysroot recorded yet");
+        assert!(version(dir, None, &store).unwrap().contains("\nrelease: "));
+
+        let fingerprint = selection_fingerprint(dir);
+        let root = sysroot(dir).unwrap();
+        store
+            .write_record("sysroot", &fingerprint, root.as_os_str().as_encoded_bytes())
+            .unwrap();
+        let key = version_key(dir, &store).unwrap();
+        store
+            .write_record("rustc-version", &key, b"release: 0.0.0\n")
+            .unwrap();
+        assert_eq!(version(dir, None, &store).unwrap(), "release: 0.0.0\n");
+
+        // Another rustc (an updated toolchain): another key.
+        let other = tmp.path().join("other");
+        std::fs::create_dir_all(other.join("bin")).unwrap();
+        std::fs::write(other.join("bin/rustc"), b"x").unwrap();
+        store
+            .write_record(
+                "sysroot",
+                &fingerprint,
+                other.as_os_str().as_encoded_bytes(),
+            )
+            .unwrap();
+        assert_ne!(version_key(dir, &store), Some(key));
+    }
 }

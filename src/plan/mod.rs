@@ -421,6 +421,16 @@ fn finish(
     cargo_args: &[String],
 ) -> Result<Plan> {
     ensure_one_image_per_repository(&images)?;
+    if let Some(dir) = &options.sbom_dir
+        && images
+            .iter()
+            .all(|job| job.artefacts.sbom == SbomFormat::None)
+    {
+        bail!(
+            "--sbom-dir {}: no image gets an SBOM (--sbom none, or sbom = \"none\" in [package.metadata.krust]); leave out --sbom-dir, or choose --sbom spdx or --sbom cyclonedx",
+            dir.display()
+        );
+    }
     Ok(Plan {
         target_dir,
         images,

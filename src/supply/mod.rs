@@ -19,4 +19,5 @@ pub mod cosign;
 pub mod dsse;
 pub mod keys;
 pub mod provenance;
+pub mod sbom;
 pub mod sign;

@@ -103,15 +103,8 @@ impl Toolchain {
         toolchain: Option<&str>,
         records: &BlobStore,
     ) -> Result<Option<Toolchain>> {
-        let printed = match toolchain {
-            None => crate::compile::toolchain::version_verbose(dir, records),
-            Some(toolchain) => crate::compile::toolchain::rustc(dir, Some(toolchain))
-                .arg("-vV")
-                .output()
-                .map_err(anyhow::Error::from)
-                .map(|output| String::from_utf8_lossy(&output.stdout).into_owned()),
-        }
-        .context("cannot run `rustc -vV` for the provenance")?;
+        let printed = crate::compile::toolchain::version(dir, toolchain, records)
+            .context("cannot run `rustc -vV` for the provenance")?;
         Ok(parse_rustc_version(&printed))
     }
 }
