@@ -114,7 +114,7 @@ with open(out, "w") as f:
     encrypted
 }
 
-/// `skopeo-sigstore`: Debian 13's skopeo (containers/image 5.34), which
+/// `skopeo-sigstore`: Debian 13's skopeo 1.18 (containers/image), which
 /// scripts/test installs under target/krust-tools/skopeo because Debian 12's
 /// is built with sigstore disabled ("Debian-local change: sigstore
 /// disabled"). Found on PATH (scripts/test puts it there), else where
