@@ -1,8 +1,10 @@
-//! `--sign-key`: images signed in cosign's key-based scheme, checked by an
-//! independent verifier (`verify_cosign.py`, what `cosign verify --key`
-//! does, in Python with OpenSSL) which finds the index and every platform
-//! manifest signed by the test's key, and no signature on an unsigned image
-//! nor one by another key.
+//! `--sign-key`: images signed in cosign's key-based scheme, checked by
+//! containers/image itself: `skopeo copy` (Debian 13's, `skopeo-sigstore`)
+//! under a policy requiring a `sigstoreSigned` signature by the test's key
+//! accepts the signed index (every platform) and each platform manifest, and
+//! rejects an unsigned image and one signed by another key; the index's own
+//! signature, which containers/image never checks, by `verify_cosign.py`
+//! (what `cosign verify --key` does, in Python with OpenSSL).
 //! Keys are made by `openssl` and, in cosign's encrypted format, by a small
 //! PyNaCl script; a rebuild signs nothing again, a second key's signature is
 //! kept beside the first. Bad keys are refused before anything is built.
@@ -112,23 +114,147 @@ with open(out, "w") as f:
     encrypted
 }
 
-/// `tests/fixtures/signing/verify_cosign.py`: cosign's key-based
-/// verification, in Python against the registry's HTTP API. Debian's skopeo
-/// 1.9 (and podman) are built with sigstore disabled ("Debian-local change:
-/// sigstore disabled"), and cosign is in no registry this machine reaches.
-struct Verifier {
+/// `skopeo-sigstore`: Debian 13's skopeo 1.18 (containers/image), which
+/// scripts/test installs under target/krust-tools/skopeo because Debian 12's
+/// is built with sigstore disabled ("Debian-local change: sigstore
+/// disabled"). Found on PATH (scripts/test puts it there), else where
+/// scripts/test installs it.
+fn sigstore_skopeo() -> PathBuf {
+    let installed = support::repo_root().join("target/krust-tools/skopeo/bin/skopeo-sigstore");
+    let skopeo = tools::find_in_path("skopeo-sigstore")
+        .or_else(|| installed.is_file().then_some(installed))
+        .unwrap_or_else(|| {
+            panic!(
+                "skopeo-sigstore is not installed; the signing checks need a skopeo built with \
+                 sigstore. Run `{}` (it unpacks Debian 13's skopeo under target/krust-tools/skopeo).",
+                tools::SETUP
+            )
+        });
+    let version = output_with_timeout(Command::new(&skopeo).arg("--version"), TOOL_TIMEOUT)
+        .expect("run skopeo-sigstore --version");
+    assert!(
+        version.status.success(),
+        "{} does not run: {}\nRun `{}` again (it reinstalls what does not run).",
+        skopeo.display(),
+        String::from_utf8_lossy(&version.stderr),
+        tools::SETUP
+    );
+    skopeo
+}
+
+/// containers/image's reason for rejecting an image without signatures.
+const NO_SIGNATURE: &str = "A signature was required, but no signature exists";
+/// ... and for one whose signatures are all by other keys.
+const WRONG_KEY: &str = "cryptographic signature verification failed";
+
+/// One public key trusted for the test registry, checked two ways:
+/// - `skopeo copy` under a containers/image policy that admits from the test
+///   registry only images with a `sigstoreSigned` signature by that key (and
+///   a `registries.d` entry that makes skopeo read cosign's
+///   `sha256-<hex>.sig` attachments there), as a cluster's admission would;
+/// - `tests/fixtures/signing/verify_cosign.py` (what `cosign verify --key`
+///   does, in Python against the registry's HTTP API) for the index's own
+///   signature: containers/image checks the signature of every platform
+///   manifest it copies but never the index's (even `--multi-arch
+///   index-only` copies an unsigned index), and cosign is in no registry
+///   this machine reaches.
+struct TrustedKey {
+    config: tempfile::TempDir,
     public_key: PathBuf,
 }
 
-impl Verifier {
-    fn new(public_key: &Path) -> Verifier {
-        Verifier {
+impl TrustedKey {
+    fn new(host: &str, public_key: &Path) -> TrustedKey {
+        let config = tempfile::tempdir().expect("tempdir");
+        let policy = json!({
+            "default": [{"type": "reject"}],
+            "transports": {"docker": {host: [{
+                "type": "sigstoreSigned",
+                "keyPath": public_key,
+                // cosign's payload names the repository alone, which only
+                // matchRepository and exactRepository accept.
+                "signedIdentity": {"type": "matchRepository"},
+            }]}},
+        });
+        std::fs::write(config.path().join("policy.json"), policy.to_string())
+            .expect("write policy.json");
+        let registries_d = config.path().join("registries.d");
+        std::fs::create_dir(&registries_d).expect("mkdir registries.d");
+        std::fs::write(
+            registries_d.join("krust-test.yaml"),
+            format!("docker:\n  {host}:\n    use-sigstore-attachments: true\n"),
+        )
+        .expect("write registries.d");
+        TrustedKey {
+            config,
             public_key: public_key.to_path_buf(),
         }
     }
 
-    /// Runs the verifier on `digest` in `pushed`'s repository.
-    fn verify(&self, pushed: &PushedRef, digest: &str) -> Output {
+    /// `skopeo copy` of `digest` in `pushed`'s repository, every platform
+    /// (`--multi-arch all`) when it is an index, into a fresh OCI layout
+    /// under this key's policy; its output and the layout's `index.json`
+    /// when one was written.
+    fn skopeo_copy(&self, pushed: &PushedRef, digest: &str) -> (Output, Option<Value>) {
+        let layout = tempfile::tempdir().expect("tempdir");
+        let output = output_with_timeout(
+            Command::new(sigstore_skopeo())
+                .arg("copy")
+                .arg("--policy")
+                .arg(self.config.path().join("policy.json"))
+                .arg("--registries.d")
+                .arg(self.config.path().join("registries.d"))
+                // The OCI layout holds no signatures; the check is on the source.
+                .args(["--src-tls-verify=false", "--remove-signatures"])
+                .args(["--multi-arch", "all"])
+                .arg(format!("docker://{}", pushed.with_digest(digest)))
+                .arg(format!("oci:{}:copied", layout.path().display())),
+            TOOL_TIMEOUT,
+        )
+        .expect("run skopeo-sigstore copy");
+        let index = std::fs::read(layout.path().join("index.json"))
+            .ok()
+            .map(|bytes| serde_json::from_slice(&bytes).expect("index.json is JSON"));
+        (output, index)
+    }
+
+    /// skopeo accepts `digest` and copies exactly it.
+    fn expect_accepted(&self, pushed: &PushedRef, digest: &str) {
+        let (output, index) = self.skopeo_copy(pushed, digest);
+        let copied = index
+            .as_ref()
+            .map(|index| index["manifests"][0]["digest"].clone());
+        assert!(
+            output.status.success() && copied == Some(json!(digest)),
+            "skopeo rejects {}@{digest} under a policy requiring a signature by {} \
+             (copied {copied:?}): {}{}",
+            pushed.repo,
+            self.public_key.display(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// skopeo refuses `digest` for `reason` and copies nothing.
+    fn expect_rejected(&self, pushed: &PushedRef, digest: &str, reason: &str) {
+        let (output, index) = self.skopeo_copy(pushed, digest);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success()
+                && stderr.contains("Source image rejected")
+                && stderr.contains(reason)
+                && index.is_none_or(|index| index["manifests"] == json!([])),
+            "skopeo should reject {}@{digest} ({reason}) under a policy requiring a \
+             signature by {}: {:?}\n{}{stderr}",
+            pushed.repo,
+            self.public_key.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+        );
+    }
+
+    /// Runs verify_cosign.py on `digest` in `pushed`'s repository.
+    fn cosign_verify(&self, pushed: &PushedRef, digest: &str) -> Output {
         let script = support::repo_root().join("tests/fixtures/signing/verify_cosign.py");
         output_with_timeout(
             Command::new(signing_python())
@@ -140,38 +266,44 @@ impl Verifier {
         .expect("run verify_cosign.py")
     }
 
-    /// `digest` carries a valid signature by this key.
-    fn expect_signed(&self, pushed: &PushedRef, digest: &str) {
-        let output = self.verify(pushed, digest);
+    /// The index and every platform manifest of `index` are signed by this
+    /// key: skopeo copies the index (every platform) and each platform
+    /// manifest alone, and the index's own signature verifies.
+    fn expect_image_signed(&self, pushed: &PushedRef, index: &image::PushedIndex) {
+        self.expect_accepted(pushed, &pushed.digest);
+        for platform in &index.images {
+            self.expect_accepted(pushed, &platform.manifest_digest);
+        }
+        let output = self.cosign_verify(pushed, &pushed.digest);
         assert!(
             output.status.success() && String::from_utf8_lossy(&output.stdout).trim() == "verified",
-            "{}@{digest} is not signed by {}: {}{}",
+            "the index {}@{} is not signed by {}: {}{}",
             pushed.repo,
+            pushed.digest,
             self.public_key.display(),
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
     }
 
-    /// `digest` carries no signature by this key.
-    fn expect_unsigned(&self, pushed: &PushedRef, digest: &str) {
-        let output = self.verify(pushed, digest);
+    /// Neither the index nor any platform manifest of `index` is signed by
+    /// this key: skopeo refuses the index and each platform for `reason`,
+    /// and the index carries no signature by it.
+    fn expect_image_rejected(&self, pushed: &PushedRef, index: &image::PushedIndex, reason: &str) {
+        self.expect_rejected(pushed, &pushed.digest, reason);
+        for platform in &index.images {
+            self.expect_rejected(pushed, &platform.manifest_digest, reason);
+        }
+        let output = self.cosign_verify(pushed, &pushed.digest);
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(
             output.status.code() == Some(1) && stdout.starts_with("no signature"),
-            "{}@{digest} should carry no signature by {}: {stdout}{}",
+            "the index {}@{} should carry no signature by {}: {stdout}{}",
             pushed.repo,
+            pushed.digest,
             self.public_key.display(),
             String::from_utf8_lossy(&output.stderr)
         );
-    }
-
-    /// The index and every platform manifest of `index` are signed.
-    fn expect_image_signed(&self, pushed: &PushedRef, index: &image::PushedIndex) {
-        self.expect_signed(pushed, &pushed.digest);
-        for platform in &index.images {
-            self.expect_signed(pushed, &platform.manifest_digest);
-        }
     }
 }
 
@@ -214,17 +346,14 @@ fn signed_images_verify_with_their_key_only() {
         .single_ref();
     let unsigned = build(&unsigned_repo).run().single_ref();
 
-    let verify_a = Verifier::new(&public_a);
-    let verify_b = Verifier::new(&public_b);
+    let trust_a = TrustedKey::new(&host, &public_a);
+    let trust_b = TrustedKey::new(&host, &public_b);
     let index = image::fetch_index(&shared.registry, &signed);
     assert_eq!(index.images.len(), 2, "two platforms");
-    verify_a.expect_image_signed(&signed, &index);
-    verify_b.expect_unsigned(&signed, &signed.digest);
-    verify_a.expect_unsigned(&unsigned, &unsigned.digest);
+    trust_a.expect_image_signed(&signed, &index);
+    trust_b.expect_image_rejected(&signed, &index, WRONG_KEY);
     let unsigned_index = image::fetch_index(&shared.registry, &unsigned);
-    for platform in &unsigned_index.images {
-        verify_a.expect_unsigned(&unsigned, &platform.manifest_digest);
-    }
+    trust_a.expect_image_rejected(&unsigned, &unsigned_index, NO_SIGNATURE);
 
     // An unchanged rebuild with the same key writes nothing: the signature
     // is the same bytes, found in place.
@@ -272,8 +401,8 @@ fn signed_images_verify_with_their_key_only() {
         layers_of(&before)[0],
         "the first is kept as it was"
     );
-    verify_b.expect_image_signed(&signed, &index);
-    verify_a.expect_image_signed(&signed, &index);
+    trust_b.expect_image_signed(&signed, &index);
+    trust_a.expect_image_signed(&signed, &index);
 }
 
 /// Runs a scratch build of hello-krust with `--sign-key key` (and
