@@ -206,6 +206,9 @@ pub async fn run(plan: &Plan, recorder: &Recorder) -> Result<Vec<ImageIndex>> {
     }
     if let Some(registry) = &registry {
         recorder.pushed_blobs(registry.outcomes());
+        if signer.is_some() {
+            recorder.signed();
+        }
     }
     if let Some(dir) = &plan.sbom_dir {
         sbom::files::write(dir, &sbom_files)?;

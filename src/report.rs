@@ -35,6 +35,8 @@ struct Notes {
     cached_layers: BTreeSet<String>,
     /// How each blob got into its registry repository.
     pushed: HashMap<BlobKey, BlobOutcome>,
+    /// The pushed manifests were signed (`--sign-key`).
+    signed: bool,
 }
 
 impl Recorder {
@@ -96,6 +98,11 @@ impl Recorder {
         if self.enabled {
             self.notes().pushed = outcomes;
         }
+    }
+
+    /// Every index and platform manifest pushed was signed.
+    pub fn signed(&self) {
+        self.notes().signed = true;
     }
 }
 
@@ -160,20 +167,46 @@ fn image(index: &ImageIndex, reference: &str, notes: &Notes) -> Value {
                     entry
                 })
                 .collect();
-            json!({
+            let referrers: Vec<Value> = image
+                .referrers
+                .iter()
+                .map(|referrer| {
+                    json!({
+                        "artifactType": referrer.artifact_type,
+                        "manifestDigest": referrer.manifest.digest,
+                        "payloadDigest": referrer.blobs.last().map(|b| b.digest.as_str()),
+                    })
+                })
+                .collect();
+            let mut entry = json!({
                 "platform": platform,
                 "manifestDigest": image.manifest.digest,
                 "configDigest": image.config.digest,
                 "binary": binary,
                 "layers": layers,
-            })
+                "referrers": referrers,
+            });
+            if let Some(signature) = signature(notes, &image.manifest.digest) {
+                entry["signature"] = signature;
+            }
+            entry
         })
         .collect();
-    json!({
+    let mut entry = json!({
         "reference": reference,
         "repository": name,
         "indexDigest": index.index.digest,
         "tags": index.tags,
         "platforms": platforms,
-    })
+    });
+    if let Some(signature) = signature(notes, &index.index.digest) {
+        entry["signature"] = signature;
+    }
+    entry
+}
+
+/// Where the signature of `digest` is, when the run signed.
+fn signature(notes: &Notes, digest: &str) -> Option<Value> {
+    let tag = crate::supply::cosign::signature_tag(digest).ok()?;
+    notes.signed.then(|| json!({ "tag": tag }))
 }

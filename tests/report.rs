@@ -1,7 +1,8 @@
 //! `build --report FILE`: the JSON report of a two-platform push onto the
 //! multi-platform base validates against `schema/report-v1.json` with a real
 //! JSON Schema validator (check-jsonschema), and every digest, size and
-//! binary hash in it is what skopeo reads back from the registry. `--report -`
+//! binary hash in it is what skopeo reads back from the registry, its SBOM
+//! and provenance referrers are those listed in the registry. `--report -`
 //! and an unwritable FILE are clean errors before anything is built.
 
 mod support;
@@ -143,6 +144,34 @@ fn report_of_a_two_platform_push_validates_and_matches_the_registry() {
             "base layers mounted: {reported}"
         );
         assert_eq!(text(app, "registry"), "uploaded", "{app}");
+
+        // The SBOM and provenance, as listed under the fallback tag of the
+        // platform manifest (distribution has no referrers API).
+        let listed: Value = serde_json::from_slice(&image::inspect_raw(&format!(
+            "{}/{}:{}",
+            pushed.host,
+            pushed.repo,
+            pushed_image.manifest_digest.replacen(':', "-", 1)
+        )))
+        .expect("the fallback tag holds JSON");
+        let referrers = reported["referrers"].as_array().expect("referrers array");
+        let mut types: Vec<&str> = referrers.iter().map(|r| text(r, "artifactType")).collect();
+        types.sort_unstable();
+        assert_eq!(
+            types,
+            ["application/spdx+json", "application/vnd.dsse.envelope.v1+json"],
+            "{reported}"
+        );
+        for referrer in referrers {
+            let digest = text(referrer, "manifestDigest");
+            assert!(
+                listed["manifests"]
+                    .as_array()
+                    .is_some_and(|m| m.iter().any(|e| e["digest"] == digest)),
+                "{digest} is not listed under the fallback tag: {listed}"
+            );
+        }
+        assert!(reported.get("signature").is_none(), "not signed: {reported}");
 
         let app_tar = &pushed_image.layers.last().expect("app layer").tar;
         let binary = tar_entries(app_tar)

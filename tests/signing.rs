@@ -327,6 +327,74 @@ fn layers_of(manifest: &[u8]) -> Vec<Value> {
     manifest["layers"].as_array().cloned().unwrap_or_default()
 }
 
+/// Verifies a DSSE envelope with securesystemslib (an implementation
+/// independent of cargo-krust): the public key PEM at `public`, known as
+/// `key_id`. Succeeds and prints `verified KEYID` when the signature holds.
+fn verify_dsse(python: &Path, public: &Path, key_id: &str, envelope: &Value) -> Output {
+    let script = r#"
+import json, sys
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from securesystemslib.dsse import Envelope
+from securesystemslib.signer import SSlibKey
+public, key_id = sys.argv[1], sys.argv[2]
+key = SSlibKey.from_crypto(load_pem_public_key(open(public, "rb").read()), keyid=key_id)
+envelope = Envelope.from_dict(json.load(sys.stdin))
+verified = envelope.verify([key], 1)
+print("verified", ",".join(verified))
+"#;
+    output_with_input(
+        Command::new(python)
+            .args(["-c", script])
+            .arg(public)
+            .arg(key_id),
+        Some(envelope.to_string().as_bytes()),
+        TOOL_TIMEOUT,
+    )
+    .expect("run securesystemslib")
+}
+
+/// The hex SHA-256 of a public key's DER: the key id of a DSSE signature.
+fn key_id(public: &Path) -> String {
+    let der = run_ok(
+        Command::new(tools::require("openssl", "openssl"))
+            .args(["pkey", "-pubin", "-outform", "DER", "-in"])
+            .arg(public),
+        TOOL_TIMEOUT,
+        "openssl pkey -outform DER",
+    )
+    .stdout;
+    support::sha256_digest(&der)
+        .trim_start_matches("sha256:")
+        .to_string()
+}
+
+/// The provenance envelope of the platform manifest `subject` of `pushed`,
+/// found under its fallback tag (distribution has no referrers API).
+fn provenance_envelope(pushed: &PushedRef, subject: &str) -> Value {
+    let listed: Value = serde_json::from_slice(&image::inspect_raw(&format!(
+        "{}/{}:{}",
+        pushed.host,
+        pushed.repo,
+        subject.replacen(':', "-", 1)
+    )))
+    .expect("fallback index JSON");
+    let entry = listed["manifests"]
+        .as_array()
+        .and_then(|m| {
+            m.iter()
+                .find(|e| e["artifactType"] == "application/vnd.dsse.envelope.v1+json")
+        })
+        .unwrap_or_else(|| panic!("no provenance of {subject}: {listed}"));
+    let digest = entry["digest"].as_str().expect("digest");
+    let artifact: Value = serde_json::from_slice(&image::inspect_raw(&format!(
+        "{}/{}@{digest}",
+        pushed.host, pushed.repo
+    )))
+    .expect("artifact manifest JSON");
+    let layer = artifact["layers"][0]["digest"].as_str().expect("layer digest");
+    serde_json::from_slice(&shared().registry.blob(&pushed.repo, layer)).expect("envelope JSON")
+}
+
 #[test]
 fn signed_images_verify_with_their_key_only() {
     tools::require_default_rust_targets();
@@ -339,9 +407,12 @@ fn signed_images_verify_with_their_key_only() {
     let signed_repo = format!("{host}/{}", unique_name("signed"));
     let unsigned_repo = format!("{host}/{}", unique_name("unsigned"));
 
+    let report = keys.path().join("report.json");
     let signed = build(&signed_repo)
         .arg("--sign-key")
         .arg(&key_a)
+        .arg("--report")
+        .arg(&report)
         .run()
         .single_ref();
     let unsigned = build(&unsigned_repo).run().single_ref();
@@ -354,6 +425,36 @@ fn signed_images_verify_with_their_key_only() {
     trust_b.expect_image_rejected(&signed, &index, WRONG_KEY);
     let unsigned_index = image::fetch_index(&shared.registry, &unsigned);
     trust_a.expect_image_rejected(&unsigned, &unsigned_index, NO_SIGNATURE);
+
+    // The report names each signature's tag.
+    let reported: Value =
+        serde_json::from_slice(&std::fs::read(&report).expect("read the report")).expect("JSON");
+    let hex_tag = |digest: &str| format!("sha256-{}.sig", &digest["sha256:".len()..]);
+    let image_report = &reported["images"][0];
+    assert_eq!(image_report["signature"]["tag"], json!(hex_tag(&signed.digest)));
+    for platform in image_report["platforms"].as_array().expect("platforms") {
+        let digest = platform["manifestDigest"].as_str().expect("digest");
+        assert_eq!(platform["signature"]["tag"], json!(hex_tag(digest)), "{platform}");
+    }
+
+    // The provenance of each platform is signed by the same key, and an
+    // independent DSSE implementation (securesystemslib) verifies it with
+    // that key only.
+    let python = signing_python();
+    let (id_a, id_b) = (key_id(&public_a), key_id(&public_b));
+    for image in &index.images {
+        let envelope = provenance_envelope(&signed, &image.manifest_digest);
+        assert_eq!(envelope["signatures"][0]["keyid"], json!(id_a), "{envelope}");
+        let verified = verify_dsse(&python, &public_a, &id_a, &envelope);
+        assert!(
+            verified.status.success(),
+            "securesystemslib rejects the provenance of {}: {}",
+            image.architecture,
+            String::from_utf8_lossy(&verified.stderr)
+        );
+        let other = verify_dsse(&python, &public_b, &id_b, &envelope);
+        assert!(!other.status.success(), "another key verified the provenance");
+    }
 
     // An unchanged rebuild with the same key writes nothing: the signature
     // is the same bytes, found in place.
@@ -500,41 +601,10 @@ fn dsse_envelopes_verify_with_securesystemslib() {
     let envelope = dsse::envelope(dsse::IN_TOTO_PAYLOAD_TYPE, payload, Some(&signer))
         .expect("sign an envelope");
     // The key id an independent party derives: SHA-256 of the public key DER.
-    let public_der = run_ok(
-        Command::new(tools::require("openssl", "openssl"))
-            .args(["pkey", "-pubin", "-outform", "DER", "-in"])
-            .arg(&public),
-        TOOL_TIMEOUT,
-        "openssl pkey -outform DER",
-    )
-    .stdout;
-    let key_id = support::sha256_digest(&public_der)
-        .trim_start_matches("sha256:")
-        .to_string();
+    let key_id = key_id(&public);
     assert_eq!(envelope["signatures"][0]["keyid"], json!(key_id));
 
-    let script = r#"
-import json, sys
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
-from securesystemslib.dsse import Envelope
-from securesystemslib.signer import SSlibKey
-public, key_id = sys.argv[1], sys.argv[2]
-key = SSlibKey.from_crypto(load_pem_public_key(open(public, "rb").read()), keyid=key_id)
-envelope = Envelope.from_dict(json.load(sys.stdin))
-verified = envelope.verify([key], 1)
-print("verified", ",".join(verified))
-"#;
-    let verify = |envelope: &Value| {
-        output_with_input(
-            Command::new(&python)
-                .args(["-c", script])
-                .arg(&public)
-                .arg(&key_id),
-            Some(envelope.to_string().as_bytes()),
-            TOOL_TIMEOUT,
-        )
-        .expect("run securesystemslib")
-    };
+    let verify = |envelope: &Value| verify_dsse(&python, &public, &key_id, envelope);
     let verified = verify(&envelope);
     assert!(
         verified.status.success(),
