@@ -8,6 +8,7 @@
 //! Rust targets or finds the nightly that builds std, `elf` checks that what
 //! was built is a static executable for the platform.
 
+pub mod audit_link;
 pub mod batch;
 pub mod cargo_config;
 pub mod elf;
@@ -18,7 +19,7 @@ pub mod strategy;
 pub mod toolchain;
 pub mod tools;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{File, TryLockError};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -94,6 +95,9 @@ pub struct TripleBuild<'a> {
     pub color: &'static str,
     /// Shared by every concurrent build so they do not oversubscribe the CPUs.
     pub jobserver: Option<&'a jobserver::Client>,
+    /// The dependency-data object of each unit that embeds one
+    /// ([`audit_link`]).
+    pub audit_objects: BTreeMap<Unit, Vec<u8>>,
 }
 
 /// A failed `cargo build`, with the units it did not build, so that a caller
@@ -147,6 +151,7 @@ pub fn build(
     request: &TripleBuild,
     stderr_line: &(dyn Fn(&str) + Sync),
 ) -> Result<HashMap<Unit, PathBuf>> {
+    audit_link::stage(&request.target_dir, &request.units, &request.audit_objects)?;
     let mut command = command(request)?;
     crate::progress::verbose(format!("running {command:?}"));
     let mut child = spawn(&mut command).with_context(|| match request.strategy {
@@ -328,6 +333,7 @@ fn cargo_command(request: &TripleBuild, cwd: &Path) -> Result<Command> {
         }
     }
     apply_strategy(&mut command, request);
+    audit_link::configure(&mut command, &request.target_dir)?;
     rustflags::add(
         &mut command,
         request.triple,

@@ -14,5 +14,6 @@
 //! client finds them (the referrers API or its fallback tag, the layout's
 //! index). Everything here is deterministic: same inputs, same bytes.
 
+pub mod auditable;
 pub mod dsse;
 pub mod sign;
