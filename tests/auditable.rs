@@ -6,7 +6,10 @@
 //!   crate of the build with its Cargo.lock version, the C-code crates
 //!   included, build-only crates marked `build`; no local path in the binary;
 //!   both still run;
-//! - hello-krust (pure Rust, rust-lld for arm64) for both platforms;
+//! - hello-krust (pure Rust, rust-lld for arm64 and 386) for three
+//!   platforms, and for linux/arm/v7 with `--build-std` (nightly, zig);
+//! - the object of every supported triple links with zig's lld next to C
+//!   code compiled for that target;
 //! - `auditable = false` leaves the `.dep-v0` section out (readelf), and
 //!   switching it either way relinks the bin on the next build, with the same
 //!   digest as before for the same setting;
@@ -187,20 +190,20 @@ fn c_deps_binaries_list_their_crates_for_amd64_and_arm64() {
     assert!(run_platform(&pushed, index.image("amd64"), &[]).contains("round trip ok"));
 }
 
-/// hello-krust (no dependencies; rust-lld links arm64) lists itself as the
-/// root for both platforms.
+/// hello-krust (no dependencies; rust-lld links arm64 and 386) lists itself
+/// as the root on every platform.
 #[test]
 fn pure_rust_binaries_list_their_package() {
     tools::require_default_rust_targets();
     let (_, index) = push(
         &hello_krust(),
         &unique_name("hello-audited"),
-        "linux/amd64,linux/arm64",
+        "linux/amd64,linux/arm64,linux/386",
         "scratch",
         |k| k,
     );
     let tmp = tempfile::tempdir().expect("tempdir");
-    for arch in ["amd64", "arm64"] {
+    for arch in ["amd64", "arm64", "386"] {
         let (packages, root) = listed(&audit_info(&binary_file(
             &index,
             arch,
@@ -209,6 +212,90 @@ fn pure_rust_binaries_list_their_package() {
         )));
         assert_eq!(root, "hello-krust", "{arch}");
         assert_eq!(packages.len(), 1, "{arch}: {packages:?}");
+    }
+}
+
+/// With `--build-std` (nightly, zig, 32-bit ARM hard-float: the object's
+/// ELF flags must match the EABI the linker checks), the armv7 binary
+/// lists its package too.
+#[test]
+fn build_std_armv7_binary_lists_its_package() {
+    tools::require_zig();
+    let (_, index) = push(
+        &hello_krust(),
+        &unique_name("armv7-audited"),
+        "linux/arm/v7",
+        "scratch",
+        |k| k.arg("--build-std"),
+    );
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let binary = binary_file(&index, "arm", "hello-krust", tmp.path());
+    assert_eq!(listed(&audit_info(&binary)).1, "hello-krust");
+}
+
+/// (Rust triple, zig target) of every triple cargo-krust builds.
+const ZIG_TARGETS: &[(&str, &str)] = &[
+    ("x86_64-unknown-linux-musl", "x86_64-linux-musl"),
+    ("aarch64-unknown-linux-musl", "aarch64-linux-musl"),
+    ("armv7-unknown-linux-musleabihf", "arm-linux-musleabihf"),
+    ("arm-unknown-linux-musleabihf", "arm-linux-musleabihf"),
+    ("i686-unknown-linux-musl", "x86-linux-musl"),
+    ("powerpc64le-unknown-linux-musl", "powerpc64le-linux-musl"),
+    ("s390x-unknown-linux-musl", "s390x-linux-musl"),
+    ("riscv64gc-unknown-linux-musl", "riscv64-linux-musl"),
+];
+
+/// The dependency-data object of every supported triple links, by zig's
+/// lld, with an object the C compiler made for that target (lld refuses
+/// mismatched machines, classes, byte orders and float ABIs), and the
+/// executable carries the data rust-audit-info reads — also for the
+/// triples whose std cannot be built here.
+#[test]
+fn the_object_of_every_triple_links_with_c_code_for_that_target() {
+    use cargo_krust::supply::auditable::{self, DependencyList, Kind, ListedPackage};
+    tools::require_zig();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let main_c = tmp.path().join("main.c");
+    std::fs::write(&main_c, "int main(void) { return 0; }\n").expect("write main.c");
+    let list = DependencyList {
+        packages: vec![ListedPackage {
+            name: "linked".into(),
+            version: "1.2.3".into(),
+            source: "local".into(),
+            kind: Kind::Runtime,
+            dependencies: Vec::new(),
+            root: true,
+        }],
+        format: 1,
+    };
+    let data = auditable::section_data(&list).expect("section data");
+    for (triple, zig_target) in ZIG_TARGETS {
+        let object = tmp.path().join(format!("{triple}.o"));
+        let bytes = auditable::object_file(triple, &data).expect("object");
+        std::fs::write(&object, bytes).expect("write object");
+        let executable = tmp.path().join(triple);
+        let output = Command::new("cargo-zigbuild")
+            .args([
+                "zig",
+                "cc",
+                "--",
+                "-target",
+                zig_target,
+                "-nostdlib",
+                "-static",
+            ])
+            .args(["-Wl,-e,main", "-Wl,--gc-sections", "-o"])
+            .arg(&executable)
+            .arg(&main_c)
+            .arg(&object)
+            .output()
+            .expect("run zig cc");
+        assert!(
+            output.status.success(),
+            "{triple}: zig cc refused the object: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(listed(&audit_info(&executable)).1, "linked", "{triple}");
     }
 }
 
