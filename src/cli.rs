@@ -79,6 +79,9 @@ pub enum Command {
     /// Log out of a registry: remove its credentials from the Docker config
     /// (or erase them from its credential helper).
     Logout(LogoutArgs),
+    /// Make multi-platform indexes from images already pushed.
+    #[command(subcommand)]
+    Index(IndexCommand),
     /// Print the version of cargo-krust.
     Version,
     /// Print a shell completion script.
@@ -257,6 +260,48 @@ pub struct LoginArgs {
     pub verbose: u8,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum IndexCommand {
+    /// Merge images already in registries into one multi-platform index,
+    /// e.g. each architecture built on its own runner.
+    ///
+    /// Each SOURCE is an index (its platforms are taken) or an image (its
+    /// platform read from its config). Nothing is rebuilt or downloaded:
+    /// children keep their digests, and ones in another repository of the
+    /// target's registry are mounted. Prints `REPO/NAME@sha256:…` of the
+    /// index; a platform given twice is an error.
+    Create(IndexCreateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct IndexCreateArgs {
+    /// Where the index goes: REPO/NAME[:TAG] (tag `latest` when none).
+    pub target: String,
+
+    /// The images or indexes to merge (by tag or digest), in index order.
+    #[arg(required = true, value_name = "SOURCE")]
+    pub sources: Vec<String>,
+
+    /// More tags for the index (repeatable, comma-separated).
+    #[arg(short = 't', long, value_name = "TAG")]
+    pub tag: Vec<String>,
+
+    /// Allow plain HTTP to this registry (loopback registries always may).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub insecure_registry: Vec<String>,
+
+    #[command(flatten)]
+    pub timeout: RegistryTimeout,
+
+    /// Print nothing but the reference on stdout (errors still go to stderr).
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+
+    /// Use verbose output (-vv for every request; never a secret).
+    #[arg(short = 'v', long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
 #[derive(Debug, Args)]
 pub struct LogoutArgs {
     /// The registry, as HOST[:PORT] (`docker.io` for Docker Hub).
@@ -397,7 +442,8 @@ pub struct BuildOptions {
 
     /// Load the images into podman's local storage instead of pushing
     /// (as `KRUST_REPO=podman.local`): the host's platform as NAME:TAG,
-    /// every platform as NAME:TAG-ARCH.
+    /// every platform as NAME:TAG-ARCH. `KRUST_REPO=docker.local` does the
+    /// same with `docker load`.
     #[arg(long, help_heading = "Output")]
     pub local: bool,
 

@@ -14,6 +14,7 @@ pub mod compile;
 pub mod dockerfile;
 pub mod fsutil;
 pub mod image_name;
+pub mod index;
 pub mod oci;
 pub mod pipeline;
 pub mod plan;

@@ -12,8 +12,8 @@ use clap::{CommandFactory, Parser};
 use clap_complete::Shell;
 
 use cargo_krust::cli::{
-    ApplyArgs, BuildArgs, BuildOptions, Cli, Command, DockerfileArgs, LoginArgs, ResolveArgs,
-    RunArgs, normalize_args,
+    ApplyArgs, BuildArgs, BuildOptions, Cli, Command, DockerfileArgs, IndexCommand,
+    IndexCreateArgs, LoginArgs, ResolveArgs, RunArgs, normalize_args,
 };
 use cargo_krust::fsutil::PendingFile;
 use cargo_krust::registry::login;
@@ -50,6 +50,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Logout(args) => {
             progress::init(false, 0, progress::Color::Auto);
             login::logout(&args.registry, args.timeout.timeouts())?
+        }
+        Command::Index(IndexCommand::Create(args)) => {
+            write_stdout(lines(&[create_index(args)?]).as_bytes())?
         }
         Command::Version => {
             write_stdout(format!("cargo-krust {}\n", env!("CARGO_PKG_VERSION")).as_bytes())?
@@ -96,7 +99,7 @@ fn build(args: BuildArgs) -> Result<()> {
     let indexes = pipeline::run_blocking_recorded(&plan, &recorder)?;
     let references: Vec<String> = indexes
         .iter()
-        .map(|i| i.printed_reference(options.tag_only))
+        .map(|i| i.printed_reference(options.prints_tags()))
         .collect();
     write_image_refs(refs_file, &references)?;
     if let Some(file) = report_file {
@@ -174,6 +177,18 @@ fn run_in_podman(args: RunArgs) -> Result<ExitCode> {
         &args.podman_arg,
         &args.args,
     )
+}
+
+/// `index create`: one index from images already pushed.
+fn create_index(args: IndexCreateArgs) -> Result<String> {
+    progress::init(args.quiet, args.verbose, progress::Color::Auto);
+    pipeline::block_on_interruptible(cargo_krust::index::create(&cargo_krust::index::Request {
+        target: args.target,
+        tags: args.tag,
+        sources: args.sources,
+        insecure: args.insecure_registry,
+        timeouts: args.timeout.timeouts(),
+    }))
 }
 
 /// `login`: the password from stdin only, never from the command line.

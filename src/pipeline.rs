@@ -21,7 +21,7 @@ use crate::image_name::ImageName;
 use crate::plan::{BaseSpec, ImageJob, Plan, Workspace};
 use crate::platform::{self, Listed, Platform};
 use crate::progress;
-use crate::publish::{Archive, ArchiveFormat, OciLayout, PodmanSink, RegistrySink, Sink};
+use crate::publish::{Archive, ArchiveFormat, LocalSink, OciLayout, RegistrySink, Sink};
 use crate::registry::{RegistryClient, Timeouts};
 use crate::report::Recorder;
 use crate::store::BlobStore;
@@ -110,6 +110,9 @@ pub async fn run(plan: &Plan, recorder: &Recorder) -> Result<Vec<ImageIndex>> {
     for sink in &sinks {
         sink.check()?;
     }
+    for sink in &sinks {
+        sink.check_reachable().await?;
+    }
 
     progress::trace("planned");
     recorder.stage_done("plan");
@@ -160,6 +163,9 @@ pub async fn run(plan: &Plan, recorder: &Recorder) -> Result<Vec<ImageIndex>> {
 
     for sink in &sinks {
         sink.publish(&indexes).await?;
+    }
+    if let Some(registry) = &registry {
+        recorder.pushed_blobs(registry.outcomes());
     }
     recorder.stage_done("publish");
     Ok(indexes)
@@ -225,8 +231,9 @@ fn sinks(
             )));
         }
     }
-    if plan.local {
-        sinks.push(Arc::new(PodmanSink::new(
+    if let Some(engine) = plan.local {
+        sinks.push(Arc::new(LocalSink::new(
+            engine,
             client.clone(),
             store.clone(),
             plan.registry_timeout,
@@ -398,7 +405,7 @@ async fn compile_all(
         "never"
     };
     tokio::task::block_in_place(|| {
-        let machine = Machine::default();
+        let machine = Machine::new(BlobStore::open(&plan.target_dir.join("krust"))?);
         let mut batches = Vec::new();
         for (workspace, wanted) in &wanted {
             let shared = batch::Shared {

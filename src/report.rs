@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use crate::assemble::ImageIndex;
 use crate::oci::{BlobSource, sha256_digest};
+use crate::publish::{BlobKey, BlobOutcome};
 
 /// The `$schema` id of the document, versioned with its shape.
 pub const SCHEMA_ID: &str = "https://cargo-krust.dev/schema/report-v1.json";
@@ -32,6 +33,8 @@ struct Notes {
     binaries: HashMap<(String, String), (u64, String)>,
     /// Layer digests this run took from the local cache.
     cached_layers: BTreeSet<String>,
+    /// How each blob got into its registry repository.
+    pushed: HashMap<BlobKey, BlobOutcome>,
 }
 
 impl Recorder {
@@ -87,6 +90,15 @@ impl Recorder {
     }
 }
 
+impl Recorder {
+    /// How each blob got into its repository (the registry sink's record).
+    pub fn pushed_blobs(&self, outcomes: HashMap<BlobKey, BlobOutcome>) {
+        if self.enabled {
+            self.notes().pushed = outcomes;
+        }
+    }
+}
+
 /// The report of a run that produced `indexes`, printed as `printed`.
 pub fn document(indexes: &[ImageIndex], printed: &[String], recorder: &Recorder) -> Value {
     let notes = recorder.notes();
@@ -131,12 +143,21 @@ fn image(index: &ImageIndex, reference: &str, notes: &Notes) -> Value {
                         _ if notes.cached_layers.contains(&layer.digest) => "cache",
                         _ => "built",
                     };
-                    json!({
+                    let mut entry = json!({
                         "digest": layer.digest,
                         "size": layer.size,
                         "mediaType": layer.media_type,
                         "origin": origin,
-                    })
+                    });
+                    let key = (
+                        index.name.registry().to_string(),
+                        index.name.repository().to_string(),
+                        layer.digest.clone(),
+                    );
+                    if let Some(outcome) = notes.pushed.get(&key) {
+                        entry["registry"] = json!(outcome.name());
+                    }
+                    entry
                 })
                 .collect();
             json!({

@@ -276,6 +276,47 @@ fn without_zig_musl_gcc_builds_the_c_example_for_amd64() {
     assert_c_deps_output(&out, "x86_64", "");
 }
 
+/// zig only when something is compiled: once cargo-zigbuild has been asked
+/// for a triple's environment, an unchanged build of the C example runs
+/// plain cargo and never starts cargo-zigbuild (a stand-in first
+/// on PATH logs every call and passes it on), with the same digest.
+#[test]
+fn an_unchanged_c_build_does_not_run_cargo_zigbuild() {
+    tools::require_zig();
+    let real = tools::find_in_path("cargo-zigbuild").expect("cargo-zigbuild on PATH");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let log = tmp.path().join("calls.log");
+    support::write_script(
+        &tmp.path().join("cargo-zigbuild"),
+        &format!(
+            "#!/bin/sh
+echo \"$*\" >> '{}'
+exec '{}' \"$@\"
+",
+            log.display(),
+            real.display()
+        ),
+    );
+    let path = format!(
+        "{}:{}",
+        tmp.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let build = || {
+        krust(["build", "--no-push", "--platform", "linux/arm64"])
+            .arg(example("c-deps"))
+            .args(["--base-image", "scratch"])
+            .env("PATH", &path)
+            .run()
+            .single_ref()
+    };
+    let first = build();
+    std::fs::write(&log, "").expect("empty the log");
+    assert_eq!(build(), first, "an unchanged build, the same image");
+    let calls = std::fs::read_to_string(&log).expect("read the log");
+    assert_eq!(calls, "", "an unchanged build ran cargo-zigbuild");
+}
+
 /// main.rs of the flags package: which of the user's settings reached rustc.
 const FLAGS_MAIN: &str = r#"fn main() {
     println!(

@@ -5,6 +5,9 @@
 //!   each platform under `NAME:TAG-ARCH` (podman reads the architecture of
 //!   each), and `podman run` of the printed reference runs hello-krust;
 //! - `KRUST_REPO=podman.local/…` loads every tag, pushing nowhere;
+//! - `KRUST_REPO=docker.local` loads every platform with the real `docker`
+//!   client, through podman's Docker-compatible API (no Docker engine runs
+//!   here), and without an engine that answers nothing is built;
 //! - without podman on PATH the run stops before anything is built, naming
 //!   the install command;
 //! - a podman that fails (its message in the error) or hangs (stopped
@@ -19,7 +22,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::krust::{Krust, build_on_scratch, hello_krust, krust};
-use support::podman::{own_storage, path_without_podman};
+use support::podman::{DockerApi, own_storage, path_without_podman};
 use support::process::run_ok;
 use support::{tools, write_script};
 
@@ -40,6 +43,18 @@ fn podman(conf: &Path, args: &[&str]) -> Vec<u8> {
         &format!("podman {}", args.join(" ")),
     )
     .stdout
+}
+
+/// What `image` prints when podman runs it.
+fn run_in_podman(conf: &Path, image: &str) -> String {
+    // crun fails on these machines; runc cannot raise the default
+    // nofile/nproc limits podman asks for here, so they are lowered.
+    let args = ["run", "--runtime", "runc", "--ulimit", "nofile=1024:1024"];
+    let ran = podman(
+        conf,
+        &[&args[..], &["--ulimit", "nproc=1024:1024", "--rm", image]].concat(),
+    );
+    String::from_utf8_lossy(&ran).into_owned()
 }
 
 /// `podman image inspect IMAGE`'s one image.
@@ -70,24 +85,8 @@ fn a_two_platform_build_loads_every_platform_into_podman() {
         assert_eq!(image["Architecture"], arch, "{image}");
     }
 
-    // crun fails on these machines; runc cannot raise the default
-    // nofile/nproc limits podman asks for here, so they are lowered.
     let reference = format!("podman.local/hello-krust@{}", loaded.digest);
-    let ran = podman(
-        &conf,
-        &[
-            "run",
-            "--runtime",
-            "runc",
-            "--ulimit",
-            "nofile=1024:1024",
-            "--ulimit",
-            "nproc=1024:1024",
-            "--rm",
-            &reference,
-        ],
-    );
-    let said = String::from_utf8_lossy(&ran);
+    let said = run_in_podman(&conf, &reference);
     assert!(said.contains("Hello from krust!"), "{said}");
     assert!(said.contains("arch: x86_64"), "{said}");
 }
@@ -148,4 +147,69 @@ fn a_podman_that_fails_or_hangs_is_a_clean_error() {
         "took {:?}",
         started.elapsed()
     );
+}
+
+/// The real `docker` client, talking to `api`; its stdout.
+fn docker(api: &DockerApi, args: &[&str]) -> String {
+    let out = run_ok(
+        Command::new(tools::require("docker", "docker.io"))
+            .env("DOCKER_HOST", &api.host)
+            .args(args),
+        TOOL_TIMEOUT,
+        &format!("docker {}", args.join(" ")),
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_docker_local_repository_loads_every_platform_with_docker_load() {
+    tools::require_default_rust_targets();
+    tools::require("runc", "runc");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let conf = own_storage(tmp.path());
+    let api = DockerApi::start(&conf, tmp.path());
+    let build = krust(["build", "--base-image", "scratch", "-t", "v1,v2"])
+        .args(["--platform", "linux/amd64,linux/arm64"])
+        .arg(hello_krust())
+        .env("KRUST_REPO", "docker.local")
+        .env("DOCKER_HOST", &api.host);
+    let run = into_storage(build, &conf).run();
+    // Docker keeps no digest for a loaded image: the tag is the reference.
+    assert_eq!(
+        run.stdout,
+        "docker.local/hello-krust:v1\n",
+        "{}",
+        run.describe()
+    );
+
+    for (tag, arch) in [
+        ("v1", "amd64"),
+        ("v2", "amd64"),
+        ("v1-amd64", "amd64"),
+        ("v2-arm64", "arm64"),
+    ] {
+        let image = format!("docker.local/hello-krust:{tag}");
+        let inspected = docker(
+            &api,
+            &["image", "inspect", "--format", "{{.Architecture}}", &image],
+        );
+        assert_eq!(inspected.trim(), arch, "{image}");
+    }
+    // The engine's storage is podman's: the image it loaded runs.
+    let said = run_in_podman(&conf, "docker.local/hello-krust:v1");
+    assert!(said.contains("Hello from krust!"), "{said}");
+}
+
+#[test]
+fn without_a_docker_engine_nothing_is_built() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let run = build_on_scratch(&hello_krust())
+        .env("KRUST_REPO", "docker.local")
+        .env(
+            "DOCKER_HOST",
+            format!("unix://{}", tmp.path().join("none.sock").display()),
+        )
+        .run();
+    run.expect_clean_error(&["docker.local", "Docker engine", "--local"]);
+    assert!(!run.stderr.contains("Building"), "{}", run.describe());
 }

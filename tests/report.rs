@@ -136,6 +136,13 @@ fn report_of_a_two_platform_push_validates_and_matches_the_registry() {
             ["built", "cache"].contains(&text(app, "origin")),
             "the app layer is built or cached: {app}"
         );
+        // A new repository of the registry that holds the base: the base's
+        // layers are mounted, the app layer is sent.
+        assert!(
+            base.iter().all(|l| text(l, "registry") == "mounted"),
+            "base layers mounted: {reported}"
+        );
+        assert_eq!(text(app, "registry"), "uploaded", "{app}");
 
         let app_tar = &pushed_image.layers.last().expect("app layer").tar;
         let binary = tar_entries(app_tar)
@@ -167,6 +174,11 @@ fn report_of_a_two_platform_push_validates_and_matches_the_registry() {
             app.map(|l| text(l, "origin")),
             Some("cache"),
             "a rebuild reuses the app layer: {platform}"
+        );
+        let layers = platform["layers"].as_array().expect("layers");
+        assert!(
+            layers.iter().all(|l| text(l, "registry") == "present"),
+            "an unchanged image sends nothing: {platform}"
         );
     }
     for stage in ["plan", "base", "compile", "assemble", "publish"] {

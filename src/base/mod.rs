@@ -8,7 +8,7 @@
 //! (they are small): a damaged one is fetched anew, or, offline, an error. Base layers are never downloaded here: they
 //! stay remote descriptors until a sink needs their bytes.
 
-mod documents;
+pub mod documents;
 
 use anyhow::{Context, Result, bail};
 use oci_client::Reference;

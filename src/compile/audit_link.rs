@@ -130,7 +130,13 @@ pub fn configure(command: &mut Command, target_dir: &Path) -> Result<()> {
         replace()
             .with_context(|| format!("cannot link {} to {}", link.display(), exe.display()))?;
     }
-    let path = std::env::var_os("PATH").unwrap_or_default();
+    // The PATH the command already has (a strategy may have set one), else ours.
+    let path = command
+        .get_envs()
+        .find(|(name, _)| *name == "PATH")
+        .and_then(|(_, value)| value.map(OsStr::to_os_string))
+        .or_else(|| std::env::var_os("PATH"))
+        .unwrap_or_default();
     let path =
         std::env::join_paths(std::iter::once(dir.clone()).chain(std::env::split_paths(&path)))
             .with_context(|| format!("cannot put {} on PATH", dir.display()))?;

@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use super::native::{self, NativeCode};
 use super::strategy::{self, Strategy};
 use super::tools::Tools;
-use super::{TripleBuild, Unit, linker, toolchain, triple_target_dir};
+use super::{TripleBuild, Unit, linker, toolchain, triple_target_dir, zig};
 use crate::plan::{CargoOptions, LinkerChoice};
 use crate::platform::Platform;
 use crate::progress;
@@ -139,6 +139,16 @@ pub fn prepare<'a>(
             }
             None
         };
+        let zig = match key.strategy {
+            Strategy::Zig => {
+                let tools = tools.zig().map_err(|problem| {
+                    anyhow::anyhow!("{problem}: install it with {}", strategy::ZIG_INSTALL_HINT)
+                })?;
+                let toolchain = build_std.as_ref().and_then(|t| t.as_deref());
+                Some(zig::environment(&tools, triple, cwd, toolchain, &records)?)
+            }
+            _ => None,
+        };
         out.push(Batch {
             build: TripleBuild {
                 triple,
@@ -152,6 +162,7 @@ pub fn prepare<'a>(
                 color: context.color,
                 jobserver: None,
                 audit_objects,
+                zig,
             },
             platform: key.platform,
             installed_target,

@@ -18,6 +18,7 @@ pub mod rustflags;
 pub mod strategy;
 pub mod toolchain;
 pub mod tools;
+pub mod zig;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{File, TryLockError};
@@ -98,6 +99,8 @@ pub struct TripleBuild<'a> {
     /// The dependency-data object of each unit that embeds one
     /// ([`audit_link`]).
     pub audit_objects: BTreeMap<Unit, Vec<u8>>,
+    /// With [`Strategy::Zig`]: cargo-zigbuild's environment for the triple.
+    pub zig: Option<zig::ZigEnv>,
 }
 
 /// A failed `cargo build`, with the units it did not build, so that a caller
@@ -154,10 +157,8 @@ pub fn build(
     audit_link::stage(&request.target_dir, &request.units, &request.audit_objects)?;
     let mut command = command(request)?;
     crate::progress::verbose(format!("running {command:?}"));
-    let mut child = spawn(&mut command).with_context(|| match request.strategy {
-        Strategy::Zig => "cannot run cargo-zigbuild: is it installed and on PATH?",
-        _ => "cannot run cargo: is it installed and on PATH?",
-    })?;
+    let mut child =
+        spawn(&mut command).context("cannot run cargo: is it installed and on PATH?")?;
     let stdout = child
         .stdout
         .take()
@@ -276,9 +277,14 @@ fn apply_strategy(command: &mut Command, request: &TripleBuild) {
                 command.env(cc_var, "musl-gcc");
             }
         }
-        // cargo-zigbuild sets CC, CXX and the linker for the target itself,
-        // each only where the user has not.
-        Strategy::Zig | Strategy::CargoDefaults => {}
+        // cargo-zigbuild chose CC, CXX, AR and the linker for the target,
+        // each only where the user had not.
+        Strategy::Zig => {
+            if let Some(zig) = &request.zig {
+                command.envs(&zig.vars);
+            }
+        }
+        Strategy::CargoDefaults => {}
     }
 }
 
@@ -297,11 +303,6 @@ fn extra_rustflags(request: &TripleBuild, cwd: &Path) -> Vec<String> {
 fn cargo_command(request: &TripleBuild, cwd: &Path) -> Result<Command> {
     let options = request.cargo;
     let mut command = match (&request.strategy, &request.build_std) {
-        (Strategy::Zig, _) => {
-            let mut command = Command::new("cargo-zigbuild");
-            command.arg("zigbuild");
-            command
-        }
         // rustup's `cargo` proxy, so that RUSTUP_TOOLCHAIN picks the nightly.
         (_, Some(Some(_))) => {
             let mut command = Command::new("cargo");
@@ -375,6 +376,9 @@ fn cargo_command(request: &TripleBuild, cwd: &Path) -> Result<Command> {
     }
     if let Some(jobs) = options.jobs {
         command.args(["--jobs", &jobs.to_string()]);
+    }
+    if let Some(zig) = &request.zig {
+        command.args(&zig.extra_args);
     }
     command.args(&options.extra_args);
     Ok(command)

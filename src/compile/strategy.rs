@@ -27,7 +27,8 @@ pub const ZIG_INSTALL_HINT: &str =
 pub enum Strategy {
     /// `cargo build` with `CARGO_TARGET_<T>_LINKER=rust-lld`.
     RustLld,
-    /// `cargo-zigbuild zigbuild`: zig compiles C and links, with its musl libc.
+    /// `cargo build` with cargo-zigbuild's environment: zig compiles C and
+    /// links, with its musl libc.
     Zig,
     /// `cargo build` with `CC_<triple>=musl-gcc`, linked by rust-lld.
     MuslGcc,
@@ -121,7 +122,7 @@ pub fn choose(inputs: &Inputs, tools: &dyn Tools) -> Result<Choice> {
         (None, true) => "it builds std from source, which needs a C toolchain with musl".into(),
     };
     let zig_problem = match tools.zig() {
-        Ok(()) => return Ok(choice(Strategy::Zig, reason)),
+        Ok(_) => return Ok(choice(Strategy::Zig, reason)),
         Err(problem) => problem,
     };
     if !inputs.build_std && tools.is_host_arch(triple) && tools.musl_gcc() {
@@ -155,9 +156,12 @@ mod tests {
     }
 
     impl Tools for FakeTools {
-        fn zig(&self) -> Result<(), String> {
+        fn zig(&self) -> Result<super::super::zig::ZigTools, String> {
             if self.zig {
-                Ok(())
+                Ok(super::super::zig::ZigTools {
+                    cargo_zigbuild: "/bin/cargo-zigbuild".into(),
+                    zig: "/bin/zig".into(),
+                })
             } else {
                 Err("cargo-zigbuild is not on PATH".into())
             }

@@ -40,7 +40,7 @@ pub fn rustc(dir: &Path, toolchain: Option<&str>) -> Command {
 }
 
 /// A hash of what decides which toolchain `rustc` in `dir` is.
-fn selection_fingerprint(dir: &Path) -> String {
+pub(super) fn selection_fingerprint(dir: &Path) -> String {
     let mut hasher = Sha256::new();
     hasher.update(dir.as_os_str().as_encoded_bytes());
     for var in [

@@ -1,31 +1,44 @@
-//! The C toolchains this machine offers for cross-compiling, probed once and
-//! only when a build needs one: zig through cargo-zigbuild (asked to run zig
-//! itself, so a cargo-zigbuild that cannot find zig does not count), and
-//! Debian's musl-gcc.
+//! The C toolchains this machine offers for cross-compiling, looked for once
+//! and only when a build needs one: zig with cargo-zigbuild (see
+//! [`super::zig`]; whether zig really runs shows when cargo-zigbuild is first
+//! asked for a triple's environment, before anything is built), and Debian's
+//! musl-gcc.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::OnceLock;
+
+use super::zig::{self, ZigTools};
+use crate::store::BlobStore;
 
 /// What the strategy asks about the machine (a trait so tests can fake it).
 pub trait Tools {
-    /// `Ok` when `cargo-zigbuild` runs and finds zig; otherwise what is missing.
-    fn zig(&self) -> Result<(), String>;
+    /// Where cargo-zigbuild and zig are; otherwise what is missing.
+    fn zig(&self) -> Result<ZigTools, String>;
     /// Whether `musl-gcc` is on PATH.
     fn musl_gcc(&self) -> bool;
     /// Whether the triple is for this machine's own architecture.
     fn is_host_arch(&self, triple: &str) -> bool;
 }
 
-/// The real machine.
-#[derive(Debug, Default)]
+/// The real machine; `records` remembers where zig is.
+#[derive(Debug)]
 pub struct Machine {
-    zig: OnceLock<Result<(), String>>,
+    records: BlobStore,
+    zig: OnceLock<Result<ZigTools, String>>,
+}
+
+impl Machine {
+    pub fn new(records: BlobStore) -> Machine {
+        Machine {
+            records,
+            zig: OnceLock::new(),
+        }
+    }
 }
 
 impl Tools for Machine {
-    fn zig(&self) -> Result<(), String> {
-        self.zig.get_or_init(probe_zig).clone()
+    fn zig(&self) -> Result<ZigTools, String> {
+        self.zig.get_or_init(|| zig::locate(&self.records)).clone()
     }
 
     fn musl_gcc(&self) -> bool {
@@ -34,32 +47,6 @@ impl Tools for Machine {
 
     fn is_host_arch(&self, triple: &str) -> bool {
         triple.split('-').next() == Some(std::env::consts::ARCH)
-    }
-}
-
-fn probe_zig() -> Result<(), String> {
-    let Some(zigbuild) = find_in_path("cargo-zigbuild") else {
-        return Err(match find_in_path("zig") {
-            Some(_) => "cargo-zigbuild is not on PATH (zig is)".into(),
-            None => "zig and cargo-zigbuild are not on PATH".into(),
-        });
-    };
-    // `cargo-zigbuild zig cc` is the compiler wrapper builds will use, so this
-    // finds zig exactly as the build will (PATH, or Python's ziglang).
-    match Command::new(&zigbuild)
-        .args(["zig", "cc", "--", "--version"])
-        .output()
-    {
-        Ok(output) if output.status.success() => Ok(()),
-        Ok(output) => Err(format!(
-            "cargo-zigbuild cannot run zig ({})",
-            String::from_utf8_lossy(&output.stderr)
-                .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("no message")
-                .trim()
-        )),
-        Err(err) => Err(format!("cannot run {}: {err}", zigbuild.display())),
     }
 }
 

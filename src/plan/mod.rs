@@ -33,6 +33,18 @@ pub const LOCAL_REPO: &str = "krust.local";
 /// Repository prefix meaning "load into podman, push nowhere" (`--local`).
 pub const PODMAN_REPO: &str = "podman.local";
 
+/// Repository prefix meaning "load into the Docker engine, push nowhere".
+pub const DOCKER_REPO: &str = "docker.local";
+
+/// The local container engine images are loaded into instead of pushed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalEngine {
+    /// `--local` or `podman.local`: podman's storage, no daemon.
+    Podman,
+    /// `docker.local`: whatever Docker engine `docker` talks to.
+    Docker,
+}
+
 /// What the user asked for on the command line (filled in by the CLI
 /// layer; the environment and the Cargo.toml files are read here).
 #[derive(Debug, Clone, Default)]
@@ -90,12 +102,28 @@ pub struct Options {
 }
 
 impl Options {
-    /// `--local`, or a repository under `podman.local` (as ko's `ko.local`).
-    pub fn loads_locally(&self) -> bool {
-        self.local
-            || self.repo.as_deref().is_some_and(|repo| {
-                repo == PODMAN_REPO || repo.starts_with(&format!("{PODMAN_REPO}/"))
-            })
+    /// `--local` or a repository under `podman.local`: podman; a
+    /// repository under `docker.local`: Docker (as ko's `ko.local`).
+    pub fn local_engine(&self) -> Option<LocalEngine> {
+        let under = |prefix: &str| {
+            self.repo
+                .as_deref()
+                .is_some_and(|repo| repo == prefix || repo.starts_with(&format!("{prefix}/")))
+        };
+        if self.local || under(PODMAN_REPO) {
+            Some(LocalEngine::Podman)
+        } else if under(DOCKER_REPO) {
+            Some(LocalEngine::Docker)
+        } else {
+            None
+        }
+    }
+
+    /// Whether references are printed as `REPO/NAME:TAG`: with `--tag-only`,
+    /// and for Docker, which keeps no digest for a loaded image (`docker run
+    /// NAME@sha256:…` would look for it in a registry).
+    pub fn prints_tags(&self) -> bool {
+        self.tag_only || self.local_engine() == Some(LocalEngine::Docker)
     }
 }
 
@@ -112,8 +140,9 @@ pub struct Plan {
     pub oci_archive: Option<PathBuf>,
     /// `--tarball`: a docker-archive.
     pub tarball: Option<PathBuf>,
-    /// `--local` or repository `podman.local`: load into podman, no push.
-    pub local: bool,
+    /// `--local` or repository `podman.local` / `docker.local`: load into
+    /// that engine, no push.
+    pub local: Option<LocalEngine>,
     pub insecure_registries: Vec<String>,
     /// The budget of one registry operation with its retries.
     pub registry_timeout: std::time::Duration,
@@ -396,8 +425,8 @@ fn finish(
         target_dir,
         images,
         cargo: cargo_options(options, cargo_args),
-        push: !options.no_push && !options.loads_locally(),
-        local: options.loads_locally(),
+        push: !options.no_push && options.local_engine().is_none(),
+        local: options.local_engine(),
         oci_layout: options
             .oci_layout_path
             .as_deref()

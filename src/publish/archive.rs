@@ -99,7 +99,7 @@ impl Archive {
     /// The docker-archive: per image one platform's config and layers,
     /// each blob once, then `manifest.json` (one entry per image, tagged
     /// `<name>:<tag>`) and the legacy `repositories`.
-    async fn write_docker(&self, images: &[ImageIndex]) -> Result<()> {
+    pub(super) async fn write_docker(&self, images: &[ImageIndex]) -> Result<()> {
         let file = PendingFile::create(&self.path)?;
         let mut entries = Vec::new();
         let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();

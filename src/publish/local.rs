@@ -1,16 +1,20 @@
-//! The podman sink (`--local`, repository `podman.local`): loads every
-//! built platform of every image into the local containers storage with
-//! `podman load -i`, no daemon needed. podman keeps one platform per name,
-//! so an image goes in as:
+//! The local engine sink: loads every built platform of every image into
+//! podman (`--local`, repository `podman.local`; its containers storage, no
+//! daemon needed) or into a Docker engine (repository `docker.local`, with
+//! `docker load`). Both keep one platform per name, so an image goes in as:
 //!
-//! - its index under `<name>:<tag>`, from which podman takes the host's
-//!   platform (the first one built when the host's is not), so that the
-//!   printed `<name>@<index digest>` is what `podman run` accepts;
+//! - its host's platform (the first one built when the host's is not) under
+//!   `<name>:<tag>` — for podman its index, from which podman takes that
+//!   platform, so that the printed `<name>@<index digest>` is what `podman
+//!   run` accepts; Docker keeps no digest for a loaded image, so for Docker
+//!   the printed reference is `<name>:<tag>`;
 //! - each platform's manifest under `<name>:<tag>-<arch>[-<variant>]`.
 //!
-//! Each goes through an OCI archive of its own in a temporary directory
-//! (podman loads one image per OCI archive); the other tags are added with
-//! `podman tag`. Every podman process is bounded by `--registry-timeout`.
+//! Each goes through an archive of its own in a temporary directory (one
+//! image per archive): an OCI archive for podman, a docker-archive for
+//! Docker (which every Docker engine loads, with or without the containerd
+//! image store); the other tags are added with `tag`. Every engine process
+//! is bounded by `--registry-timeout`.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -22,6 +26,7 @@ use futures_util::future::LocalBoxFuture;
 
 use super::{Archive, ArchiveFormat, Sink};
 use crate::assemble::{ImageIndex, PlatformImage};
+use crate::plan::LocalEngine;
 use crate::platform::Platform;
 use crate::progress;
 use crate::registry::RegistryClient;
@@ -30,18 +35,42 @@ use crate::store::BlobStore;
 /// What installs podman where it is missing.
 pub(crate) const INSTALL_PODMAN: &str = "apt-get install podman";
 
-/// Loads the run's images into podman.
-pub struct PodmanSink {
+/// Loads the run's images into a local engine.
+pub struct LocalSink {
+    engine: LocalEngine,
     /// Where blobs not in the local store come from (base layers).
     client: Arc<RegistryClient>,
     store: BlobStore,
-    /// The bound on each podman process.
+    /// The bound on each engine process.
     timeout: Duration,
 }
 
-impl PodmanSink {
-    pub fn new(client: Arc<RegistryClient>, store: BlobStore, timeout: Duration) -> PodmanSink {
-        PodmanSink {
+impl LocalEngine {
+    fn program(self) -> &'static str {
+        match self {
+            LocalEngine::Podman => "podman",
+            LocalEngine::Docker => "docker",
+        }
+    }
+
+    /// The command that shows whether the engine works, for error messages.
+    fn diagnosis(self) -> &'static str {
+        match self {
+            LocalEngine::Podman => "podman info",
+            LocalEngine::Docker => "docker version",
+        }
+    }
+}
+
+impl LocalSink {
+    pub fn new(
+        engine: LocalEngine,
+        client: Arc<RegistryClient>,
+        store: BlobStore,
+        timeout: Duration,
+    ) -> LocalSink {
+        LocalSink {
+            engine,
             client,
             store,
             timeout,
@@ -54,18 +83,22 @@ impl PodmanSink {
             bail!("image {} has no tag to load into podman under", image.name);
         };
         let host = Platform::host();
-        let main = if image.images.iter().any(|i| i.platform == host) {
+        let main = if self.engine == LocalEngine::Podman
+            && image.images.iter().any(|i| i.platform == host)
+        {
             ImageIndex {
                 tags: vec![first_tag.clone()],
                 ..image.clone()
             }
         } else {
             // podman would find no platform of its own in the index.
-            let first = image
+            let chosen = image
                 .images
-                .first()
+                .iter()
+                .find(|i| i.platform == host)
+                .or(image.images.first())
                 .with_context(|| format!("image {} has no platform", image.name))?;
-            single_platform(image, first, first_tag.clone())
+            single_platform(image, chosen, first_tag.clone())
         };
         self.load(&main, staging).await?;
         let mut loaded_tags = vec![first_tag.clone()];
@@ -82,35 +115,48 @@ impl PodmanSink {
             for (loaded, suffix) in loaded_tags.iter().zip(tag_suffixes(image)) {
                 let from = format!("{}:{loaded}", image.name);
                 let to = format!("{}:{tag}{suffix}", image.name);
-                self.podman(&["tag", &from, &to]).await?;
+                self.engine_command(&["tag", &from, &to]).await?;
             }
         }
-        progress::status("Loaded", format!("{} into podman", image.reference()));
+        let engine = self.engine.program();
+        progress::status("Loaded", format!("{} into {engine}", image.reference()));
         Ok(())
     }
 
-    /// Writes `image` (one index or manifest, one tag) as an OCI archive
-    /// and loads it.
+    /// Writes `image` (one index or manifest, one tag) as an archive the
+    /// engine loads, and loads it.
     async fn load(&self, image: &ImageIndex, staging: &Path) -> Result<()> {
-        let file = staging.join("image.oci.tar");
-        Archive::new(
-            &file,
-            ArchiveFormat::Oci,
+        let file = staging.join("image.tar");
+        let (format, client, store) = (
+            self.archive_format(),
             self.client.clone(),
             self.store.clone(),
-        )
-        .write_oci(std::slice::from_ref(image))
-        .await?;
-        self.podman(&["load", "-i", &file.display().to_string()])
+        );
+        let archive = Archive::new(&file, format, client, store);
+        let images = std::slice::from_ref(image);
+        match format {
+            ArchiveFormat::Oci => archive.write_oci(images).await?,
+            ArchiveFormat::Docker => archive.write_docker(images).await?,
+        }
+        self.engine_command(&["load", "-i", &file.display().to_string()])
             .await?;
         std::fs::remove_file(&file).with_context(|| format!("cannot remove {}", file.display()))
     }
 
-    /// Runs podman with `args`, within the timeout; its output goes into
-    /// the error when it fails.
-    async fn podman(&self, args: &[&str]) -> Result<()> {
-        let command = format!("podman {}", args.join(" "));
-        let child = tokio::process::Command::new(podman_path()?)
+    fn archive_format(&self) -> ArchiveFormat {
+        match self.engine {
+            LocalEngine::Podman => ArchiveFormat::Oci,
+            LocalEngine::Docker => ArchiveFormat::Docker,
+        }
+    }
+
+    /// Runs the engine's command with `args`, within the timeout; its
+    /// output goes into the error when it fails.
+    async fn engine_command(&self, args: &[&str]) -> Result<String> {
+        let program = self.engine.program();
+        let diagnosis = self.engine.diagnosis();
+        let command = format!("{program} {}", args.join(" "));
+        let child = tokio::process::Command::new(engine_path(self.engine)?)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -122,7 +168,7 @@ impl PodmanSink {
             .await
             .map_err(|_| {
                 anyhow::anyhow!(
-                    "`{command}` did not finish within {}s (--registry-timeout); check `podman info`",
+                    "`{command}` did not finish within {}s (--registry-timeout); check `{diagnosis}`",
                     self.timeout.as_secs()
                 )
             })?
@@ -134,31 +180,52 @@ impl PodmanSink {
                 said => said.to_string(),
             };
             bail!(
-                "`{command}` failed ({}): {}; check that `podman info` works",
+                "`{command}` failed ({}): {}; check that `{diagnosis}` works",
                 output.status,
                 said.replace('\n', " ")
             );
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// Docker is a client of an engine that may not answer: asked once,
+    /// before anything is built, so a missing engine costs seconds.
+    async fn check_engine(&self) -> Result<()> {
+        if self.engine == LocalEngine::Docker {
+            let version = self
+                .engine_command(&["version", "--format", "{{.Server.Version}}"])
+                .await
+                .context(
+                    "repository `docker.local` loads the images into a Docker engine, and none answers: start one (or set DOCKER_HOST), or load into podman with --local",
+                )?;
+            progress::verbose(format!("Docker engine {} answers", version.trim()));
         }
         Ok(())
     }
 }
 
-impl Sink for PodmanSink {
-    /// podman must be there before anything is built.
+impl Sink for LocalSink {
+    /// The engine's command must be there before anything is built.
     fn check(&self) -> Result<()> {
-        podman_path().map(drop)
+        engine_path(self.engine).map(drop)
+    }
+
+    fn check_reachable<'a>(&'a self) -> LocalBoxFuture<'a, Result<()>> {
+        Box::pin(self.check_engine())
     }
 
     fn publish<'a>(&'a self, images: &'a [ImageIndex]) -> LocalBoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let staging = tempfile::Builder::new()
-                .prefix("krust-podman")
+                .prefix("krust-local")
                 .tempdir()
-                .context("cannot create a temporary directory for podman's archives")?;
+                .context("cannot create a temporary directory for the engine's archives")?;
             for image in images {
                 self.load_image(image, staging.path())
                     .await
-                    .with_context(|| format!("cannot load {} into podman", image.name))?;
+                    .with_context(|| {
+                        format!("cannot load {} into {}", image.name, self.engine.program())
+                    })?;
             }
             Ok(())
         })
@@ -167,14 +234,20 @@ impl Sink for PodmanSink {
 
 /// podman on PATH, or an error saying how to install it.
 pub(crate) fn podman_path() -> Result<PathBuf> {
+    engine_path(LocalEngine::Podman)
+}
+
+/// The engine's command on PATH, or an error saying how to get it.
+fn engine_path(engine: LocalEngine) -> Result<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
-        .map(|dir| dir.join("podman"))
+        .map(|dir| dir.join(engine.program()))
         .find(|candidate| candidate.is_file())
-        .with_context(|| {
-            format!(
+        .with_context(|| match engine {
+            LocalEngine::Podman => format!(
                 "--local (or repository `podman.local`) loads the images with podman, which is not on PATH: install it with `{INSTALL_PODMAN}`"
-            )
+            ),
+            LocalEngine::Docker => "repository `docker.local` loads the images with `docker load`, and `docker` is not on PATH: install Docker, or load into podman with --local".to_string(),
         })
 }
 

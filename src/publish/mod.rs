@@ -5,7 +5,7 @@
 //! once per run and at most `--jobs` transfers at a time), then manifests,
 //! then the index under each tag that does not name it yet. The layout sink
 //! writes an OCI image layout, the archive sinks one tar file each, the
-//! podman sink loads the images into podman (`--local`).
+//! local sink loads them into podman (`--local`) or Docker (`docker.local`).
 //! `--no-push` simply means "no registry sink". Every sink is a [`Sink`]:
 //! the pipeline checks each before anything is built and hands each the
 //! same assembled indexes.
@@ -76,7 +76,7 @@ pub struct StreamedUpload {
 
 pub use archive::{Archive, ArchiveFormat};
 pub use layout::OciLayout;
-pub use local::PodmanSink;
+pub use local::LocalSink;
 
 /// A place the images of a run go (ko's publisher). A sink that writes
 /// files writes them all or nothing over the run. Its futures are not
@@ -86,6 +86,12 @@ pub trait Sink {
     /// written.
     fn check(&self) -> Result<()> {
         Ok(())
+    }
+
+    /// Checks, before anything is built, that what the sink hands images to
+    /// answers (a local engine).
+    fn check_reachable<'a>(&'a self) -> LocalBoxFuture<'a, Result<()>> {
+        Box::pin(async { Ok(()) })
     }
 
     /// Checks, before anything is built, that the sink can take the image
@@ -113,7 +119,28 @@ impl Sink for RegistrySink {
 }
 
 /// A blob in a repository: (registry, repository, digest).
-type BlobKey = (String, String, String);
+pub type BlobKey = (String, String, String);
+
+/// How a blob came to be in a repository, for the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobOutcome {
+    /// Sent by this run (also while it was being written).
+    Uploaded,
+    /// Mounted from another repository of the same registry.
+    Mounted,
+    /// The repository held it already.
+    Present,
+}
+
+impl BlobOutcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            BlobOutcome::Uploaded => "uploaded",
+            BlobOutcome::Mounted => "mounted",
+            BlobOutcome::Present => "present",
+        }
+    }
+}
 /// A blob in a registry, whatever the repository: (registry, digest).
 type RegistryBlob = (String, String);
 
@@ -142,6 +169,8 @@ pub struct RegistrySink {
     /// Streamed uploads still finishing: a push of the same blob waits for
     /// them first.
     streams: std::sync::Mutex<HashMap<BlobKey, tokio::task::JoinHandle<()>>>,
+    /// What happened to each blob this run made sure of.
+    outcomes: std::sync::Mutex<HashMap<BlobKey, BlobOutcome>>,
 }
 
 impl RegistrySink {
@@ -154,7 +183,23 @@ impl RegistrySink {
             done: Mutex::new(HashMap::new()),
             holders: Mutex::new(HashMap::new()),
             streams: std::sync::Mutex::new(HashMap::new()),
+            outcomes: std::sync::Mutex::new(HashMap::new()),
         }
+    }
+
+    /// What happened to each blob of the run's images, by repository.
+    pub fn outcomes(&self) -> HashMap<BlobKey, BlobOutcome> {
+        self.outcomes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn note(&self, name: &ImageName, digest: &str, outcome: BlobOutcome) {
+        self.outcomes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(blob_key(name, digest), outcome);
     }
 
     /// Starts uploading a blob of `name`'s repository while it is being
@@ -235,6 +280,7 @@ impl RegistrySink {
                 let target = name.with_digest(&blob.digest);
                 if self.client.blob_exists(&target, &blob.digest).await? {
                     self.stop_stream(upload).await;
+                    self.note(&name, &blob.digest, BlobOutcome::Present);
                     progress::verbose(format!("{} exists in {name}", blob.digest));
                 } else {
                     let StreamedUpload {
@@ -257,6 +303,7 @@ impl RegistrySink {
                             &blob.digest,
                         )
                         .await?;
+                    self.note(&name, &blob.digest, BlobOutcome::Uploaded);
                     progress::verbose(format!("uploaded {} to {name} as it was made", blob.digest));
                 }
                 *self.holder(&name, &blob.digest).await.lock().await =
@@ -299,6 +346,7 @@ impl RegistrySink {
             for platform_image in &image.images {
                 for layer in &platform_image.layers {
                     self.wait_for_stream(name, &layer.digest).await;
+                    self.note(name, &layer.digest, BlobOutcome::Present);
                 }
             }
             progress::status("Unchanged", image.reference());
@@ -389,11 +437,16 @@ impl RegistrySink {
             .context("transfer slots closed")?;
 
         let target = name.with_digest(&blob.digest);
-        if self.client.blob_exists(&target, &blob.digest).await? {
+        let outcome = if self.client.blob_exists(&target, &blob.digest).await? {
             progress::verbose(format!("{} exists in {name}", blob.digest));
-        } else if !self.mount_known(name, blob, holder.as_deref()).await? {
+            BlobOutcome::Present
+        } else if self.mount_known(name, blob, holder.as_deref()).await? {
+            BlobOutcome::Mounted
+        } else {
             self.upload(name, blob, &target).await?;
-        }
+            BlobOutcome::Uploaded
+        };
+        self.note(name, &blob.digest, outcome);
         *holder = Some(name.repository().to_string());
         Ok(())
     }

@@ -92,7 +92,7 @@ pub fn resolve(
             pipeline::run_blocking(&plan).map_err(|err| name_failed(err, &plan, &origins))?;
         indexes
             .iter()
-            .map(|index| index.printed_reference(options.tag_only))
+            .map(|index| index.printed_reference(options.prints_tags()))
             .collect()
     };
     for (origin, reference) in origins.iter().zip(&references) {

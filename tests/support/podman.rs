@@ -26,3 +26,47 @@ pub fn path_without_podman() -> OsString {
         .collect();
     std::env::join_paths(path).expect("PATH")
 }
+
+/// A Docker engine API for tests: podman's Docker-compatible service on a
+/// socket of its own, over the storage of `conf` (no Docker engine can run
+/// on these machines; the real `docker` client talks to this one). It
+/// stops when dropped, and by itself after two idle minutes should the
+/// test die first.
+pub struct DockerApi {
+    child: std::process::Child,
+    /// `unix://…`, for DOCKER_HOST.
+    pub host: String,
+}
+
+impl DockerApi {
+    pub fn start(conf: &Path, dir: &Path) -> DockerApi {
+        let socket = dir.join("docker.sock");
+        let host = format!("unix://{}", socket.display());
+        let child = std::process::Command::new(super::tools::require("podman", "podman"))
+            .env("CONTAINERS_STORAGE_CONF", conf)
+            .args(["system", "service", "--time=120", &host])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start podman system service");
+        let api = DockerApi { child, host };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !socket.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "podman system service did not create {}",
+                socket.display()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        api
+    }
+}
+
+impl Drop for DockerApi {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
