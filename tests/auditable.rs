@@ -387,6 +387,61 @@ fn auditable_false_leaves_the_data_out_and_switching_relinks() {
     assert_eq!(off_again.digest, off.digest, "same setting, same image");
 }
 
+/// A feature that adds a dependency adds it to the list; builds that
+/// alternate between feature sets keep one object each, so going back to a
+/// feature set builds nothing (cargo kept that build too).
+#[test]
+fn each_feature_set_lists_its_own_crates_and_alternating_relinks_nothing() {
+    tools::require_default_rust_targets();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let name = unique_name("audit-features");
+    let helper = support::cargo_new_lib(tmp.path(), "audit-helper");
+    let dir = package_with_keys(tmp.path(), &name, "");
+    let manifest = dir.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).expect("read Cargo.toml");
+    let text = text.replacen(
+        "[dependencies]",
+        &format!(
+            "[features]\nextra = [\"dep:audit-helper\"]\n\n[dependencies]\naudit-helper = {{ path = {:?}, optional = true }}",
+            helper.display().to_string()
+        ),
+        1,
+    );
+    std::fs::write(&manifest, text).expect("write Cargo.toml");
+    let build = |features: &[&str]| {
+        let features: Vec<String> = features.iter().map(|f| f.to_string()).collect();
+        let (pushed, index) = push(&dir, &name, "linux/amd64", "scratch", |k| {
+            k.args(features.iter().flat_map(|f| ["--features", f.as_str()]))
+        });
+        let binary = binary_file(&index, "amd64", &name, tmp.path());
+        (pushed, listed(&audit_info(&binary)).0)
+    };
+    let (with, packages) = build(&["extra"]);
+    assert!(packages.contains_key("audit-helper"), "{packages:?}");
+    let (without, packages) = build(&[]);
+    assert!(!packages.contains_key("audit-helper"), "{packages:?}");
+    assert_ne!(with.digest, without.digest);
+
+    let again = krust([
+        "build",
+        "--platform",
+        "linux/amd64",
+        "--base-image",
+        "scratch",
+    ])
+    .args(["--features", "extra", "--no-push"])
+    .arg(&dir)
+    .env("KRUST_REPO", "127.0.0.1:1/again")
+    .run();
+    again.expect_success();
+    assert!(
+        !again.stderr.contains("Compiling"),
+        "back to the first feature set: nothing to build\n{}",
+        again.describe()
+    );
+    assert_eq!(again.single_ref().digest, with.digest);
+}
+
 /// A user's `RUSTC_WRAPPER` (as sccache is used) runs in front of
 /// cargo-krust's wrapper, and a user's `RUSTC_WORKSPACE_WRAPPER` is run by
 /// it in turn: both see the bin's rustc invocation, and the data is there.

@@ -2,7 +2,7 @@
 //! its link, whatever links it (rust-lld, zig, cc, build-std).
 //!
 //! Before cargo runs, the object of every bin is written to `<triple target
-//! dir>/krust-auditable/<package>/<bin>.o` (only when its bytes changed, so
+//! dir>/krust-auditable/<features>/<package>/<bin>.o` (only when its bytes changed, so
 //! that its mtime does not make cargo relink): the dependency data, or
 //! nothing at all for a bin that does not want it. cargo then
 //! runs with cargo-krust itself as `RUSTC_WORKSPACE_WRAPPER` (see
@@ -32,9 +32,40 @@ pub const OBJECTS_DIR_VAR: &str = "KRUST_AUDITABLE_OBJECTS";
 /// The workspace wrapper the user had set, which ours runs in turn.
 const INNER_WRAPPER_VAR: &str = "KRUST_AUDITABLE_INNER_WRAPPER";
 
-/// The objects of one triple build.
-fn objects_dir(target_dir: &Path) -> PathBuf {
-    target_dir.join("krust-auditable")
+/// Where the objects of one triple build go, for one set of features
+/// (`features_key`): a bin built with other features (another run's
+/// `--features`) has other dependencies and another output of cargo's, so
+/// its object must not replace this one, which would relink this one next
+/// time.
+pub fn objects_dir(target_dir: &Path, features_key: &str) -> PathBuf {
+    target_dir.join("krust-auditable").join(features_key)
+}
+
+/// Names the features an invocation asks for (the command line's and each
+/// package's configured ones): a short hash, `default` when none.
+pub fn features_key(
+    cargo: &crate::plan::CargoOptions,
+    package_features: &std::collections::HashMap<String, Vec<String>>,
+) -> String {
+    use sha2::{Digest as _, Sha256};
+    let packages: BTreeMap<&String, BTreeSet<&String>> = package_features
+        .iter()
+        .map(|(package, features)| (package, features.iter().collect()))
+        .collect();
+    let mut features: Vec<&String> = cargo.features.iter().collect();
+    features.sort_unstable();
+    if features.is_empty()
+        && packages.is_empty()
+        && !cargo.all_features
+        && !cargo.no_default_features
+    {
+        return "default".into();
+    }
+    let described = format!(
+        "{features:?} {packages:?} {} {}",
+        cargo.all_features, cargo.no_default_features
+    );
+    hex::encode(&Sha256::digest(described.as_bytes())[..8])
 }
 
 fn object_path(objects_dir: &Path, package: &OsStr, bin: &OsStr) -> PathBuf {
@@ -80,19 +111,18 @@ pub fn objects<'a>(
     Ok(objects)
 }
 
-/// Writes the object of every unit of `units` under the triple's
-/// `target_dir` (held by this run): its dependency data when `wanted` has
+/// Writes the object of every unit of `units` into `objects_dir` (in a
+/// triple's target dir, held by this run): its dependency data when `wanted` has
 /// it, else an empty file, which the wrapper leaves out of the link but
 /// still names as an input, so that switching `auditable` either way
 /// changes a file cargo watches.
 pub fn stage(
-    target_dir: &Path,
+    objects_dir: &Path,
     units: &BTreeSet<Unit>,
     wanted: &BTreeMap<Unit, Vec<u8>>,
 ) -> Result<()> {
-    let dir = objects_dir(target_dir);
     for unit in units {
-        let path = object_path(&dir, unit.package.as_ref(), unit.bin.as_ref());
+        let path = object_path(objects_dir, unit.package.as_ref(), unit.bin.as_ref());
         let bytes = wanted.get(unit).map_or(&[][..], Vec::as_slice);
         if std::fs::read(&path).ok().as_deref() != Some(bytes) {
             let parent = crate::fsutil::parent_dir(&path);
@@ -111,13 +141,13 @@ pub fn stage(
 const WRAPPER_NAME: &str = "krust-rustc-wrapper";
 
 /// Makes `command` (a cargo build into `target_dir`, which this run holds)
-/// run rustc through the wrapper: a link to this executable under the
+/// run rustc through the wrapper, which finds the objects in `objects_dir`: a link to this executable under the
 /// stable name, in a directory put first on `PATH`. Always, whether or not
 /// a bin wants its data: cargo then sees the same wrapper from one run to
 /// the next.
-pub fn configure(command: &mut Command, target_dir: &Path) -> Result<()> {
+pub fn configure(command: &mut Command, target_dir: &Path, objects_dir: &Path) -> Result<()> {
     let exe = std::env::current_exe().context("cannot find the cargo-krust executable")?;
-    let dir = objects_dir(target_dir).join("bin");
+    let dir = target_dir.join("krust-auditable").join("bin");
     let link = dir.join(WRAPPER_NAME);
     if std::fs::read_link(&link).ok().as_ref() != Some(&exe) {
         let replace = || -> std::io::Result<()> {
@@ -146,7 +176,7 @@ pub fn configure(command: &mut Command, target_dir: &Path) -> Result<()> {
     command
         .env("PATH", path)
         .env("RUSTC_WORKSPACE_WRAPPER", WRAPPER_NAME)
-        .env(OBJECTS_DIR_VAR, objects_dir(target_dir));
+        .env(OBJECTS_DIR_VAR, objects_dir);
     Ok(())
 }
 
@@ -349,6 +379,23 @@ mod tests {
     }
 
     #[test]
+    fn each_feature_set_has_objects_of_its_own() {
+        use std::collections::HashMap;
+        let cargo = crate::plan::CargoOptions::default();
+        assert_eq!(features_key(&cargo, &HashMap::new()), "default");
+        let one = HashMap::from([("app".to_string(), vec!["b".into(), "a".into()])]);
+        let same = HashMap::from([("app".to_string(), vec!["a".into(), "b".into()])]);
+        assert_eq!(features_key(&cargo, &one), features_key(&cargo, &same));
+        let other = HashMap::from([("app".to_string(), vec!["a".into()])]);
+        assert_ne!(features_key(&cargo, &one), features_key(&cargo, &other));
+        let all = crate::plan::CargoOptions {
+            all_features: true,
+            ..Default::default()
+        };
+        assert_ne!(features_key(&all, &HashMap::new()), "default");
+    }
+
+    #[test]
     fn staging_writes_changed_objects_only_and_empties_unwanted_ones() {
         let dir = tempfile::tempdir().unwrap();
         let unit = |bin: &str| Unit {
@@ -357,7 +404,7 @@ mod tests {
             bin: bin.into(),
         };
         let units = BTreeSet::from([unit("a"), unit("b")]);
-        let path = |bin: &str| object_path(&objects_dir(dir.path()), "app".as_ref(), bin.as_ref());
+        let path = |bin: &str| object_path(dir.path(), "app".as_ref(), bin.as_ref());
         let both = BTreeMap::from([(unit("a"), b"A".to_vec()), (unit("b"), b"B".to_vec())]);
         stage(dir.path(), &units, &both).unwrap();
         assert_eq!(std::fs::read(path("a")).unwrap(), b"A");

@@ -154,7 +154,11 @@ pub fn build(
     request: &TripleBuild,
     stderr_line: &(dyn Fn(&str) + Sync),
 ) -> Result<HashMap<Unit, PathBuf>> {
-    audit_link::stage(&request.target_dir, &request.units, &request.audit_objects)?;
+    audit_link::stage(
+        &audit_objects_dir(request),
+        &request.units,
+        &request.audit_objects,
+    )?;
     let mut command = command(request)?;
     crate::progress::verbose(format!("running {command:?}"));
     let mut child =
@@ -225,6 +229,14 @@ pub fn build(
         *executable = keep_executable(&request.target_dir, unit, executable)?;
     }
     Ok(executables)
+}
+
+/// Where the build's dependency-data objects go.
+fn audit_objects_dir(request: &TripleBuild) -> PathBuf {
+    audit_link::objects_dir(
+        &request.target_dir,
+        &audit_link::features_key(request.cargo, &request.package_features),
+    )
 }
 
 /// A path of the unit's own for the executable cargo reported: a hard link
@@ -334,7 +346,11 @@ fn cargo_command(request: &TripleBuild, cwd: &Path) -> Result<Command> {
         }
     }
     apply_strategy(&mut command, request);
-    audit_link::configure(&mut command, &request.target_dir)?;
+    audit_link::configure(
+        &mut command,
+        &request.target_dir,
+        &audit_objects_dir(request),
+    )?;
     rustflags::add(
         &mut command,
         request.triple,
