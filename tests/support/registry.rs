@@ -388,7 +388,7 @@ fn kill(pid: u32, signal: &str) {
 }
 
 /// Ask the kernel for a free port on 127.0.0.1.
-fn free_port() -> Result<u16, String> {
+pub fn free_port() -> Result<u16, String> {
     let listener =
         TcpListener::bind("127.0.0.1:0").map_err(|e| format!("cannot bind 127.0.0.1:0: {e}"))?;
     listener
