@@ -387,6 +387,34 @@ fn auditable_false_leaves_the_data_out_and_switching_relinks() {
     assert_eq!(off_again.digest, off.digest, "same setting, same image");
 }
 
+/// A fresh package `name` in `parent` that depends on a fresh library
+/// `helper` (by path, with `options` in its entry), `before` going above
+/// `[dependencies]`.
+fn package_depending_on(
+    parent: &Path,
+    name: &str,
+    helper: &str,
+    options: &str,
+    before: &str,
+) -> PathBuf {
+    let helper_dir = support::cargo_new_lib(parent, helper);
+    let dir = package_with_keys(parent, name, "");
+    let manifest = dir.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).expect("read Cargo.toml");
+    let entry = format!(
+        "{helper} = {{ path = {:?}, {options} }}",
+        helper_dir.display().to_string()
+    )
+    .replace(", }", " }");
+    let text = text.replacen(
+        "[dependencies]",
+        &format!("{before}[dependencies]\n{entry}"),
+        1,
+    );
+    std::fs::write(&manifest, text).expect("write Cargo.toml");
+    dir
+}
+
 /// A feature that adds a dependency adds it to the list; builds that
 /// alternate between feature sets keep one object each, so going back to a
 /// feature set builds nothing (cargo kept that build too).
@@ -395,19 +423,13 @@ fn each_feature_set_lists_its_own_crates_and_alternating_relinks_nothing() {
     tools::require_default_rust_targets();
     let tmp = tempfile::tempdir().expect("tempdir");
     let name = unique_name("audit-features");
-    let helper = support::cargo_new_lib(tmp.path(), "audit-helper");
-    let dir = package_with_keys(tmp.path(), &name, "");
-    let manifest = dir.join("Cargo.toml");
-    let text = std::fs::read_to_string(&manifest).expect("read Cargo.toml");
-    let text = text.replacen(
-        "[dependencies]",
-        &format!(
-            "[features]\nextra = [\"dep:audit-helper\"]\n\n[dependencies]\naudit-helper = {{ path = {:?}, optional = true }}",
-            helper.display().to_string()
-        ),
-        1,
+    let dir = package_depending_on(
+        tmp.path(),
+        &name,
+        "audit-helper",
+        "optional = true",
+        "[features]\nextra = [\"dep:audit-helper\"]\n\n",
     );
-    std::fs::write(&manifest, text).expect("write Cargo.toml");
     let build = |features: &[&str]| {
         let features: Vec<String> = features.iter().map(|f| f.to_string()).collect();
         let (pushed, index) = push(&dir, &name, "linux/amd64", "scratch", |k| {
@@ -512,19 +534,7 @@ fn sccache_in_front_still_caches_and_the_bin_carries_its_data() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let sccache = Sccache::new(&tmp.path().join("sccache"));
     let name = unique_name("audit-sccache");
-    let helper = support::cargo_new_lib(tmp.path(), "sccache-helper");
-    let dir = package_with_keys(tmp.path(), &name, "");
-    let manifest = dir.join("Cargo.toml");
-    let text = std::fs::read_to_string(&manifest).expect("read Cargo.toml");
-    let text = text.replacen(
-        "[dependencies]",
-        &format!(
-            "[dependencies]\nsccache-helper = {{ path = {:?} }}",
-            helper.display().to_string()
-        ),
-        1,
-    );
-    std::fs::write(&manifest, text).expect("write Cargo.toml");
+    let dir = package_depending_on(tmp.path(), &name, "sccache-helper", "", "");
     let (_, binary) = build_amd64(&dir, &name, tmp.path(), |k| {
         let k = k
             .env("RUSTC_WRAPPER", &sccache.binary)
