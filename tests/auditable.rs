@@ -598,4 +598,25 @@ fn a_users_rustc_wrappers_still_wrap_the_build() {
         "the user's workspace wrapper ran rustc for the bin:\n{}",
         read(&inner_log)
     );
+
+    // The same workspace wrapper named in .cargo/config.toml instead.
+    std::fs::remove_file(&inner_log).expect("remove the log");
+    std::fs::create_dir_all(dir.join(".cargo")).expect("mkdir .cargo");
+    std::fs::write(
+        dir.join(".cargo/config.toml"),
+        "[build]\nrustc-workspace-wrapper = \"../inner.sh\"\n",
+    )
+    .expect("write .cargo/config.toml");
+    std::fs::write(
+        dir.join("src/main.rs"),
+        "fn main() { println!(\"again\"); }\n",
+    )
+    .expect("change main.rs");
+    let (_, binary) = build_amd64(&dir, &name, tmp.path(), |k| k);
+    assert_eq!(listed(&audit_info(&binary)).1, name);
+    assert!(
+        read(&inner_log).contains(&format!("rustc {name}")),
+        "the workspace wrapper of .cargo/config.toml ran rustc for the bin:\n{}",
+        read(&inner_log)
+    );
 }

@@ -145,7 +145,12 @@ const WRAPPER_NAME: &str = "krust-rustc-wrapper";
 /// stable name, in a directory put first on `PATH`. Always, whether or not
 /// a bin wants its data: cargo then sees the same wrapper from one run to
 /// the next.
-pub fn configure(command: &mut Command, target_dir: &Path, objects_dir: &Path) -> Result<()> {
+pub fn configure(
+    command: &mut Command,
+    cwd: &Path,
+    target_dir: &Path,
+    objects_dir: &Path,
+) -> Result<()> {
     let exe = std::env::current_exe().context("cannot find the cargo-krust executable")?;
     let dir = target_dir.join("krust-auditable").join("bin");
     let link = dir.join(WRAPPER_NAME);
@@ -170,7 +175,7 @@ pub fn configure(command: &mut Command, target_dir: &Path, objects_dir: &Path) -
     let path =
         std::env::join_paths(std::iter::once(dir.clone()).chain(std::env::split_paths(&path)))
             .with_context(|| format!("cannot put {} on PATH", dir.display()))?;
-    if let Some(inner) = std::env::var_os("RUSTC_WORKSPACE_WRAPPER").filter(|w| !w.is_empty()) {
+    if let Some(inner) = users_workspace_wrapper(cwd) {
         command.env(INNER_WRAPPER_VAR, inner);
     }
     command
@@ -178,6 +183,40 @@ pub fn configure(command: &mut Command, target_dir: &Path, objects_dir: &Path) -
         .env("RUSTC_WORKSPACE_WRAPPER", WRAPPER_NAME)
         .env(OBJECTS_DIR_VAR, objects_dir);
     Ok(())
+}
+
+/// The workspace wrapper cargo would have run without ours, read the way
+/// cargo reads it: `RUSTC_WORKSPACE_WRAPPER`, `CARGO_BUILD_RUSTC_WORKSPACE_WRAPPER`,
+/// then `build.rustc-workspace-wrapper` in the config files (a value with a
+/// `/` relative to the directory holding the file's `.cargo`).
+fn users_workspace_wrapper(cwd: &Path) -> Option<OsString> {
+    for var in [
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_BUILD_RUSTC_WORKSPACE_WRAPPER",
+    ] {
+        if let Some(value) = std::env::var_os(var) {
+            // Set but empty: cargo runs no wrapper.
+            return (!value.is_empty()).then_some(value);
+        }
+    }
+    super::cargo_config::tables(cwd)
+        .into_iter()
+        .find_map(|(file, table)| {
+            let value = table
+                .get("build")?
+                .get("rustc-workspace-wrapper")?
+                .as_str()?;
+            if value.is_empty() {
+                return Some(OsString::new());
+            }
+            let relative_to = file.parent()?.parent()?;
+            Some(if value.contains('/') {
+                relative_to.join(value).into_os_string()
+            } else {
+                value.into()
+            })
+        })
+        .filter(|value| !value.is_empty())
 }
 
 /// The wrapper's entry: `Some(exit code)` when this process was started as

@@ -348,6 +348,7 @@ fn cargo_command(request: &TripleBuild, cwd: &Path) -> Result<Command> {
     apply_strategy(&mut command, request);
     audit_link::configure(
         &mut command,
+        cwd,
         &request.target_dir,
         &audit_objects_dir(request),
     )?;
