@@ -21,6 +21,10 @@ use cargo_krust::resolve::{self, kubectl};
 use cargo_krust::{pipeline, plan, progress, report};
 
 fn main() -> ExitCode {
+    // Started by cargo as the rustc wrapper that links dependency data in.
+    if let Some(code) = cargo_krust::compile::audit_link::wrapper_main() {
+        return code;
+    }
     let cli = Cli::parse_from(normalize_args(std::env::args_os()));
     match run(cli) {
         Ok(code) => code,

@@ -458,6 +458,7 @@ async fn compile_all(
                     linker: job.linker,
                     build_std: job.build_std,
                     features: job.features.clone(),
+                    auditable: job.artefacts.auditable,
                 });
         }
     }

@@ -22,23 +22,13 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::image::{self, PushedImage, PushedIndex, run_platform};
+use support::image::{self, PushedImage, PushedIndex, app_binary, run_platform};
 use support::krust::{Krust, hello_krust, krust};
 use support::{elf, example, shared, shared_target_dir, tools, unique_name};
 
 /// The pip command in the error when no C cross compiler is found.
 const INSTALL_HINT: &str =
     "`pip install ziglang cargo-zigbuild` (or `cargo install cargo-zigbuild` plus zig)";
-
-/// The bytes of `/app/<bin>` in the app layer (the last one).
-fn app_binary(image: &PushedImage, bin: &str) -> Vec<u8> {
-    let app = image.layers.last().expect("an app layer");
-    image::tar_entries(&app.tar)
-        .into_iter()
-        .find(|e| e.path == format!("app/{bin}"))
-        .unwrap_or_else(|| panic!("no app/{bin} in the app layer"))
-        .data
-}
 
 /// The ELF header of `/app/<bin>` in the app layer.
 fn app_elf(image: &PushedImage, bin: &str) -> elf::ElfInfo {

@@ -30,6 +30,8 @@ pub struct Wanted {
     pub build_std: bool,
     /// The `features` configured for this bin (its own, or its package's).
     pub features: Vec<String>,
+    /// Embed the dependency data in the bin (`auditable`).
+    pub auditable: bool,
 }
 
 /// The shared inputs of every build of a run.
@@ -123,6 +125,8 @@ pub fn prepare<'a>(
     });
     for (key, Invocation { units, features }) in invocations {
         let triple = key.platform.rust_target().unwrap_or_default();
+        let audit_objects =
+            audit_objects(context, &key.platform, wanted, &units, &features, &records)?;
         let mut installed_target = false;
         let build_std = if key.build_std {
             if nightly.is_none() {
@@ -157,6 +161,7 @@ pub fn prepare<'a>(
                 build_std,
                 color: context.color,
                 jobserver: None,
+                audit_objects,
                 zig,
             },
             platform: key.platform,
@@ -230,6 +235,40 @@ fn feature_set(features: &[String]) -> Vec<String> {
     set.into_iter().cloned().collect()
 }
 
+/// The dependency-data object of each unit of one invocation whose bin
+/// wants it (any image asking is enough: the images share the binary).
+fn audit_objects(
+    context: &Shared,
+    platform: &Platform,
+    wanted: &[Wanted],
+    units: &BTreeSet<Unit>,
+    features: &HashMap<String, Vec<String>>,
+    records: &BlobStore,
+) -> Result<BTreeMap<Unit, Vec<u8>>> {
+    let audited: BTreeSet<&Unit> = units
+        .iter()
+        .filter(|unit| {
+            wanted
+                .iter()
+                .any(|w| w.auditable && &w.unit == *unit && &w.platform == platform)
+        })
+        .collect();
+    let triple = platform.rust_target().unwrap_or_default();
+    let roots: BTreeSet<PathBuf> = units.iter().map(|u| u.manifest_path.clone()).collect();
+    let packages: BTreeSet<&str> = units.iter().map(|u| u.package.as_str()).collect();
+    let query = crate::plan::graph::Query {
+        manifest_path: context.manifest_path,
+        triple,
+        roots: &roots,
+        features: qualified_features(
+            &super::features(context.cargo, &packages, features),
+            &packages,
+        ),
+        cargo: context.cargo,
+    };
+    super::audit_link::objects(&query, audited, records)
+}
+
 /// The native code of each root's build graph for `triple`.
 fn native_code(
     context: &Shared,
@@ -298,6 +337,7 @@ mod tests {
             linker: None,
             build_std: false,
             features: features.iter().map(|f| f.to_string()).collect(),
+            auditable: true,
         }
     }
 

@@ -8,6 +8,7 @@
 //! Rust targets or finds the nightly that builds std, `elf` checks that what
 //! was built is a static executable for the platform.
 
+pub mod audit_link;
 pub mod batch;
 pub mod cargo_config;
 pub mod elf;
@@ -20,7 +21,7 @@ pub mod toolchain;
 pub mod tools;
 pub mod zig;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{File, TryLockError};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -96,6 +97,9 @@ pub struct TripleBuild<'a> {
     pub color: &'static str,
     /// Shared by every concurrent build so they do not oversubscribe the CPUs.
     pub jobserver: Option<&'a jobserver::Client>,
+    /// The dependency-data object of each unit that embeds one
+    /// ([`audit_link`]).
+    pub audit_objects: BTreeMap<Unit, Vec<u8>>,
     /// With [`Strategy::Zig`]: cargo-zigbuild's environment for the triple.
     pub zig: Option<zig::ZigEnv>,
 }
@@ -151,6 +155,11 @@ pub fn build(
     request: &TripleBuild,
     stderr_line: &(dyn Fn(&str) + Sync),
 ) -> Result<HashMap<Unit, PathBuf>> {
+    audit_link::stage(
+        &audit_objects_dir(request),
+        &request.units,
+        &request.audit_objects,
+    )?;
     let mut command = command(request)?;
     crate::progress::verbose(format!("running {command:?}"));
     let mut child =
@@ -221,6 +230,14 @@ pub fn build(
         *executable = keep_executable(&request.target_dir, unit, executable)?;
     }
     Ok(executables)
+}
+
+/// Where the build's dependency-data objects go.
+fn audit_objects_dir(request: &TripleBuild) -> PathBuf {
+    audit_link::objects_dir(
+        &request.target_dir,
+        &audit_link::features_key(request.cargo, &request.package_features),
+    )
 }
 
 /// A path of the unit's own for the executable cargo reported: a hard link
@@ -331,6 +348,12 @@ fn cargo_command(request: &TripleBuild, cwd: &Path) -> Result<Command> {
         }
     }
     apply_strategy(&mut command, request);
+    audit_link::configure(
+        &mut command,
+        cwd,
+        &request.target_dir,
+        &audit_objects_dir(request),
+    )?;
     rustflags::add(
         &mut command,
         request.triple,

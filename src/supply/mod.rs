@@ -15,6 +15,7 @@
 //! index). Everything here is deterministic: same inputs, same bytes.
 
 pub mod attach;
+pub mod auditable;
 pub mod cosign;
 pub mod dsse;
 pub mod keys;

@@ -492,6 +492,16 @@ pub fn run_chroot_qemu(rootfs: &Path, qemu_name: &str, argv: &[String]) -> Outpu
     output
 }
 
+/// The bytes of `/app/<bin>` in the app layer (the last one).
+pub fn app_binary(image: &PushedImage, bin: &str) -> Vec<u8> {
+    let app = image.layers.last().expect("an app layer");
+    tar_entries(&app.tar)
+        .into_iter()
+        .find(|e| e.path == format!("app/{bin}"))
+        .unwrap_or_else(|| panic!("no app/{bin} in the app layer"))
+        .data
+}
+
 /// Pull one platform of `pushed`, unpack it and run its Entrypoint with
 /// `args` under chroot: amd64 and 386 natively, arm64 and arm under qemu.
 /// Panics unless it exits 0; returns its stdout.
