@@ -600,9 +600,9 @@ fn monolithic_refusal_falls_back_to_chunks() {
     let name = unique_name("chunked");
     let mark = registry.mark();
     // One upload at a time, so that exactly one learns of the refusal.
-    // No provenance: the uploads compared below are the image's blobs.
+    // No referrers: the uploads compared below are the image's blobs.
     let run = push_scratch(&proxy.host(), &name)
-        .args(["-j", "1", "--provenance", "none"])
+        .args(["-j", "1", "--provenance", "none", "--sbom", "none"])
         .run();
     let pushed = run.single_ref();
     let index = fetch_direct(registry, &pushed);
@@ -646,8 +646,10 @@ fn killed_push_resumes_with_only_missing_blobs() {
             "scratch",
             "--platform",
             "linux/amd64,linux/arm64",
-            // No provenance: the uploads compared below are the image's blobs.
+            // No referrers: the uploads compared below are the image's blobs.
             "--provenance",
+            "none",
+            "--sbom",
             "none",
         ])
         .arg(hello_krust())

@@ -159,7 +159,10 @@ fn report_of_a_two_platform_push_validates_and_matches_the_registry() {
         types.sort_unstable();
         assert_eq!(
             types,
-            ["application/spdx+json", "application/vnd.dsse.envelope.v1+json"],
+            [
+                "application/spdx+json",
+                "application/vnd.dsse.envelope.v1+json"
+            ],
             "{reported}"
         );
         for referrer in referrers {
@@ -171,7 +174,10 @@ fn report_of_a_two_platform_push_validates_and_matches_the_registry() {
                 "{digest} is not listed under the fallback tag: {listed}"
             );
         }
-        assert!(reported.get("signature").is_none(), "not signed: {reported}");
+        assert!(
+            reported.get("signature").is_none(),
+            "not signed: {reported}"
+        );
 
         let app_tar = &pushed_image.layers.last().expect("app layer").tar;
         let binary = tar_entries(app_tar)

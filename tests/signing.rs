@@ -391,7 +391,9 @@ fn provenance_envelope(pushed: &PushedRef, subject: &str) -> Value {
         pushed.host, pushed.repo
     )))
     .expect("artifact manifest JSON");
-    let layer = artifact["layers"][0]["digest"].as_str().expect("layer digest");
+    let layer = artifact["layers"][0]["digest"]
+        .as_str()
+        .expect("layer digest");
     serde_json::from_slice(&shared().registry.blob(&pushed.repo, layer)).expect("envelope JSON")
 }
 
@@ -431,10 +433,17 @@ fn signed_images_verify_with_their_key_only() {
         serde_json::from_slice(&std::fs::read(&report).expect("read the report")).expect("JSON");
     let hex_tag = |digest: &str| format!("sha256-{}.sig", &digest["sha256:".len()..]);
     let image_report = &reported["images"][0];
-    assert_eq!(image_report["signature"]["tag"], json!(hex_tag(&signed.digest)));
+    assert_eq!(
+        image_report["signature"]["tag"],
+        json!(hex_tag(&signed.digest))
+    );
     for platform in image_report["platforms"].as_array().expect("platforms") {
         let digest = platform["manifestDigest"].as_str().expect("digest");
-        assert_eq!(platform["signature"]["tag"], json!(hex_tag(digest)), "{platform}");
+        assert_eq!(
+            platform["signature"]["tag"],
+            json!(hex_tag(digest)),
+            "{platform}"
+        );
     }
 
     // The provenance of each platform is signed by the same key, and an
@@ -444,7 +453,11 @@ fn signed_images_verify_with_their_key_only() {
     let (id_a, id_b) = (key_id(&public_a), key_id(&public_b));
     for image in &index.images {
         let envelope = provenance_envelope(&signed, &image.manifest_digest);
-        assert_eq!(envelope["signatures"][0]["keyid"], json!(id_a), "{envelope}");
+        assert_eq!(
+            envelope["signatures"][0]["keyid"],
+            json!(id_a),
+            "{envelope}"
+        );
         let verified = verify_dsse(&python, &public_a, &id_a, &envelope);
         assert!(
             verified.status.success(),
@@ -453,7 +466,10 @@ fn signed_images_verify_with_their_key_only() {
             String::from_utf8_lossy(&verified.stderr)
         );
         let other = verify_dsse(&python, &public_b, &id_b, &envelope);
-        assert!(!other.status.success(), "another key verified the provenance");
+        assert!(
+            !other.status.success(),
+            "another key verified the provenance"
+        );
     }
 
     // An unchanged rebuild with the same key writes nothing: the signature
