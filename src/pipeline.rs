@@ -195,6 +195,9 @@ pub async fn run(plan: &Plan, recorder: &Recorder) -> Result<Vec<ImageIndex>> {
             &created,
             signer.as_deref(),
         )?;
+        if let Some(signer) = signer.as_deref() {
+            attach::signatures(index, signer, &created)?;
+        }
     }
     recorder.stage_done("assemble");
 

@@ -52,20 +52,43 @@ pub fn empty_config() -> Blob {
 /// `org.opencontainers.image.created` from the build's epoch, never the
 /// clock, so that an unchanged rebuild makes the same manifest.
 pub fn referrer(subject: &Blob, payload: Blob, annotations: BTreeMap<String, String>) -> Referrer {
+    let artifact_type = payload.media_type.clone();
+    typed_referrer(
+        subject,
+        &artifact_type,
+        payload,
+        BTreeMap::new(),
+        annotations,
+    )
+}
+
+/// [`referrer`] whose artifact type is not the payload's media type, with
+/// annotations on the payload's layer (as cosign puts a signature there).
+pub fn typed_referrer(
+    subject: &Blob,
+    artifact_type: &str,
+    payload: Blob,
+    layer_annotations: BTreeMap<String, String>,
+    annotations: BTreeMap<String, String>,
+) -> Referrer {
     let config = empty_config();
+    let mut layer = payload.descriptor();
+    if !layer_annotations.is_empty() {
+        layer["annotations"] = json!(layer_annotations);
+    }
     let mut manifest = json!({
         "schemaVersion": 2,
         "mediaType": MEDIA_TYPE_OCI_MANIFEST,
-        "artifactType": payload.media_type,
+        "artifactType": artifact_type,
         "config": config.descriptor(),
-        "layers": [payload.descriptor()],
+        "layers": [layer],
         "subject": subject.descriptor(),
     });
     if !annotations.is_empty() {
         manifest["annotations"] = json!(annotations);
     }
     Referrer {
-        artifact_type: payload.media_type.clone(),
+        artifact_type: artifact_type.to_string(),
         manifest: Blob::from_json(MEDIA_TYPE_OCI_MANIFEST, &manifest),
         blobs: vec![config, payload],
     }

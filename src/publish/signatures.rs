@@ -16,13 +16,6 @@ use crate::progress;
 use crate::supply::cosign::{self, SignatureLayer};
 use crate::supply::sign::Signer;
 
-/// The repository a signature names, as containers/image compares it with
-/// the image being pulled: `registry/repository`, Docker Hub's spelt
-/// `docker.io/…`.
-fn docker_reference(name: &ImageName) -> String {
-    format!("{}/{}", name.registry(), name.repository())
-}
-
 impl RegistrySink {
     /// Whether the signature tag of `image`'s index holds `signer`'s
     /// signature (then so do those of its platform manifests).
@@ -32,7 +25,8 @@ impl RegistrySink {
         signer: &dyn Signer,
     ) -> Result<bool> {
         let name = &image.name;
-        let ours = SignatureLayer::new(&docker_reference(name), &image.index.digest, signer)?;
+        let ours =
+            SignatureLayer::new(&cosign::docker_reference(name), &image.index.digest, signer)?;
         let tag = cosign::signature_tag(&image.index.digest)?;
         match self.signature_manifest(name, &tag).await? {
             Some(existing) => {
@@ -64,7 +58,7 @@ impl RegistrySink {
         digest: &str,
         signer: &dyn Signer,
     ) -> Result<()> {
-        let ours = SignatureLayer::new(&docker_reference(name), digest, signer)?;
+        let ours = SignatureLayer::new(&cosign::docker_reference(name), digest, signer)?;
         let tag = cosign::signature_tag(digest)?;
         let existing = self.signature_manifest(name, &tag).await?;
         let Some(update) = cosign::add_signature(existing.as_deref(), &ours)

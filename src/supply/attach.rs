@@ -8,7 +8,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
-use super::provenance;
+use super::sign::Signer;
+use super::{cosign, provenance};
 use crate::assemble::ImageIndex;
 use crate::base::BasePlatformImage;
 use crate::plan::{BaseSpec, ImageJob, Plan, ProvenanceFormat};
@@ -69,6 +70,21 @@ pub fn probe_environments(
             Ok((key, environment))
         })
         .collect()
+}
+
+/// Attaches the signature of each platform manifest of `index` as a
+/// referrer too (cosign's OCI 1.1 form), besides the `.sig` tags the
+/// registry sink writes: the same signature layer, found by listing the
+/// manifest's referrers, and kept by an OCI layout.
+pub fn signatures(index: &mut ImageIndex, signer: &dyn Signer, created: &str) -> Result<()> {
+    let reference = cosign::docker_reference(&index.name);
+    for image in &mut index.images {
+        let layer = cosign::SignatureLayer::new(&reference, &image.manifest.digest, signer)?;
+        image
+            .referrers
+            .push(layer.referrer(&image.manifest, created));
+    }
+    Ok(())
 }
 
 /// Attaches the provenance statement of each platform image of `index` as

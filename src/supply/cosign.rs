@@ -31,11 +31,21 @@ pub const MEDIA_TYPE_SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesi
 /// The layer annotation holding the base64 signature of the payload.
 pub const ANNOTATION_SIGNATURE: &str = "dev.cosignproject.cosign/signature";
 
+/// The artifact type of a signature attached as an OCI 1.1 referrer, as
+/// cosign's `--registry-referrers-mode=oci-1-1` writes it.
+pub const ARTIFACT_TYPE_SIGNATURE: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
+
 /// The `type` every cosign image signature payload states.
 const SIGNATURE_TYPE: &str = "cosign container image signature";
 
 /// go-containerregistry's zero time, which cosign's signature images carry.
 const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+/// How a signature names the image it signs: `registry/repository`, as
+/// containers/image matches it against the image being pulled.
+pub fn docker_reference(name: &crate::image_name::ImageName) -> String {
+    format!("{}/{}", name.registry(), name.repository())
+}
 
 /// The tag holding the signatures of `digest`: `sha256-HEX.sig`.
 pub fn signature_tag(digest: &str) -> Result<String> {
@@ -79,6 +89,23 @@ impl SignatureLayer {
             payload: Blob::from_bytes(MEDIA_TYPE_SIMPLE_SIGNING, payload),
             signature: STANDARD.encode(&signature.bytes),
         })
+    }
+
+    /// This signature as an OCI 1.1 referrer of the manifest it signs
+    /// (`subject`), so that a client listing referrers finds it next to the
+    /// SBOM and the provenance; `created` from the build's epoch.
+    pub fn referrer(&self, subject: &Blob, created: &str) -> crate::assemble::referrer::Referrer {
+        crate::assemble::referrer::typed_referrer(
+            subject,
+            ARTIFACT_TYPE_SIGNATURE,
+            self.payload.clone(),
+            [(ANNOTATION_SIGNATURE.to_string(), self.signature.clone())].into(),
+            [(
+                "org.opencontainers.image.created".to_string(),
+                created.to_string(),
+            )]
+            .into(),
+        )
     }
 
     /// The layer's descriptor in the signature manifest.
