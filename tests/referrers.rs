@@ -34,6 +34,7 @@ use support::{copy_tree, http, own_registry_with_bases, sha256_digest, tools, un
 
 const DSSE: &str = "application/vnd.dsse.envelope.v1+json";
 const SPDX: &str = "application/spdx+json";
+const COSIGN_SIGNATURE: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
@@ -155,7 +156,42 @@ fn check_provenance(host: &str, repo: &str, subject: &str, referrers: &[Value]) 
 /// Checks that `referrers` of `subject` list its provenance and its SBOM
 /// once each, and nothing else; returns the SBOM document.
 fn check_artefacts(host: &str, repo: &str, subject: &str, referrers: &[Value]) -> Value {
-    assert_eq!(referrers.len(), 2, "provenance and SBOM: {referrers:?}");
+    check_signed_artefacts(host, repo, subject, referrers, false)
+}
+
+/// [`check_artefacts`], and with `signed` one signature of `subject` too
+/// (cosign's OCI 1.1 form).
+fn check_signed_artefacts(
+    host: &str,
+    repo: &str,
+    subject: &str,
+    referrers: &[Value],
+    signed: bool,
+) -> Value {
+    let expected = if signed { 3 } else { 2 };
+    assert_eq!(
+        referrers.len(),
+        expected,
+        "provenance, SBOM, signature: {referrers:?}"
+    );
+    let signatures: Vec<&Value> = referrers
+        .iter()
+        .filter(|entry| entry["artifactType"] == COSIGN_SIGNATURE)
+        .collect();
+    assert_eq!(signatures.len(), usize::from(signed), "{referrers:?}");
+    for signature in signatures {
+        let artifact = manifest(
+            host,
+            repo,
+            signature["digest"].as_str().expect("digest"),
+            OCI_MANIFEST,
+        );
+        assert_eq!(artifact["subject"]["digest"], subject, "{artifact}");
+        assert!(
+            artifact["layers"][0]["annotations"]["dev.cosignproject.cosign/signature"].is_string(),
+            "{artifact}"
+        );
+    }
     check_provenance(host, repo, subject, referrers);
     let sboms: Vec<&Value> = referrers
         .iter()
@@ -385,13 +421,31 @@ fn fallback_tags_keep_other_entries_and_refuse_what_is_no_index() {
 }
 
 #[test]
-fn provenance_is_found_through_the_referrers_api() {
+fn sbom_provenance_and_signatures_are_listed_by_the_referrers_api() {
     tools::require_default_rust_targets();
     let registry = ReferrersRegistry::start();
     let host = registry.host();
+    // Signed, so that the signatures are listed too.
+    let keys = tempfile::tempdir().expect("tempdir");
+    let key = keys.path().join("key.pem");
+    run_ok(
+        Command::new(tools::require("openssl", "openssl"))
+            .args([
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+            ])
+            .arg(&key),
+        Duration::from_secs(60),
+        "openssl genpkey",
+    );
     let build = || {
         krust(["build", "--base-image", "scratch"])
-            .args(["--platform", "linux/amd64,linux/arm64"])
+            .args(["--platform", "linux/amd64,linux/arm64", "--sign-key"])
+            .arg(&key)
             .env("KRUST_REPO", format!("{host}/api"))
             .arg(hello_krust())
             .run()
@@ -411,7 +465,8 @@ fn provenance_is_found_through_the_referrers_api() {
             status, 404,
             "a fallback tag on a registry with the referrers API"
         );
-        check_provenance(&host, repo, platform, &api_referrers(&host, repo, platform));
+        let listed = api_referrers(&host, repo, platform);
+        check_signed_artefacts(&host, repo, platform, &listed, true);
     }
 
     let writes_before = registry.write_requests();
@@ -425,7 +480,8 @@ fn provenance_is_found_through_the_referrers_api() {
         "an unchanged rebuild wrote to the registry"
     );
     for platform in &platforms {
-        check_artefacts(&host, repo, platform, &api_referrers(&host, repo, platform));
+        let listed = api_referrers(&host, repo, platform);
+        check_signed_artefacts(&host, repo, platform, &listed, true);
     }
 }
 
