@@ -427,21 +427,7 @@ fn sbom_provenance_and_signatures_are_listed_by_the_referrers_api() {
     let host = registry.host();
     // Signed, so that the signatures are listed too.
     let keys = tempfile::tempdir().expect("tempdir");
-    let key = keys.path().join("key.pem");
-    run_ok(
-        Command::new(tools::require("openssl", "openssl"))
-            .args([
-                "genpkey",
-                "-algorithm",
-                "EC",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-out",
-            ])
-            .arg(&key),
-        Duration::from_secs(60),
-        "openssl genpkey",
-    );
+    let (key, _) = support::certs::p256_key_pair(keys.path(), "api");
     let build = || {
         krust(["build", "--base-image", "scratch"])
             .args(["--platform", "linux/amd64,linux/arm64", "--sign-key"])

@@ -47,37 +47,6 @@ fn signing_python() -> PathBuf {
     python
 }
 
-/// A P-256 key pair made by openssl: (PKCS#8 private key, public key PEM).
-fn openssl_p256(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let openssl = tools::require("openssl", "openssl");
-    let private = dir.join(format!("{name}.key"));
-    let public = dir.join(format!("{name}.pub"));
-    run_ok(
-        Command::new(&openssl)
-            .args([
-                "genpkey",
-                "-algorithm",
-                "EC",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-out",
-            ])
-            .arg(&private),
-        TOOL_TIMEOUT,
-        "openssl genpkey",
-    );
-    run_ok(
-        Command::new(&openssl)
-            .args(["pkey", "-pubout", "-in"])
-            .arg(&private)
-            .arg("-out")
-            .arg(&public),
-        TOOL_TIMEOUT,
-        "openssl pkey -pubout",
-    );
-    (private, public)
-}
-
 /// The key of `private` (PEM PKCS#8) in cosign's encrypted format under
 /// `password`, written independently of cargo-krust: scrypt (hashlib) and
 /// NaCl secretbox (PyNaCl) over the PKCS#8 DER, as cosign does.
@@ -402,8 +371,8 @@ fn signed_images_verify_with_their_key_only() {
     tools::require_default_rust_targets();
     let shared = shared();
     let keys = tempfile::tempdir().expect("tempdir");
-    let (key_a, public_a) = openssl_p256(keys.path(), "a");
-    let (key_b, public_b) = openssl_p256(keys.path(), "b");
+    let (key_a, public_a) = support::certs::p256_key_pair(keys.path(), "a");
+    let (key_b, public_b) = support::certs::p256_key_pair(keys.path(), "b");
     let cosign_b = cosign_encrypted(keys.path(), &key_b, "correct horse");
     let host = shared.registry.host();
     let signed_repo = format!("{host}/{}", unique_name("signed"));
@@ -554,7 +523,7 @@ fn bad_keys_are_refused_before_anything_is_built() {
     let keys = tempfile::tempdir().expect("tempdir");
     let dir = keys.path();
     let openssl = tools::require("openssl", "openssl");
-    let (p256, _) = openssl_p256(dir, "good");
+    let (p256, _) = support::certs::p256_key_pair(dir, "good");
     for (name, algorithm) in [("rsa.key", "RSA"), ("ed25519.key", "ED25519")] {
         run_ok(
             Command::new(&openssl)
@@ -611,7 +580,7 @@ fn dsse_envelopes_verify_with_securesystemslib() {
     use cargo_krust::supply::{dsse, keys};
     let python = signing_python();
     let dir = tempfile::tempdir().expect("tempdir");
-    let (private, public) = openssl_p256(dir.path(), "dsse");
+    let (private, public) = support::certs::p256_key_pair(dir.path(), "dsse");
     let signer = keys::load(&private).expect("load the openssl key");
     let payload = br#"{"_type":"https://in-toto.io/Statement/v1","subject":[]}"#;
     let envelope = dsse::envelope(dsse::IN_TOTO_PAYLOAD_TYPE, payload, Some(&signer))
@@ -643,7 +612,7 @@ fn dsse_envelopes_verify_with_securesystemslib() {
 #[test]
 fn commands_that_push_nothing_refuse_a_key() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (key, _) = openssl_p256(dir.path(), "unused");
+    let (key, _) = support::certs::p256_key_pair(dir.path(), "unused");
     for command in ["dockerfile", "run"] {
         let run = krust([command, "--base-image", "scratch", "--sign-key"])
             .arg(&key)
@@ -658,7 +627,7 @@ fn commands_that_push_nothing_refuse_a_key() {
 fn a_signature_tag_holding_something_else_is_a_clean_error() {
     let shared = shared();
     let dir = tempfile::tempdir().expect("tempdir");
-    let (key, _) = openssl_p256(dir.path(), "squatted");
+    let (key, _) = support::certs::p256_key_pair(dir.path(), "squatted");
     let repo = format!("{}/{}", shared.registry.host(), unique_name("squatted"));
     let build = || build_on_scratch(&hello_krust()).env("KRUST_REPO", &repo);
     let pushed = build().run().single_ref();

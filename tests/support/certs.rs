@@ -2,7 +2,7 @@
 //! server certificate for 127.0.0.1 shaped the way rustls insists on
 //! (`CA:TRUE` + `keyCertSign` on the CA, an IP subjectAltName and
 //! `serverAuth` on the server), and an RSA key with a self-signed
-//! certificate that signs the token server's RS256 JWTs.
+//! certificate that signs the token server's RS256 JWTs; P-256 signing keys.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -156,4 +156,35 @@ pub fn sign_rs256(key: &Path, data: &[u8]) -> Vec<u8> {
         String::from_utf8_lossy(&output.stderr)
     );
     output.stdout
+}
+
+/// A P-256 key pair made by openssl: (PKCS#8 private key, public key PEM),
+/// as `NAME.key` and `NAME.pub` in `dir`.
+pub fn p256_key_pair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let private = dir.join(format!("{name}.key"));
+    let public = dir.join(format!("{name}.pub"));
+    run_ok(
+        openssl()
+            .args([
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+            ])
+            .arg(&private),
+        TIMEOUT,
+        "openssl genpkey",
+    );
+    run_ok(
+        openssl()
+            .args(["pkey", "-pubout", "-in"])
+            .arg(&private)
+            .arg("-out")
+            .arg(&public),
+        TIMEOUT,
+        "openssl pkey -pubout",
+    );
+    (private, public)
 }
