@@ -110,6 +110,37 @@ pub fn version(dir: &Path, toolchain: Option<&str>, records: &BlobStore) -> Resu
     Ok(printed)
 }
 
+/// What `rustc -vV` says of a toolchain (what the SBOM and the provenance
+/// record of it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RustcVersion {
+    /// The first line, e.g. `rustc 1.91.0 (f8297e351 2025-10-28)`.
+    pub version: String,
+    pub release: Option<String>,
+    pub commit_hash: Option<String>,
+    pub host: Option<String>,
+}
+
+impl RustcVersion {
+    /// Reads `rustc -vV` output; `None` when it is empty. Fields that are
+    /// missing, empty or `unknown` are `None`.
+    pub fn parse(text: &str) -> Option<RustcVersion> {
+        let version = text.lines().next()?.trim().to_string();
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+                .map(|value| value.trim().to_string())
+                .filter(|value| !value.is_empty() && value != "unknown")
+        };
+        Some(RustcVersion {
+            version,
+            release: field("release"),
+            commit_hash: field("commit-hash"),
+            host: field("host"),
+        })
+    }
+}
+
 /// What [`version`] is remembered under, when the sysroot is known.
 fn version_key(dir: &Path, records: &BlobStore) -> Option<String> {
     use std::os::unix::fs::MetadataExt;

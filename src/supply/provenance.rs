@@ -53,14 +53,7 @@ pub struct Environment {
 }
 
 /// The Rust toolchain as `rustc -vV` describes it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Toolchain {
-    /// Its first line, e.g. `rustc 1.91.0 (f8297e351 2025-10-28)`.
-    pub version: String,
-    pub release: Option<String>,
-    pub commit_hash: Option<String>,
-    pub host: Option<String>,
-}
+pub use crate::compile::toolchain::RustcVersion as Toolchain;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct GitState {
@@ -105,25 +98,8 @@ impl Toolchain {
     ) -> Result<Option<Toolchain>> {
         let printed = crate::compile::toolchain::version(dir, toolchain, records)
             .context("cannot run `rustc -vV` for the provenance")?;
-        Ok(parse_rustc_version(&printed))
+        Ok(Toolchain::parse(&printed))
     }
-}
-
-/// The fields of `rustc -vV` the provenance records.
-fn parse_rustc_version(text: &str) -> Option<Toolchain> {
-    let mut lines = text.lines();
-    let version = lines.next()?.trim().to_string();
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|line| line.strip_prefix(name))
-            .map(|value| value.trim().to_string())
-    };
-    Some(Toolchain {
-        version,
-        release: field("release:"),
-        commit_hash: field("commit-hash:").filter(|hash| hash != "unknown"),
-        host: field("host:"),
-    })
 }
 
 /// HEAD and the dirty state of the repository holding `dir`; `None` when
@@ -299,7 +275,7 @@ mod tests {
 
     fn environment() -> Environment {
         Environment {
-            toolchain: parse_rustc_version(
+            toolchain: Toolchain::parse(
                 "rustc 1.91.0 (f8297e351 2025-10-28)\nbinary: rustc\ncommit-hash: f8297e351a40c1439a467bbbb6879088047f50b3\ncommit-date: 2025-10-28\nhost: x86_64-unknown-linux-gnu\nrelease: 1.91.0\nLLVM version: 21.1.2\n",
             ),
             git: Some(GitState {

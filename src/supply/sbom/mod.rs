@@ -55,18 +55,17 @@ pub struct Toolchain {
 impl Toolchain {
     /// Reads `rustc -vV` output (`release:`, `host:`, `commit-hash:` lines).
     pub fn parse(version_output: &str) -> Result<Toolchain> {
-        let field = |name: &str| {
-            version_output
-                .lines()
-                .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
-                .map(|value| value.trim().to_string())
-                .filter(|value| !value.is_empty() && value != "unknown")
+        let parsed = crate::compile::toolchain::RustcVersion::parse(version_output);
+        let Some(release) = parsed.as_ref().and_then(|p| p.release.clone()) else {
+            anyhow::bail!("`rustc -vV` printed no release: {version_output:?}");
         };
         Ok(Toolchain {
-            release: field("release")
-                .with_context(|| format!("`rustc -vV` printed no release: {version_output:?}"))?,
-            host: field("host").unwrap_or_default(),
-            commit_hash: field("commit-hash"),
+            release,
+            host: parsed
+                .as_ref()
+                .and_then(|p| p.host.clone())
+                .unwrap_or_default(),
+            commit_hash: parsed.and_then(|p| p.commit_hash),
         })
     }
 }
