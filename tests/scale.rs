@@ -8,8 +8,8 @@
 //! checkout B, two directories with empty target dirs. `cargo krust build`
 //! from A fills the cache; from B, its Rust compilations must hit the cache
 //! at least as often as plain cargo (`cargo zigbuild`, the same compilers)
-//! does from the same two checkouts (measured against a fresh Redis), and A and B must give the
-//! same image digest, an image that runs.
+//! does from the same two checkouts (measured against a fresh Redis), and
+//! A and B must give the same image digest, an image that runs.
 
 mod support;
 
