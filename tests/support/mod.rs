@@ -21,6 +21,7 @@
 //! - [`base`]: build the distroless-like base images as an OCI layout and push them.
 //! - [`krust`]: run the `cargo-krust` binary with a controlled environment.
 //! - [`image`]: inspect pushed images (skopeo + blobs), unpack and run them.
+//! - [`daemon`]: servers a test starts for itself (redis, sccache), stopped by PID.
 //! - [`disk`]: a tmpfs that really fills up.
 //! - [`elf`]: read just enough of an ELF header to check architecture and linking.
 //! - [`tools`]: fail loudly (never skip) when a required tool is missing.
@@ -28,6 +29,7 @@
 
 pub mod base;
 pub mod certs;
+pub mod daemon;
 pub mod disk;
 pub mod elf;
 pub mod faults;
