@@ -383,11 +383,20 @@ impl RegistrySink {
             return Ok(());
         }
         try_join_all(image.images.iter().map(|platform_image| async move {
-            stream::iter(platform_image.layers.iter().chain([&platform_image.config]))
-                .map(|blob| self.ensure_blob(name, blob))
-                .buffer_unordered(self.jobs)
-                .try_collect::<Vec<()>>()
-                .await?;
+            // The referrers' blobs go up with the image's: only their
+            // manifests wait for the platform manifest they name.
+            let referrer_blobs = platform_image.referrers.iter().flat_map(|r| &r.blobs);
+            stream::iter(
+                platform_image
+                    .layers
+                    .iter()
+                    .chain([&platform_image.config])
+                    .chain(referrer_blobs),
+            )
+            .map(|blob| self.ensure_blob(name, blob))
+            .buffer_unordered(self.jobs)
+            .try_collect::<Vec<()>>()
+            .await?;
             self.put_manifest(
                 name,
                 &platform_image.manifest,

@@ -35,8 +35,9 @@ impl RegistrySink {
         subject: &Blob,
         referrers: &[&Referrer],
     ) -> Result<()> {
-        let mut unlisted = Vec::new();
-        for referrer in referrers {
+        // All at once: each its blobs (already there when the image's went
+        // up with them), then its manifest.
+        let pushed = try_join_all(referrers.iter().map(|referrer| async move {
             try_join_all(
                 referrer
                     .blobs
@@ -47,10 +48,10 @@ impl RegistrySink {
             let listed = self
                 .put_manifest(name, &referrer.manifest, &referrer.manifest.digest)
                 .await?;
-            if !listed {
-                unlisted.push(referrer.descriptor());
-            }
-        }
+            anyhow::Ok((!listed).then(|| referrer.descriptor()))
+        }))
+        .await?;
+        let unlisted: Vec<_> = pushed.into_iter().flatten().collect();
         if !unlisted.is_empty() {
             self.add_to_fallback_tag(name, &subject.digest, &unlisted)
                 .await?;
