@@ -241,6 +241,30 @@ fn golden_files_change_only_the_references_and_every_image_runs() {
             greeting(name),
             "{name}"
         );
+        // resolve attaches what build attaches: the SBOM and the provenance,
+        // listed under the platform manifest's fallback tag.
+        let listed: serde_json::Value = serde_json::from_slice(&image::inspect_raw(&format!(
+            "{}/{}:{}",
+            reference.host,
+            reference.repo,
+            amd64.manifest_digest.replacen(':', "-", 1)
+        )))
+        .expect("the fallback tag holds JSON");
+        let mut types: Vec<&str> = listed["manifests"]
+            .as_array()
+            .expect("a referrers list")
+            .iter()
+            .filter_map(|entry| entry["artifactType"].as_str())
+            .collect();
+        types.sort_unstable();
+        assert_eq!(
+            types,
+            [
+                "application/spdx+json",
+                "application/vnd.dsse.envelope.v1+json"
+            ],
+            "{name}: {listed}"
+        );
     }
 }
 
