@@ -4,12 +4,15 @@
 //! stopped by PID.
 //!
 //! tests/fixtures/scale (a proc macro of its own, a registry crate compiled
-//! for the target, C compiled by the cc crate) is copied into checkout A and
-//! checkout B, two directories with empty target dirs. `cargo krust build`
-//! from A fills the cache; from B, its Rust compilations must hit the cache
-//! at least as often as plain cargo (`cargo zigbuild`, the same compilers)
-//! does from the same two checkouts (measured against a fresh Redis), and
-//! A and B must give the same image digest, an image that runs.
+//! for the target, C compiled by the cc crate and C compiled by running
+//! `$CC` in a build directory as make does, all with debug info) is copied
+//! into checkout A and checkout B, two directories with empty target dirs.
+//! `cargo krust build` from A fills the cache; from B, its Rust compilations
+//! must hit the cache at least as often as plain cargo (`cargo zigbuild`,
+//! the same compilers) does from the same two checkouts (measured against a
+//! fresh Redis), and its C compilations must all hit, the make-style one
+//! too (which plain cargo leaves uncached). A and B, and B again without
+//! the cache, must give the same image digest, an image that runs.
 
 mod support;
 
@@ -103,28 +106,43 @@ impl Sccache {
         );
     }
 
-    /// Hits and misses of Rust compilations since the stats were zeroed,
-    /// and all the stats (for messages).
-    fn rust_hits_and_misses(&self) -> (u64, u64, Value) {
+    /// Hits and misses since the stats were zeroed.
+    fn stats(&self) -> CacheStats {
         let output = run_ok(
             self.client()
                 .args(["--show-stats", "--stats-format", "json"]),
             Duration::from_secs(30),
             "sccache --show-stats",
         );
-        let stats: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        let all: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
             panic!(
                 "sccache --show-stats is not JSON ({e}):\n{}",
                 String::from_utf8_lossy(&output.stdout)
             )
         });
-        let rust = |field: &str| {
-            stats["stats"][field]["counts"]["Rust"]
+        let count = |field: &str, language: &str| {
+            all["stats"][field]["counts"][language]
                 .as_u64()
                 .unwrap_or(0)
         };
-        (rust("cache_hits"), rust("cache_misses"), stats)
+        CacheStats {
+            rust_hits: count("cache_hits", "Rust"),
+            rust_misses: count("cache_misses", "Rust"),
+            c_hits: count("cache_hits", "C/C++"),
+            c_misses: count("cache_misses", "C/C++"),
+            all,
+        }
     }
+}
+
+/// What one build got from the cache.
+struct CacheStats {
+    rust_hits: u64,
+    rust_misses: u64,
+    c_hits: u64,
+    c_misses: u64,
+    /// Everything sccache said, for messages.
+    all: Value,
 }
 
 /// Copies of the fixture in two directories, each with its own empty
@@ -145,15 +163,20 @@ fn checkouts(tmp: &Path) -> Checkouts {
     checkouts
 }
 
-/// `cargo krust build` from `checkout` through `cache`: the pushed digest.
-fn krust_build(checkout: &Path, target_dir: &Path, repo: &str, cache: &Sccache) -> String {
+/// `cargo krust build` from `checkout` (through `cache` when there is
+/// one): the pushed digest.
+fn krust_build(checkout: &Path, target_dir: &Path, repo: &str, cache: Option<&Sccache>) -> String {
     let mut build = build_on_scratch(checkout)
         .arg("--target-dir")
         .arg(target_dir)
         .env("KRUST_REPO", repo);
-    for (key, value) in cache.client_env() {
-        build = build.env(key, value);
-    }
+    build = match cache {
+        Some(cache) => cache
+            .client_env()
+            .into_iter()
+            .fold(build, |build, (key, value)| build.env(key, value)),
+        None => build.env_remove("RUSTC_WRAPPER"),
+    };
     let pushed = build.run().single_ref();
     let index = fetch_index(&shared().registry, &pushed);
     let said = run_platform(&pushed, index.image("amd64"), &[]);
@@ -196,12 +219,30 @@ fn a_second_checkout_hits_a_shared_sccache_as_plain_cargo_does_and_gives_the_sam
     std::fs::create_dir_all(&krust_dir).expect("mkdir");
     let redis = start_redis(&krust_dir);
     let cache = Sccache::start(&krust_dir, &redis);
-    let digest_a = krust_build(&checkouts.a, &checkouts.a.join("target"), &repo, &cache);
+    let digest_a = krust_build(
+        &checkouts.a,
+        &checkouts.a.join("target"),
+        &repo,
+        Some(&cache),
+    );
     cache.zero_stats();
-    let digest_b = krust_build(&checkouts.b, &checkouts.b.join("target"), &repo, &cache);
-    let (krust_hits, krust_misses, krust_stats) = cache.rust_hits_and_misses();
+    let digest_b = krust_build(
+        &checkouts.b,
+        &checkouts.b.join("target"),
+        &repo,
+        Some(&cache),
+    );
+    let krust = cache.stats();
     drop(cache);
     drop(redis);
+    // B again, compiled without any cache: what the cache gave is what
+    // compiling gives.
+    let digest_b_uncached = krust_build(
+        &checkouts.b,
+        &checkouts.b.join("target-uncached"),
+        &repo,
+        None,
+    );
 
     // Plain cargo, the same two checkouts, a fresh cache.
     let plain_dir = tmp.path().join("plain-cache");
@@ -211,24 +252,52 @@ fn a_second_checkout_hits_a_shared_sccache_as_plain_cargo_does_and_gives_the_sam
     plain_cargo_build(&checkouts.a, &checkouts.a.join("target-plain"), &cache);
     cache.zero_stats();
     plain_cargo_build(&checkouts.b, &checkouts.b.join("target-plain"), &cache);
-    let (plain_hits, plain_misses, plain_stats) = cache.rust_hits_and_misses();
+    let plain = cache.stats();
 
     eprintln!(
-        "checkout B, Rust compilations: cargo krust {krust_hits} hits / {krust_misses} misses; \
-         cargo zigbuild {plain_hits} hits / {plain_misses} misses"
+        "checkout B, Rust compilations: cargo krust {} hits / {} misses; cargo zigbuild {} hits / {} misses; \
+         C compilations: cargo krust {} hits / {} misses; cargo zigbuild {} hits / {} misses",
+        krust.rust_hits,
+        krust.rust_misses,
+        plain.rust_hits,
+        plain.rust_misses,
+        krust.c_hits,
+        krust.c_misses,
+        plain.c_hits,
+        plain.c_misses
+    );
+    let both = format!(
+        "cargo krust's stats: {:#}\ncargo zigbuild's: {:#}",
+        krust.all, plain.all
     );
     assert!(
-        plain_hits > 0,
-        "cargo zigbuild from checkout B got no Rust cache hit: the cache does not work at all\n{plain_stats:#}"
+        plain.rust_hits > 0,
+        "cargo zigbuild from checkout B got no Rust cache hit: the cache does not work at all\n{both}"
     );
     assert!(
-        krust_hits >= plain_hits,
-        "checkout B under cargo krust: {krust_hits} Rust cache hits ({krust_misses} misses), \
-         under cargo zigbuild: {plain_hits} ({plain_misses} misses)\n\
-         cargo krust's stats: {krust_stats:#}\ncargo zigbuild's: {plain_stats:#}"
+        krust.rust_hits >= plain.rust_hits,
+        "checkout B under cargo krust: {} Rust cache hits ({} misses), under cargo zigbuild: {} ({} misses)\n{both}",
+        krust.rust_hits,
+        krust.rust_misses,
+        plain.rust_hits,
+        plain.rust_misses
+    );
+    // The make-style compile reaches the cache only through cargo-krust's
+    // compiler wrapper: one hit more than plain cargo, and no miss.
+    assert!(
+        krust.c_misses == 0 && krust.c_hits > plain.c_hits,
+        "checkout B under cargo krust: {} C cache hits ({} misses), under cargo zigbuild: {} ({} misses)\n{both}",
+        krust.c_hits,
+        krust.c_misses,
+        plain.c_hits,
+        plain.c_misses
     );
     assert_eq!(
         digest_a, digest_b,
         "checkouts A and B give different images"
+    );
+    assert_eq!(
+        digest_b, digest_b_uncached,
+        "checkout B gives another image without the cache than with it"
     );
 }

@@ -175,7 +175,7 @@ pub fn configure(
     let path =
         std::env::join_paths(std::iter::once(dir.clone()).chain(std::env::split_paths(&path)))
             .with_context(|| format!("cannot put {} on PATH", dir.display()))?;
-    if let Some(inner) = users_workspace_wrapper(cwd) {
+    if let Some(inner) = super::cargo_config::build_wrapper(cwd, "rustc-workspace-wrapper") {
         command.env(INNER_WRAPPER_VAR, inner);
     }
     command
@@ -183,40 +183,6 @@ pub fn configure(
         .env("RUSTC_WORKSPACE_WRAPPER", WRAPPER_NAME)
         .env(OBJECTS_DIR_VAR, objects_dir);
     Ok(())
-}
-
-/// The workspace wrapper cargo would have run without ours, read the way
-/// cargo reads it: `RUSTC_WORKSPACE_WRAPPER`, `CARGO_BUILD_RUSTC_WORKSPACE_WRAPPER`,
-/// then `build.rustc-workspace-wrapper` in the config files (a value with a
-/// `/` relative to the directory holding the file's `.cargo`).
-fn users_workspace_wrapper(cwd: &Path) -> Option<OsString> {
-    for var in [
-        "RUSTC_WORKSPACE_WRAPPER",
-        "CARGO_BUILD_RUSTC_WORKSPACE_WRAPPER",
-    ] {
-        if let Some(value) = std::env::var_os(var) {
-            // Set but empty: cargo runs no wrapper.
-            return (!value.is_empty()).then_some(value);
-        }
-    }
-    super::cargo_config::tables(cwd)
-        .into_iter()
-        .find_map(|(file, table)| {
-            let value = table
-                .get("build")?
-                .get("rustc-workspace-wrapper")?
-                .as_str()?;
-            if value.is_empty() {
-                return Some(OsString::new());
-            }
-            let relative_to = file.parent()?.parent()?;
-            Some(if value.contains('/') {
-                relative_to.join(value).into_os_string()
-            } else {
-                value.into()
-            })
-        })
-        .filter(|value| !value.is_empty())
 }
 
 /// The wrapper's entry: `Some(exit code)` when this process was started as

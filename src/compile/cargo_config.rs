@@ -5,6 +5,7 @@
 //! `target.<triple>` and in the `target.'cfg(…)'` tables that hold for the
 //! triple. Also where cargo's and rustup's homes are.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
@@ -22,6 +23,35 @@ pub fn rustup_home() -> Option<PathBuf> {
     std::env::var_os("RUSTUP_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".rustup")))
+}
+
+/// The wrapper cargo runs rustc through for `key` (`rustc-wrapper` or
+/// `rustc-workspace-wrapper`), read the way cargo reads it: `RUSTC_WRAPPER`
+/// (or `RUSTC_WORKSPACE_WRAPPER`), `CARGO_BUILD_…`, then `build.<key>` in
+/// the config files (a value with a `/` relative to the directory holding
+/// the file's `.cargo`). Set but empty means none.
+pub fn build_wrapper(cwd: &Path, key: &str) -> Option<OsString> {
+    let var = key.to_uppercase().replace('-', "_");
+    for var in [var.clone(), format!("CARGO_BUILD_{var}")] {
+        if let Some(value) = std::env::var_os(var) {
+            return (!value.is_empty()).then_some(value);
+        }
+    }
+    tables(cwd)
+        .into_iter()
+        .find_map(|(file, table)| {
+            let value = table.get("build")?.get(key)?.as_str()?;
+            if value.is_empty() {
+                return Some(OsString::new());
+            }
+            let relative_to = file.parent()?.parent()?;
+            Some(if value.contains('/') {
+                relative_to.join(value).into_os_string()
+            } else {
+                value.into()
+            })
+        })
+        .filter(|value| !value.is_empty())
 }
 
 /// The config files cargo reads when run in `cwd`, nearest first.

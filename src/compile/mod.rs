@@ -10,6 +10,7 @@
 
 pub mod audit_link;
 pub mod batch;
+pub mod c_wrapper;
 pub mod cargo_config;
 pub mod elf;
 pub mod linker;
@@ -366,6 +367,15 @@ fn cargo_command(request: &TripleBuild, cwd: &Path) -> Result<Command> {
         &request.target_dir,
         &rustflags::remap_path_prefixes(cwd, &request.target_dir),
     )?;
+    if request.strategy == Strategy::Zig {
+        c_wrapper::apply(
+            &mut command,
+            request.triple,
+            cwd,
+            &request.target_dir,
+            &rustflags::path_prefix_map(cwd, &request.target_dir),
+        )?;
+    }
     if let Some(client) = request.jobserver {
         client.configure(&mut command);
     }

@@ -66,7 +66,7 @@ fn install_shim() -> Result<PathBuf> {
 }
 
 /// `$XDG_CACHE_HOME/cargo-krust/bin`, else `~/.cache/cargo-krust/bin`.
-fn shim_dir() -> Option<PathBuf> {
+pub(super) fn shim_dir() -> Option<PathBuf> {
     let cache = std::env::var_os("XDG_CACHE_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
@@ -76,7 +76,7 @@ fn shim_dir() -> Option<PathBuf> {
 
 /// Writes `bytes` to `path` unless it holds them already (a rewrite while
 /// another build runs the file would be harmless, but is not needed).
-fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(super) fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<()> {
     if std::fs::read(path).is_ok_and(|existing| existing == bytes) {
         return Ok(());
     }

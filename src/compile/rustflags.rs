@@ -81,15 +81,15 @@ fn target_level_rustflags(triple: &str, cwd: &Path, toolchain: Option<&str>) -> 
     Ok(cargo_config::target_setting(triple, cwd, toolchain, "rustflags")?.is_some())
 }
 
-/// `--remap-path-prefix` flags that take machine- and checkout-specific
-/// prefixes out of the binary (panic locations, debug info): the
-/// workspace, its target directory, cargo's home (registry sources) and
-/// rustup's home (the standard library's sources with build-std). Later
-/// flags win for nested paths, so the most specific come last.
-pub fn remap_path_prefixes(workspace_root: &Path, target_dir: &Path) -> Vec<String> {
-    let rustup_home = super::cargo_config::rustup_home();
+/// The machine- and checkout-specific path prefixes cargo-krust takes out
+/// of what it builds (panic locations, debug info), each with what it
+/// becomes: the workspace, its target directory, cargo's home (registry
+/// sources) and rustup's home (the standard library's sources with
+/// build-std). Later ones win for nested paths (for rustc as for clang),
+/// so the most specific come last.
+pub fn path_prefix_map(workspace_root: &Path, target_dir: &Path) -> Vec<(PathBuf, &'static str)> {
     let mut prefixes: Vec<(PathBuf, &str)> = Vec::new();
-    if let Some(home) = rustup_home {
+    if let Some(home) = super::cargo_config::rustup_home() {
         prefixes.push((home, "/rustup"));
     }
     if let Some(home) = cargo_config::cargo_home() {
@@ -98,6 +98,11 @@ pub fn remap_path_prefixes(workspace_root: &Path, target_dir: &Path) -> Vec<Stri
     prefixes.push((workspace_root.to_path_buf(), "/krust/workspace"));
     prefixes.push((target_dir.to_path_buf(), "/krust/target"));
     prefixes
+}
+
+/// [`path_prefix_map`] as rustc's `--remap-path-prefix` flags.
+pub fn remap_path_prefixes(workspace_root: &Path, target_dir: &Path) -> Vec<String> {
+    path_prefix_map(workspace_root, target_dir)
         .into_iter()
         .map(|(from, to)| format!("--remap-path-prefix={}={to}", from.display()))
         .collect()

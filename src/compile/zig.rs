@@ -29,13 +29,25 @@ use super::tools::find_in_path;
 use crate::store::BlobStore;
 
 /// Bumped whenever what a record means changes.
-const RECORD_VERSION: &str = "zig-env-v1";
+const RECORD_VERSION: &str = "zig-env-v2";
 
 /// The variable that tells the stand-in cargo where to write.
 const CAPTURE_VAR: &str = "KRUST_ZIG_CAPTURE";
 
-/// What a shell sets by itself, never cargo-zigbuild's doing.
-const SHELL_VARIABLES: &[&str] = &["PWD", "OLDPWD", "SHLVL", "_", CAPTURE_VAR];
+/// What a shell sets by itself, never cargo-zigbuild's doing, and the
+/// jobserver of the process that ran the stand-in (its descriptors are not
+/// open in any later cargo).
+const NOT_CARGO_ZIGBUILDS: &[&str] = &[
+    "PWD",
+    "OLDPWD",
+    "SHLVL",
+    "_",
+    CAPTURE_VAR,
+    "CARGO_MAKEFLAGS",
+    "MAKEFLAGS",
+    "MFLAGS",
+    "MAKELEVEL",
+];
 
 /// The environment (and extra cargo arguments) cargo-zigbuild gives cargo
 /// for one triple.
@@ -268,7 +280,7 @@ fn capture(tools: &ZigTools, triple: &str, cwd: &Path, toolchain: Option<&str>) 
         let Some((name, value)) = entry.split_once('=') else {
             continue;
         };
-        if SHELL_VARIABLES.contains(&name) || name == "CARGO" {
+        if NOT_CARGO_ZIGBUILDS.contains(&name) || name == "CARGO" {
             continue;
         }
         if passed.get(name).map(String::as_str) != Some(value) {
