@@ -1,8 +1,11 @@
-//! cargo-krust's C and C++ compilers for zig builds: what reproducible
-//! images and a shared compile cache need of the C a build compiles.
+//! cargo-krust's C and C++ compilers for zig and musl-gcc builds: what
+//! reproducible images and a shared compile cache need of the C a build
+//! compiles.
 //!
 //! cargo-zigbuild makes a wrapper script of its own the target's `CC` and
-//! `CXX`. cargo-krust puts a script of its own in front of each, which
+//! `CXX`; the musl-gcc strategy makes musl-gcc `CC`. cargo-krust puts a
+//! script of its own in front of each (never in front of a compiler the
+//! user chose), which
 //! - appends `-ffile-prefix-map` flags for the prefixes rustc's output is
 //!   remapped from (the checkout, the target dir, cargo's and rustup's
 //!   homes) to every compile, from an argument file named by an environment
@@ -73,9 +76,10 @@ exec '{compiler}' "$@"
     )
 }
 
-/// Makes `command` (a zig build of `triple`, whose environment cargo-zigbuild
-/// chose) compile C through cargo-krust's wrappers, with `prefix_map`
-/// remapped; `cwd` is where cargo runs (for the cargo configuration).
+/// Makes `command` (a build of `triple` whose C compilers cargo-krust or
+/// cargo-zigbuild chose, by path) compile C through cargo-krust's wrappers,
+/// with `prefix_map` remapped; `cwd` is where cargo runs (for the cargo
+/// configuration).
 pub fn apply(
     command: &mut Command,
     triple: &str,
@@ -93,8 +97,8 @@ pub fn apply(
             .filter_map(|var| {
                 let value = envs.iter().find(|(k, _)| *k == *var)?.1.clone()?;
                 let path = PathBuf::from(value);
-                // Only cargo-zigbuild's own scripts: a compiler the user
-                // chose (a command line, a name on PATH) is theirs.
+                // Only the compilers chosen for the user, set on the
+                // command by path: one the user chose is inherited instead.
                 (path.is_absolute() && path.is_file()).then_some((var, path))
             })
             .collect()

@@ -288,7 +288,10 @@ fn apply_strategy(command: &mut Command, request: &TripleBuild) {
             if std::env::var_os(&cc_var).is_none()
                 && std::env::var_os(format!("CC_{triple}")).is_none()
             {
-                command.env(cc_var, "musl-gcc");
+                // By path, so that cargo-krust's C compiler wrapper goes in
+                // front of it (see `c_wrapper`).
+                let musl_gcc = tools::find_in_path("musl-gcc").unwrap_or_else(|| "musl-gcc".into());
+                command.env(cc_var, musl_gcc);
             }
         }
         // cargo-zigbuild chose CC, CXX, AR and the linker for the target,
@@ -367,7 +370,7 @@ fn cargo_command(request: &TripleBuild, cwd: &Path) -> Result<Command> {
         &request.target_dir,
         &rustflags::remap_path_prefixes(cwd, &request.target_dir),
     )?;
-    if request.strategy == Strategy::Zig {
+    if matches!(request.strategy, Strategy::Zig | Strategy::MuslGcc) {
         c_wrapper::apply(
             &mut command,
             request.triple,

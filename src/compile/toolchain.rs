@@ -245,8 +245,23 @@ pub fn ensure_target(triple: &str, dir: &Path, records: &BlobStore) -> Result<bo
 
 /// The toolchain that builds std from source for `dir`: `None` when the
 /// active one is already a nightly with rust-src, `Some("nightly")` for
-/// rustup's nightly, or an error saying how to install it.
+/// rustup's nightly, or an error saying how to install it. Asked of rustup
+/// once per directory and run: the compile, the SBOM and the provenance all
+/// want it.
 pub fn build_std_toolchain(dir: &Path) -> Result<Option<String>> {
+    static ASKED: OnceLock<Mutex<HashMap<PathBuf, Option<String>>>> = OnceLock::new();
+    let asked = ASKED.get_or_init(Mutex::default);
+    if let Some(toolchain) = asked.lock().ok().and_then(|asked| asked.get(dir).cloned()) {
+        return Ok(toolchain);
+    }
+    let toolchain = probe_build_std_toolchain(dir)?;
+    if let Ok(mut asked) = asked.lock() {
+        asked.insert(dir.to_path_buf(), toolchain.clone());
+    }
+    Ok(toolchain)
+}
+
+fn probe_build_std_toolchain(dir: &Path) -> Result<Option<String>> {
     let active = rustc(dir, None)
         .arg("-vV")
         .output()
