@@ -71,6 +71,25 @@ pub fn write_atomic_executable(path: &Path, bytes: &[u8]) -> Result<()> {
     PendingFile::create_with_mode(path, 0o777)?.commit(bytes)
 }
 
+/// [`write_atomic`] unless `path` holds `bytes` already: a file that cargo
+/// watches keeps its mtime, and one that builds run is never replaced
+/// under them, when nothing changed.
+pub fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<()> {
+    if std::fs::read(path).is_ok_and(|existing| existing == bytes) {
+        return Ok(());
+    }
+    write_atomic(path, bytes)
+}
+
+/// [`write_atomic_executable`] unless `path` holds `bytes` already (see
+/// [`write_if_changed`]).
+pub fn write_executable_if_changed(path: &Path, bytes: &[u8]) -> Result<()> {
+    if std::fs::read(path).is_ok_and(|existing| existing == bytes) {
+        return Ok(());
+    }
+    write_atomic_executable(path, bytes)
+}
+
 /// A file to be written whole later, its temporary made now: a destination
 /// that cannot be written is found before the work whose result it holds.
 /// Dropped uncommitted, it leaves nothing behind.

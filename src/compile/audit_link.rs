@@ -124,12 +124,10 @@ pub fn stage(
     for unit in units {
         let path = object_path(objects_dir, unit.package.as_ref(), unit.bin.as_ref());
         let bytes = wanted.get(unit).map_or(&[][..], Vec::as_slice);
-        if std::fs::read(&path).ok().as_deref() != Some(bytes) {
-            let parent = crate::fsutil::parent_dir(&path);
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("cannot create {}", parent.display()))?;
-            crate::fsutil::write_atomic(&path, bytes)?;
-        }
+        let parent = crate::fsutil::parent_dir(&path);
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+        crate::fsutil::write_if_changed(&path, bytes)?;
     }
     Ok(())
 }

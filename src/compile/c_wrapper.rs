@@ -24,7 +24,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use sha2::{Digest as _, Sha256};
 
 /// The argument file the wrappers append.
@@ -87,22 +87,16 @@ pub fn apply(
     target_dir: &Path,
     prefix_map: &[(PathBuf, &str)],
 ) -> Result<()> {
-    let chosen: Vec<(String, PathBuf)> = {
-        let envs: Vec<(OsString, Option<OsString>)> = command
-            .get_envs()
-            .map(|(k, v)| (k.to_os_string(), v.map(OsString::from)))
-            .collect();
-        compiler_vars(triple)
-            .into_iter()
-            .filter_map(|var| {
-                let value = envs.iter().find(|(k, _)| *k == *var)?.1.clone()?;
-                let path = PathBuf::from(value);
-                // Only the compilers chosen for the user, set on the
-                // command by path: one the user chose is inherited instead.
-                (path.is_absolute() && path.is_file()).then_some((var, path))
-            })
-            .collect()
-    };
+    // Only the compilers chosen for the user, set on the command by path:
+    // one the user chose is inherited instead.
+    let chosen: Vec<(String, PathBuf)> = compiler_vars(triple)
+        .into_iter()
+        .filter_map(|var| {
+            let (_, value) = command.get_envs().find(|(name, _)| *name == var.as_str())?;
+            let path = PathBuf::from(value?);
+            (path.is_absolute() && path.is_file()).then_some((var, path))
+        })
+        .collect();
     if chosen.is_empty() {
         return Ok(());
     }
@@ -111,7 +105,7 @@ pub fn apply(
         .iter()
         .map(|(from, to)| format!("-ffile-prefix-map={}={to}\n", from.display()))
         .collect();
-    super::rustc_shim::write_if_changed(&argfile, flags.as_bytes())?;
+    crate::fsutil::write_if_changed(&argfile, flags.as_bytes())?;
     for (var, compiler) in chosen {
         command.env(var, install(&compiler)?);
     }
@@ -136,26 +130,17 @@ fn caches_c(wrapper: &Path) -> bool {
         .is_some_and(|stem| C_CACHING_WRAPPERS.contains(&stem))
 }
 
-/// The wrapper for `compiler`, written once at a place that is the same for
-/// every checkout (a compile cache hashes the compiler), named by its
-/// content so that builds with other zig installations never share one.
+/// The wrapper for `compiler`, at a place that is the same for every
+/// checkout (a compile cache hashes the compiler), named by its content so
+/// that builds with other zig installations never share one.
 fn install(compiler: &Path) -> Result<PathBuf> {
     let content = script(compiler);
-    let dir = super::rustc_shim::shim_dir().context(
-        "cannot find a cache directory for cargo-krust's C compiler wrappers: set HOME or XDG_CACHE_HOME",
-    )?;
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let name = compiler
         .file_name()
         .map(|n| n.to_string_lossy().trim_end_matches(".sh").to_owned())
         .unwrap_or_else(|| "cc".into());
     let hash = hex::encode(&Sha256::digest(content.as_bytes())[..6]);
-    let path = dir.join(format!("krust-{name}-{hash}"));
-    if std::fs::read(&path).is_ok_and(|existing| existing == content.as_bytes()) {
-        return Ok(path);
-    }
-    crate::fsutil::write_atomic_executable(&path, content.as_bytes())?;
-    Ok(path)
+    super::rustc_shim::install_script(&format!("krust-{name}-{hash}"), &content)
 }
 
 #[cfg(test)]

@@ -365,10 +365,11 @@ fn cargo_command(request: &TripleBuild, cwd: &Path) -> Result<Command> {
         request.build_std.as_ref().and_then(Option::as_deref),
         &extra_rustflags(request),
     )?;
+    let prefix_map = rustflags::path_prefix_map(cwd, &request.target_dir);
     rustc_shim::apply(
         &mut command,
         &request.target_dir,
-        &rustflags::remap_path_prefixes(cwd, &request.target_dir),
+        &rustflags::remap_path_prefixes(&prefix_map),
     )?;
     if matches!(request.strategy, Strategy::Zig | Strategy::MuslGcc) {
         c_wrapper::apply(
@@ -376,7 +377,7 @@ fn cargo_command(request: &TripleBuild, cwd: &Path) -> Result<Command> {
             request.triple,
             cwd,
             &request.target_dir,
-            &rustflags::path_prefix_map(cwd, &request.target_dir),
+            &prefix_map,
         )?;
     }
     if let Some(client) = request.jobserver {

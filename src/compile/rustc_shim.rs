@@ -39,7 +39,7 @@ pub fn apply(command: &mut Command, target_dir: &Path, flags: &[String]) -> Resu
     let shim = install_shim()?;
     let argfile = target_dir.join("krust-rustc.args");
     let content: String = flags.iter().map(|flag| format!("{flag}\n")).collect();
-    write_if_changed(&argfile, content.as_bytes())?;
+    crate::fsutil::write_if_changed(&argfile, content.as_bytes())?;
     let real = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     command
         .env("RUSTC", &shim)
@@ -52,35 +52,26 @@ pub fn apply(command: &mut Command, target_dir: &Path, flags: &[String]) -> Resu
 /// is the same for every checkout: the path of rustc is part of a compile
 /// cache's key.
 fn install_shim() -> Result<PathBuf> {
-    let dir = shim_dir().context(
-        "cannot find a cache directory for cargo-krust's rustc shim: set HOME or XDG_CACHE_HOME",
-    )?;
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let shim = dir.join("rustc");
-    if std::fs::read(&shim).is_ok_and(|existing| existing == SHIM.as_bytes()) {
-        return Ok(shim);
-    }
-    // Executable from its first byte: another build may run it at once.
-    crate::fsutil::write_atomic_executable(&shim, SHIM.as_bytes())?;
-    Ok(shim)
+    install_script("rustc", SHIM)
 }
 
-/// `$XDG_CACHE_HOME/cargo-krust/bin`, else `~/.cache/cargo-krust/bin`.
-pub(super) fn shim_dir() -> Option<PathBuf> {
+/// A script of cargo-krust's named `name` in `$XDG_CACHE_HOME/cargo-krust/bin`
+/// (else `~/.cache/cargo-krust/bin`): the same place for every checkout,
+/// written only when its content changed, executable from its first byte
+/// (another build may run it at once).
+pub(super) fn install_script(name: &str, content: &str) -> Result<PathBuf> {
     let cache = std::env::var_os("XDG_CACHE_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(cache.join("cargo-krust").join("bin"))
-}
-
-/// Writes `bytes` to `path` unless it holds them already (a rewrite while
-/// another build runs the file would be harmless, but is not needed).
-pub(super) fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<()> {
-    if std::fs::read(path).is_ok_and(|existing| existing == bytes) {
-        return Ok(());
-    }
-    crate::fsutil::write_atomic(path, bytes)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .context(
+            "cannot find a cache directory for cargo-krust's compiler wrappers: set HOME or XDG_CACHE_HOME",
+        )?;
+    let dir = cache.join("cargo-krust").join("bin");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join(name);
+    crate::fsutil::write_executable_if_changed(&path, content.as_bytes())?;
+    Ok(path)
 }
 
 #[cfg(test)]

@@ -100,10 +100,10 @@ pub fn path_prefix_map(workspace_root: &Path, target_dir: &Path) -> Vec<(PathBuf
     prefixes
 }
 
-/// [`path_prefix_map`] as rustc's `--remap-path-prefix` flags.
-pub fn remap_path_prefixes(workspace_root: &Path, target_dir: &Path) -> Vec<String> {
-    path_prefix_map(workspace_root, target_dir)
-        .into_iter()
+/// A [`path_prefix_map`] as rustc's `--remap-path-prefix` flags.
+pub fn remap_path_prefixes(prefix_map: &[(PathBuf, &str)]) -> Vec<String> {
+    prefix_map
+        .iter()
         .map(|(from, to)| format!("--remap-path-prefix={}={to}", from.display()))
         .collect()
 }
@@ -162,7 +162,7 @@ mod tests {
 
     #[test]
     fn remaps_most_specific_last() {
-        let flags = remap_path_prefixes(Path::new("/w"), Path::new("/w/target"));
+        let flags = remap_path_prefixes(&path_prefix_map(Path::new("/w"), Path::new("/w/target")));
         let last_two = &flags[flags.len() - 2..];
         assert_eq!(
             last_two,
