@@ -581,3 +581,72 @@ fn a_registry_refusing_the_referrers_path_is_asked_for_the_fallback_tag() {
         "an unchanged rebuild wrote {requests:?}"
     );
 }
+
+/// `provenance = "none"` on one bin leaves its images without provenance,
+/// while another bin of the same workspace built in the same run keeps its
+/// own.
+#[test]
+fn a_bin_without_provenance_gets_none_beside_one_with_it() {
+    tools::require_default_rust_targets();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let workspace = tmp.path().join("workspace");
+    copy_tree(&support::example("workspace"), &workspace);
+    let jobs = workspace.join("jobs/Cargo.toml");
+    let manifest = std::fs::read_to_string(&jobs).expect("jobs/Cargo.toml");
+    let marked = manifest.replace(
+        "[package.metadata.krust.bin.cron]\n",
+        "[package.metadata.krust.bin.cron]\nprovenance = \"none\"\n",
+    );
+    assert_ne!(marked, manifest, "jobs/Cargo.toml has no cron table");
+    std::fs::write(&jobs, marked).expect("write jobs/Cargo.toml");
+    let layout = tmp.path().join("layout");
+    let pushed = krust(["build", "--no-push", "--base-image", "scratch"])
+        .args(["--platform", "linux/amd64", "-p", "jobs", "--sbom", "none"])
+        .env("KRUST_REPO", "registry.example/mixed")
+        .arg("--oci-layout-path")
+        .arg(&layout)
+        .current_dir(&workspace)
+        .run()
+        .refs();
+    let blob = |digest: &str| {
+        json(
+            &std::fs::read(
+                layout
+                    .join("blobs/sha256")
+                    .join(digest.trim_start_matches("sha256:")),
+            )
+            .expect("a blob of the layout"),
+        )
+    };
+    let entries = json(&std::fs::read(layout.join("index.json")).expect("index.json"));
+    let provenance_subjects: Vec<String> = entries["manifests"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|entry| entry["artifactType"] == DSSE)
+        .map(|entry| {
+            let digest = entry["digest"].as_str().expect("digest");
+            blob(digest)["subject"]["digest"]
+                .as_str()
+                .expect("a subject")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(pushed.len(), 2, "worker and cron: {pushed:?}");
+    for image in &pushed {
+        let platform = blob(&image.digest)["manifests"][0]["digest"]
+            .as_str()
+            .expect("a platform manifest")
+            .to_string();
+        let listed = provenance_subjects
+            .iter()
+            .filter(|s| **s == platform)
+            .count();
+        let wanted = usize::from(!image.repo.ends_with("jobs-cron"));
+        assert_eq!(
+            listed, wanted,
+            "provenance of {} ({platform}) in {entries}",
+            image.repo
+        );
+    }
+}

@@ -98,6 +98,11 @@ pub fn provenance(
     created: &str,
     signer: Option<&dyn crate::supply::sign::Signer>,
 ) -> Result<()> {
+    // The environments are probed per workspace, for any job that wants
+    // provenance: another job of the same workspace may want none.
+    if job.artefacts.provenance == ProvenanceFormat::None {
+        return Ok(());
+    }
     let Some(environment) = environments.get(&environment_key(job)) else {
         return Ok(());
     };
