@@ -141,9 +141,9 @@ pub async fn run(plan: &Plan, recorder: &Recorder) -> Result<Vec<ImageIndex>> {
     // rustc is asked for the provenance while cargo builds, git and
     // Cargo.lock once cargo is done with them, while images are assembled.
     let toolchains = tokio::task::spawn_blocking(attach::probe_toolchains(plan, store.clone()));
-    let sbom_sources = tokio::task::block_in_place(|| sbom::run::load(plan, &platforms))?;
+    let sbom_sources = tokio::task::block_in_place(|| sbom::run::load(plan, &platforms, &store))?;
     progress::trace("SBOM inputs loaded");
-    let (executables, target_dirs) = compile_all(plan, &platforms).await?;
+    let (executables, target_dirs) = compile_all(plan, &platforms, &store).await?;
     let toolchains = toolchains.await.context("the provenance probe stopped")??;
     let environments = tokio::task::spawn_blocking(move || attach::probe_environments(toolchains));
     progress::trace("compiled");
@@ -448,6 +448,7 @@ async fn fetch_platform_bases(
 async fn compile_all(
     plan: &Plan,
     platforms: &[Vec<Platform>],
+    store: &BlobStore,
 ) -> Result<(HashMap<(Unit, Platform), PathBuf>, Vec<TargetDirLock>)> {
     let mut wanted: BTreeMap<&Workspace, Vec<batch::Wanted>> = BTreeMap::new();
     for (job, job_platforms) in plan.images.iter().zip(platforms) {
@@ -471,7 +472,7 @@ async fn compile_all(
         "never"
     };
     tokio::task::block_in_place(|| {
-        let machine = Machine::new(BlobStore::open(&plan.target_dir.join("krust"))?);
+        let machine = Machine::new(store.clone());
         let mut batches = Vec::new();
         for (workspace, wanted) in &wanted {
             let shared = batch::Shared {

@@ -31,9 +31,16 @@ pub struct Sources {
 }
 
 /// The SBOM sources of every platform of every job (`None` where the job
-/// has no SBOM), in plan order.
-pub fn load(plan: &Plan, platforms: &[Vec<Platform>]) -> Result<Vec<Vec<Option<Sources>>>> {
-    let mut loader = Loader::default();
+/// has no SBOM), in plan order; `store` is the plan's, already open.
+pub fn load(
+    plan: &Plan,
+    platforms: &[Vec<Platform>],
+    store: &BlobStore,
+) -> Result<Vec<Vec<Option<Sources>>>> {
+    let mut loader = Loader {
+        stores: HashMap::from([(plan.target_dir.clone(), store.clone())]),
+        toolchains: HashMap::new(),
+    };
     plan.images
         .iter()
         .zip(platforms)
