@@ -147,7 +147,8 @@ impl BlobOutcome {
 /// A blob in a registry, whatever the repository: (registry, digest).
 type RegistryBlob = (String, String);
 
-fn blob_key(name: &ImageName, digest: &str) -> BlobKey {
+/// What a blob of `name`'s repository is known by in this run.
+pub fn blob_key(name: &ImageName, digest: &str) -> BlobKey {
     (
         name.registry().to_string(),
         name.repository().to_string(),
@@ -407,7 +408,8 @@ impl RegistrySink {
             // index still means everything is there.
             let referrers: Vec<_> = platform_image.referrers.iter().collect();
             self.push_referrers(name, &platform_image.manifest, &referrers)
-                .await
+                .await?;
+            self.remember_listed(name, &platform_image.manifest, referrers)
         }))
         .await?;
         // Signatures go up after what they sign, before the tags: a tag

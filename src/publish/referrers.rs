@@ -28,7 +28,9 @@ pub fn fallback_tag(subject: &str) -> Result<String> {
 
 impl RegistrySink {
     /// Pushes `referrers` of `subject` (already pushed): blobs, manifests,
-    /// then the fallback tag where the registry has no referrers API.
+    /// then the fallback tag where the registry has no referrers API. The
+    /// caller remembers them listed ([`Self::remember_listed`]) once all of
+    /// the subject's are.
     pub(super) async fn push_referrers(
         &self,
         name: &ImageName,
@@ -56,7 +58,18 @@ impl RegistrySink {
             self.add_to_fallback_tag(name, &subject.digest, &unlisted)
                 .await?;
         }
-        let record = listed_record(name, subject, referrers.iter().copied());
+        Ok(())
+    }
+
+    /// Notes that the registry lists all of `referrers` of `subject` (see
+    /// [`listed_record`]).
+    pub(super) fn remember_listed<'a>(
+        &self,
+        name: &ImageName,
+        subject: &Blob,
+        referrers: impl IntoIterator<Item = &'a Referrer>,
+    ) -> Result<()> {
+        let record = listed_record(name, subject, referrers);
         self.store.write_record(LISTED, &record, b"listed")
     }
 
@@ -88,7 +101,7 @@ impl RegistrySink {
         if !missing.is_empty() {
             self.push_referrers(name, subject, &missing).await?;
         }
-        self.store.write_record(LISTED, &record, b"listed")
+        self.remember_listed(name, subject, referrers)
     }
 
     /// The digests the registry lists as referrers of `subject`.
@@ -165,9 +178,12 @@ const LISTED: &str = "referrers-listed";
 fn listed_record<'r>(
     name: &ImageName,
     subject: &Blob,
-    referrers: impl Iterator<Item = &'r Referrer>,
+    referrers: impl IntoIterator<Item = &'r Referrer>,
 ) -> String {
-    let mut digests: Vec<&str> = referrers.map(|r| r.manifest.digest.as_str()).collect();
+    let mut digests: Vec<&str> = referrers
+        .into_iter()
+        .map(|r| r.manifest.digest.as_str())
+        .collect();
     digests.sort_unstable();
     let key = format!(
         "{}\n{}\n{}\n{}",
