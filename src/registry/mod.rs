@@ -160,28 +160,10 @@ impl RegistryClient {
         &self,
         reference: &Reference,
     ) -> Result<Option<PulledManifest>> {
-        match self.pull_manifest_bytes(reference).await {
-            Ok((bytes, digest)) => pulled(reference, bytes, digest).map(Some),
-            Err(err)
-                if err
-                    .downcast_ref::<RegistryError>()
-                    .is_some_and(RegistryError::is_not_found) =>
-            {
-                Ok(None)
-            }
-            Err(err) => Err(err),
-        }
-    }
-
-    async fn pull_manifest_bytes(&self, reference: &Reference) -> Result<(Bytes, String)> {
-        manifest::pull(
-            &self.transport,
-            reference.resolve_registry(),
-            reference.repository(),
-            &tag_or_digest(reference),
-        )
-        .await
-        .with_context(|| format!("cannot pull manifest of {reference}"))
+        self.pull_manifest_bytes_if_any(reference)
+            .await?
+            .map(|(bytes, digest)| pulled(reference, bytes, digest))
+            .transpose()
     }
 
     /// The exact bytes of a manifest by tag or digest, `None` when the
@@ -191,18 +173,42 @@ impl RegistryClient {
         &self,
         reference: &Reference,
     ) -> Result<Option<Bytes>> {
-        let pulled = manifest::pull(
+        Ok(self
+            .pull_manifest_bytes_if_any(reference)
+            .await?
+            .map(|(bytes, _)| bytes))
+    }
+
+    async fn pull_manifest_bytes(&self, reference: &Reference) -> Result<(Bytes, String)> {
+        self.fetch_manifest(reference)
+            .await
+            .with_context(|| format!("cannot pull manifest of {reference}"))
+    }
+
+    /// [`Self::pull_manifest_bytes`], `None` when the registry answers 404.
+    async fn pull_manifest_bytes_if_any(
+        &self,
+        reference: &Reference,
+    ) -> Result<Option<(Bytes, String)>> {
+        match self.fetch_manifest(reference).await {
+            Ok(pulled) => Ok(Some(pulled)),
+            Err(err) if err.is_not_found() => Ok(None),
+            Err(err) => Err(err).with_context(|| format!("cannot pull manifest of {reference}")),
+        }
+    }
+
+    /// A manifest's bytes and digest, with the registry's error as it is.
+    async fn fetch_manifest(
+        &self,
+        reference: &Reference,
+    ) -> std::result::Result<(Bytes, String), RegistryError> {
+        manifest::pull(
             &self.transport,
             reference.resolve_registry(),
             reference.repository(),
             &tag_or_digest(reference),
         )
-        .await;
-        match pulled {
-            Ok((bytes, _)) => Ok(Some(bytes)),
-            Err(err) if err.is_not_found() => Ok(None),
-            Err(err) => Err(err).with_context(|| format!("cannot pull manifest of {reference}")),
-        }
+        .await
     }
 
     /// Downloads a blob of `size` bytes into memory, checking its size and
