@@ -156,11 +156,7 @@ fn image(index: &ImageIndex, reference: &str, notes: &Notes) -> Value {
                         "mediaType": layer.media_type,
                         "origin": origin,
                     });
-                    let key = (
-                        index.name.registry().to_string(),
-                        index.name.repository().to_string(),
-                        layer.digest.clone(),
-                    );
+                    let key = crate::publish::blob_key(&index.name, &layer.digest);
                     if let Some(outcome) = notes.pushed.get(&key) {
                         entry["registry"] = json!(outcome.name());
                     }
