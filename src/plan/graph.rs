@@ -274,9 +274,13 @@ fn cache_key(query: &Query) -> Option<String> {
 
 /// The Cargo.lock that pins the build of `manifest_path`.
 pub fn lock_file(manifest_path: &Path) -> Option<PathBuf> {
-    manifest_path
-        .parent()?
-        .ancestors()
+    lock_file_of_dir(manifest_path.parent()?)
+}
+
+/// The Cargo.lock that pins builds of the manifest in `dir`: in it, or in
+/// the nearest ancestor that has one (the workspace root).
+pub fn lock_file_of_dir(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors()
         .map(|d| d.join("Cargo.lock"))
         .find(|lock| lock.is_file())
 }

@@ -15,12 +15,13 @@ use std::process::Command;
 
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
 
 use super::dsse::{IN_TOTO_PAYLOAD_TYPE, MEDIA_TYPE_DSSE_ENVELOPE, envelope};
 use super::sign::Signer;
 use crate::assemble::referrer::{Referrer, referrer};
 use crate::image_name::ImageName;
-use crate::oci::{Blob, canonical_json, digest_hex, sha256_digest};
+use crate::oci::{Blob, canonical_json, digest_hex};
 use crate::platform::Platform;
 use crate::store::BlobStore;
 
@@ -67,15 +68,11 @@ impl Environment {
     /// with `toolchain`: git and Cargo.lock are read now, after the build,
     /// since cargo may have written Cargo.lock.
     pub fn probe(dir: &Path, toolchain: Option<Toolchain>) -> Result<Environment> {
-        let lock_sha256 = match dir
-            .ancestors()
-            .map(|d| d.join("Cargo.lock"))
-            .find(|p| p.is_file())
-        {
+        let lock_sha256 = match crate::plan::graph::lock_file_of_dir(dir) {
             Some(lock) => {
                 let bytes = std::fs::read(&lock)
                     .with_context(|| format!("cannot read {}", lock.display()))?;
-                digest_hex(&sha256_digest(&bytes)).map(String::from)
+                Some(hex::encode(Sha256::digest(&bytes)))
             }
             None => None,
         };
@@ -398,7 +395,7 @@ mod tests {
         assert_eq!(probed.git, None);
         assert_eq!(
             probed.lock_sha256.as_deref(),
-            digest_hex(&sha256_digest(b"version = 4\n"))
+            digest_hex(&crate::oci::sha256_digest(b"version = 4\n"))
         );
         assert!(
             probed
