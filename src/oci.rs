@@ -104,6 +104,14 @@ pub fn digest_hex(digest: &str) -> Option<&str> {
         .filter(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
+/// The tag listing the referrers of `subject` where a registry has no
+/// referrers API (OCI distribution's fallback): `sha256-<hex>`. cosign's
+/// signature tags add `.sig` to it.
+pub fn fallback_tag(subject: &str) -> anyhow::Result<String> {
+    let hex = digest_hex(subject).ok_or_else(|| anyhow::anyhow!("malformed digest `{subject}`"))?;
+    Ok(format!("sha256-{hex}"))
+}
+
 /// Serialises JSON canonically: object keys sorted at every depth, no
 /// insignificant white space. The same value always gives the same bytes,
 /// whatever map ordering serde_json was compiled with.

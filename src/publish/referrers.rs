@@ -16,15 +16,9 @@ use serde_json::Value;
 use super::RegistrySink;
 use crate::assemble::referrer::Referrer;
 use crate::image_name::ImageName;
-use crate::oci::{Blob, MEDIA_TYPE_OCI_INDEX, digest_hex, sha256_digest};
+use crate::oci::{Blob, MEDIA_TYPE_OCI_INDEX, digest_hex, fallback_tag, sha256_digest};
 use crate::progress;
 use crate::registry::{PulledManifest, printable};
-
-/// The fallback tag listing the referrers of `subject`: `sha256-<hex>`.
-pub fn fallback_tag(subject: &str) -> Result<String> {
-    let hex = digest_hex(subject).with_context(|| format!("malformed digest `{subject}`"))?;
-    Ok(format!("sha256-{hex}"))
-}
 
 impl RegistrySink {
     /// Pushes `referrers` of `subject` (already pushed): blobs, manifests,

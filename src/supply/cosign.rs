@@ -20,9 +20,7 @@ use serde_json::{Value, json};
 
 use super::sign::Signer;
 use crate::base::documents::{Descriptor, is_image_manifest};
-use crate::oci::{
-    Blob, MEDIA_TYPE_OCI_CONFIG, MEDIA_TYPE_OCI_MANIFEST, canonical_json, digest_hex,
-};
+use crate::oci::{Blob, MEDIA_TYPE_OCI_CONFIG, MEDIA_TYPE_OCI_MANIFEST, canonical_json};
 use crate::registry::printable;
 
 /// The media type of a signature layer (the payload it carries).
@@ -49,8 +47,7 @@ pub fn docker_reference(name: &crate::image_name::ImageName) -> String {
 
 /// The tag holding the signatures of `digest`: `sha256-HEX.sig`.
 pub fn signature_tag(digest: &str) -> Result<String> {
-    let hex = digest_hex(digest).with_context(|| format!("`{digest}` is no sha256 digest"))?;
-    Ok(format!("sha256-{hex}.sig"))
+    Ok(format!("{}.sig", crate::oci::fallback_tag(digest)?))
 }
 
 /// The simple-signing payload stating that `docker_reference` (a repository,
