@@ -311,6 +311,13 @@ exec '{}' \"$@\"
             .single_ref()
     };
     let first = build();
+    // The stand-in is on the path cargo-krust takes: the first build asks it
+    // for zig's environment (a new cargo-zigbuild path is a new record).
+    let setup = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        setup.contains("zigbuild"),
+        "the first build never ran the logging cargo-zigbuild: {setup:?}"
+    );
     std::fs::write(&log, "").expect("empty the log");
     assert_eq!(build(), first, "an unchanged build, the same image");
     let calls = std::fs::read_to_string(&log).expect("read the log");
