@@ -104,11 +104,17 @@ fn a_platform_given_twice_or_a_missing_source_is_a_clean_error() {
         .run();
     missing.expect_clean_error(&["no-such-tag"]);
     for tag in ["both", "m"] {
-        let listed = std::process::Command::new(tools::require("skopeo", "skopeo"))
-            .args(["inspect", "--raw", "--tls-verify=false"])
-            .arg(format!("docker://{name}:{tag}"))
-            .output()
-            .expect("run skopeo");
-        assert!(!listed.status.success(), "{tag} was pushed");
+        let listed = support::process::output_with_timeout(
+            std::process::Command::new(tools::require("skopeo", "skopeo"))
+                .args(["inspect", "--raw", "--tls-verify=false"])
+                .arg(format!("docker://{name}:{tag}")),
+            std::time::Duration::from_secs(120),
+        )
+        .expect("run skopeo");
+        let said = String::from_utf8_lossy(&listed.stderr);
+        assert!(
+            !listed.status.success() && said.contains("manifest unknown"),
+            "{tag} was pushed, or skopeo failed otherwise: {said}"
+        );
     }
 }
