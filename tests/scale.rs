@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::daemon::Daemon;
-use support::image::{fetch_index, run_platform};
+use support::image::{PushedRef, fetch_index, run_platform};
 use support::krust::build_on_scratch;
 use support::process::run_ok;
 use support::{copy_tree, repo_root, shared, tools, unique_name};
@@ -164,8 +164,13 @@ fn checkouts(tmp: &Path) -> Checkouts {
 }
 
 /// `cargo krust build` from `checkout` (through `cache` when there is
-/// one): the pushed digest.
-fn krust_build(checkout: &Path, target_dir: &Path, repo: &str, cache: Option<&Sccache>) -> String {
+/// one): what it pushed.
+fn krust_build(
+    checkout: &Path,
+    target_dir: &Path,
+    repo: &str,
+    cache: Option<&Sccache>,
+) -> PushedRef {
     let mut build = build_on_scratch(checkout)
         .arg("--target-dir")
         .arg(target_dir)
@@ -177,14 +182,7 @@ fn krust_build(checkout: &Path, target_dir: &Path, repo: &str, cache: Option<&Sc
             .fold(build, |build, (key, value)| build.env(key, value)),
         None => build.env_remove("RUSTC_WRAPPER"),
     };
-    let pushed = build.run().single_ref();
-    let index = fetch_index(&shared().registry, &pushed);
-    let said = run_platform(&pushed, index.image("amd64"), &[]);
-    assert!(
-        said.contains("Hello from a proc macro! The answer from C is 42 on x86_64."),
-        "{said}"
-    );
-    pushed.digest
+    build.run().single_ref()
 }
 
 /// Plain cargo from `checkout` through `cache`, with the compilers
@@ -219,14 +217,14 @@ fn a_second_checkout_hits_a_shared_sccache_as_plain_cargo_does_and_gives_the_sam
     std::fs::create_dir_all(&krust_dir).expect("mkdir");
     let redis = start_redis(&krust_dir);
     let cache = Sccache::start(&krust_dir, &redis);
-    let digest_a = krust_build(
+    let pushed_a = krust_build(
         &checkouts.a,
         &checkouts.a.join("target"),
         &repo,
         Some(&cache),
     );
     cache.zero_stats();
-    let digest_b = krust_build(
+    let pushed_b = krust_build(
         &checkouts.b,
         &checkouts.b.join("target"),
         &repo,
@@ -237,7 +235,7 @@ fn a_second_checkout_hits_a_shared_sccache_as_plain_cargo_does_and_gives_the_sam
     drop(redis);
     // B again, compiled without any cache: what the cache gave is what
     // compiling gives.
-    let digest_b_uncached = krust_build(
+    let pushed_b_uncached = krust_build(
         &checkouts.b,
         &checkouts.b.join("target-uncached"),
         &repo,
@@ -293,11 +291,18 @@ fn a_second_checkout_hits_a_shared_sccache_as_plain_cargo_does_and_gives_the_sam
         plain.c_misses
     );
     assert_eq!(
-        digest_a, digest_b,
+        pushed_a.digest, pushed_b.digest,
         "checkouts A and B give different images"
     );
     assert_eq!(
-        digest_b, digest_b_uncached,
+        pushed_b.digest, pushed_b_uncached.digest,
         "checkout B gives another image without the cache than with it"
+    );
+    // One image, the same bytes each time: it runs.
+    let index = fetch_index(&shared().registry, &pushed_a);
+    let said = run_platform(&pushed_a, index.image("amd64"), &[]);
+    assert!(
+        said.contains("Hello from a proc macro! The answer from C is 42 on x86_64."),
+        "{said}"
     );
 }
