@@ -45,8 +45,8 @@ pub struct Request {
 /// One platform entry of the new index, and where its manifest is.
 struct Entry {
     platform: Platform,
-    platform_json: Value,
-    /// The descriptor as the source gave it (annotations kept).
+    /// The descriptor as the source gave it (annotations kept), with its
+    /// platform.
     descriptor: Value,
     digest: String,
     /// The source reference it came from, for messages.
@@ -115,11 +115,7 @@ pub async fn create(request: &Request) -> Result<String> {
 
     let manifests: Vec<Value> = entries
         .iter()
-        .map(|entry| {
-            let mut descriptor = entry.descriptor.clone();
-            descriptor["platform"] = entry.platform_json.clone();
-            descriptor
-        })
+        .map(|entry| entry.descriptor.clone())
         .collect();
     let mut index = json!({
         "schemaVersion": 2,
@@ -187,39 +183,20 @@ async fn entries_of(
         source.repository().to_string(),
         pulled.digest.clone(),
     );
-    let value: Value = serde_json::from_slice(&pulled.bytes)
-        .with_context(|| format!("source image {}: not JSON", printable(text)))?;
     match top {
         Top::Index(index_entries) => {
-            let listed = value
-                .get("manifests")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
             let entries = index_entries
                 .into_iter()
-                .map(|entry| {
-                    // The descriptor as listed, annotations and all.
-                    let mut descriptor = listed
-                        .iter()
-                        .find(|d| {
-                            d.get("digest").and_then(Value::as_str) == Some(&entry.manifest.digest)
-                        })
-                        .cloned()
-                        .unwrap_or_else(|| descriptor_json(&entry.manifest));
-                    if let Some(fields) = descriptor.as_object_mut() {
-                        fields.remove("platform");
-                    }
-                    Entry {
-                        platform: entry.platform,
-                        platform_json: entry.platform_json,
-                        descriptor,
-                        digest: entry.manifest.digest,
-                        from: text.to_string(),
-                        repository: repository.clone(),
-                    }
+                .map(|entry| Entry {
+                    platform: entry.platform,
+                    descriptor: entry.listed,
+                    digest: entry.manifest.digest,
+                    from: text.to_string(),
+                    repository: repository.clone(),
                 })
                 .collect();
+            let value: Value = serde_json::from_slice(&pulled.bytes)
+                .with_context(|| format!("source image {}: not JSON", printable(text)))?;
             Ok((entries, string_map(value.get("annotations"))))
         }
         Top::Manifest(manifest) => {
@@ -229,13 +206,13 @@ async fn entries_of(
             let config = documents::parse_config(&config)
                 .with_context(|| format!("source image {}", printable(text)))?;
             let entry = Entry {
-                platform_json: config.platform.to_json(),
-                platform: config.platform,
                 descriptor: json!({
                     "mediaType": pulled.media_type,
                     "digest": pulled.digest,
                     "size": pulled.bytes.len(),
+                    "platform": config.platform.to_json(),
                 }),
+                platform: config.platform,
                 digest: pulled.digest.clone(),
                 from: text.to_string(),
                 repository,
@@ -243,14 +220,6 @@ async fn entries_of(
             Ok((vec![entry], BTreeMap::new()))
         }
     }
-}
-
-fn descriptor_json(descriptor: &documents::Descriptor) -> Value {
-    json!({
-        "mediaType": descriptor.media_type,
-        "digest": descriptor.digest,
-        "size": descriptor.size,
-    })
 }
 
 /// A JSON object of strings as a map (anything else: empty).

@@ -90,6 +90,8 @@ pub struct IndexEntry {
     /// The entry's `platform` object kept whole (os.version, features…).
     pub platform_json: Value,
     pub manifest: Descriptor,
+    /// The entry as the index lists it (annotations and all).
+    pub listed: Value,
 }
 
 /// What a base reference points at.
@@ -153,6 +155,7 @@ pub fn index_entries(index: &Value) -> Result<Vec<IndexEntry>> {
             platform,
             platform_json: platform_json.clone(),
             manifest,
+            listed: entry.clone(),
         });
     }
     Ok(entries)
