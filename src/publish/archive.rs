@@ -75,8 +75,16 @@ impl Archive {
         }
     }
 
+    /// Every image, in the archive's format.
+    pub(super) async fn write(&self, images: &[ImageIndex]) -> Result<()> {
+        match self.format {
+            ArchiveFormat::Oci => self.write_oci(images).await,
+            ArchiveFormat::Docker => self.write_docker(images).await,
+        }
+    }
+
     /// The OCI layout of every image, as one tar.
-    pub(super) async fn write_oci(&self, images: &[ImageIndex]) -> Result<()> {
+    async fn write_oci(&self, images: &[ImageIndex]) -> Result<()> {
         let file = PendingFile::create(&self.path)?;
         // The layout is staged beside the archive and tarred from there;
         // the staging directory goes when this returns, whatever happens.
@@ -104,7 +112,7 @@ impl Archive {
     /// The docker-archive: per image one platform's config and layers,
     /// each blob once, then `manifest.json` (one entry per image, tagged
     /// `<name>:<tag>`) and the legacy `repositories`.
-    pub(super) async fn write_docker(&self, images: &[ImageIndex]) -> Result<()> {
+    async fn write_docker(&self, images: &[ImageIndex]) -> Result<()> {
         let file = PendingFile::create(&self.path)?;
         let mut entries = Vec::new();
         let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
@@ -175,11 +183,9 @@ impl Sink for Archive {
     fn publish<'a>(&'a self, images: &'a [ImageIndex]) -> LocalBoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let (what, _) = self.format.names();
-            let written = match self.format {
-                ArchiveFormat::Oci => self.write_oci(images).await,
-                ArchiveFormat::Docker => self.write_docker(images).await,
-            };
-            written.with_context(|| format!("cannot write the {what} {}", self.path.display()))?;
+            self.write(images)
+                .await
+                .with_context(|| format!("cannot write the {what} {}", self.path.display()))?;
             progress::status("Wrote", format!("{what} {}", self.path.display()));
             Ok(())
         })

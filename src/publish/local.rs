@@ -132,12 +132,9 @@ impl LocalSink {
             self.client.clone(),
             self.store.clone(),
         );
-        let archive = Archive::new(&file, format, client, store);
-        let images = std::slice::from_ref(image);
-        match format {
-            ArchiveFormat::Oci => archive.write_oci(images).await?,
-            ArchiveFormat::Docker => archive.write_docker(images).await?,
-        }
+        Archive::new(&file, format, client, store)
+            .write(std::slice::from_ref(image))
+            .await?;
         self.engine_command(&["load", "-i", &file.display().to_string()])
             .await?;
         std::fs::remove_file(&file).with_context(|| format!("cannot remove {}", file.display()))
