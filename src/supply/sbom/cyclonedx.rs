@@ -5,7 +5,7 @@
 //! scope `excluded`, each with a `cargo-krust:role` property saying which;
 //! `dependencies` holds every edge of the build.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
 
@@ -54,30 +54,26 @@ pub(super) fn document(model: &Model) -> Vec<u8> {
         "properties": [role_property("toolchain")],
     }));
 
-    let mut dependencies: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    dependencies.insert(IMAGE.into(), image_uses);
-    dependencies.insert(BASE.into(), Vec::new());
-    dependencies.insert(TOOLCHAIN.into(), Vec::new());
-    if input.base.is_none() {
-        dependencies.remove(BASE);
+    // What each component uses, listed sorted and once.
+    let mut dependencies: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    dependencies.insert(IMAGE.into(), image_uses.into_iter().collect());
+    if input.base.is_some() {
+        dependencies.insert(BASE.into(), BTreeSet::new());
     }
+    dependencies.insert(TOOLCHAIN.into(), BTreeSet::new());
     for component in &model.components {
-        dependencies.insert(component.id.clone(), Vec::new());
+        dependencies.insert(component.id.clone(), BTreeSet::new());
     }
     for &(from, to, _) in &model.edges {
         if let (Some(from), Some(to)) = (model.components.get(from), model.components.get(to))
             && let Some(uses) = dependencies.get_mut(&from.id)
-            && !uses.contains(&to.id)
         {
-            uses.push(to.id.clone());
+            uses.insert(to.id.clone());
         }
     }
     let dependencies: Vec<Value> = dependencies
         .into_iter()
-        .map(|(id, mut uses)| {
-            uses.sort();
-            json!({"ref": id, "dependsOn": uses})
-        })
+        .map(|(id, uses)| json!({"ref": id, "dependsOn": uses}))
         .collect();
 
     let mut document = json!({
