@@ -25,10 +25,7 @@ pub(super) fn document(model: &Model) -> Vec<u8> {
         .iter()
         .map(|c| crate_component(model, c))
         .collect();
-    let mut image_uses = Vec::new();
-    if let Some(root) = model.root() {
-        image_uses.push(root.id.clone());
-    }
+    let mut image_uses = vec![model.root().id.clone()];
     if let Some(base) = &input.base {
         components.push(json!({
             "type": "container",
@@ -116,7 +113,7 @@ fn crate_component(model: &Model, component: &Component) -> Value {
         Role::Build => ("excluded", "build"),
     };
     let mut value = json!({
-        "type": if component.root { "application" } else { "library" },
+        "type": if model.is_root(component) { "application" } else { "library" },
         "bom-ref": component.id,
         "name": package.name,
         "version": package.version,

@@ -179,8 +179,6 @@ struct Component<'a> {
     /// Unique in the document and the same in every build of these inputs.
     id: String,
     role: Role,
-    /// The bin's own package.
-    root: bool,
     source: Source,
     purl: Option<String>,
     /// A valid SPDX license expression.
@@ -227,7 +225,6 @@ impl<'a> Model<'a> {
             components.push(Component {
                 id: component_id(package),
                 role,
-                root: index == input.build_use.root,
                 purl: purl::cargo(&package.name, &package.version, &source),
                 source,
                 license: package.license.as_deref().and_then(spdx_license),
@@ -273,8 +270,13 @@ impl<'a> Model<'a> {
         })
     }
 
-    fn root(&self) -> Option<&Component<'a>> {
-        self.components.get(self.root)
+    /// The bin's own package (`of` found it among the components).
+    fn root(&self) -> &Component<'a> {
+        &self.components[self.root]
+    }
+
+    fn is_root(&self, component: &Component) -> bool {
+        component.id == self.root().id
     }
 
     /// `linux-arm-v7`: the platform in names and ids.
@@ -536,7 +538,7 @@ pub(crate) mod tests {
                     ("sys", Role::Runtime),
                 ]
             );
-            assert_eq!(model.root().unwrap().package.name, "app");
+            assert_eq!(model.root().package.name, "app");
             let edge = |from: &str, to: &str| {
                 let at = |name: &str| {
                     model

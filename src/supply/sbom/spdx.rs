@@ -52,10 +52,9 @@ pub(super) fn document(model: &Model) -> Vec<u8> {
 
     let mut relationships: Vec<(String, &str, String)> =
         vec![("SPDXRef-DOCUMENT".into(), "DESCRIBES", IMAGE.into())];
-    if let Some(root) = model.root() {
-        relationships.push((IMAGE.into(), "CONTAINS", spdx_id(root)));
-        relationships.push((TOOLCHAIN.into(), "BUILD_TOOL_OF", spdx_id(root)));
-    }
+    let root = spdx_id(model.root());
+    relationships.push((IMAGE.into(), "CONTAINS", root.clone()));
+    relationships.push((TOOLCHAIN.into(), "BUILD_TOOL_OF", root));
     if input.base.is_some() {
         relationships.push((IMAGE.into(), "DESCENDANT_OF", BASE.into()));
     }
@@ -164,7 +163,7 @@ fn crate_package(model: &Model, component: &Component) -> Value {
         "licenseConcluded": NOASSERTION,
         "licenseDeclared": component.license.as_deref().unwrap_or(NOASSERTION),
         "copyrightText": NOASSERTION,
-        "primaryPackagePurpose": if component.root { "APPLICATION" } else { "LIBRARY" },
+        "primaryPackagePurpose": if model.is_root(component) { "APPLICATION" } else { "LIBRARY" },
         "comment": model.role_note(component),
     });
     if let Some(purl) = &component.purl {
