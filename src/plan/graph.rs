@@ -272,6 +272,12 @@ fn cache_key(query: &Query) -> Option<String> {
     Some(hex::encode(hasher.finalize()))
 }
 
+/// Whether a cargo source id is crates.io, through either protocol.
+pub fn is_crates_io(source: &str) -> bool {
+    source == "registry+https://github.com/rust-lang/crates.io-index"
+        || source == "sparse+https://index.crates.io/"
+}
+
 /// The Cargo.lock that pins the build of `manifest_path`.
 pub fn lock_file(manifest_path: &Path) -> Option<PathBuf> {
     lock_file_of_dir(manifest_path.parent()?)

@@ -28,9 +28,6 @@ pub const SECTION: &str = ".dep-v0";
 /// The format version cargo-auditable writes (`format` in the document).
 const FORMAT: u32 = 1;
 
-/// crates.io as `cargo metadata` names it, whatever protocol fetched it.
-const CRATES_IO: &str = "registry+https://github.com/rust-lang/crates.io-index";
-
 /// The document: packages sorted by (name, version, source), exactly one
 /// of them the root.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,7 +119,7 @@ fn source_kind(source: Option<&str>) -> String {
     let Some(source) = source else {
         return "local".into();
     };
-    if source == CRATES_IO || source.starts_with("sparse+https://index.crates.io/") {
+    if crate::plan::graph::is_crates_io(source) {
         return "crates.io".into();
     }
     match source.split_once('+').map_or(source, |(kind, _)| kind) {
@@ -211,6 +208,9 @@ mod tests {
 
     use super::*;
     use crate::plan::graph::tests::graph;
+
+    /// crates.io as `cargo metadata` names it, whatever protocol fetched it.
+    const CRATES_IO: &str = "registry+https://github.com/rust-lang/crates.io-index";
 
     fn app(graph: &TargetGraph) -> usize {
         graph.package_at(Path::new("/w/app/Cargo.toml")).unwrap()

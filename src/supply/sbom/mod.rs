@@ -145,14 +145,10 @@ enum Source {
 
 impl Source {
     fn of(source: Option<&str>) -> Source {
-        const CRATES_IO: [&str; 2] = [
-            "registry+https://github.com/rust-lang/crates.io-index",
-            "sparse+https://index.crates.io/",
-        ];
         let Some(source) = source else {
             return Source::Path;
         };
-        if CRATES_IO.contains(&source) {
+        if crate::plan::graph::is_crates_io(source) {
             return Source::CratesIo;
         }
         if let Some(git) = source.strip_prefix("git+") {
