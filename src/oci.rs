@@ -32,6 +32,8 @@ pub const ACCEPTED_MANIFEST_TYPES: &[&str] = &[
 pub const ANNOTATION_BASE_NAME: &str = "org.opencontainers.image.base.name";
 pub const ANNOTATION_BASE_DIGEST: &str = "org.opencontainers.image.base.digest";
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// The annotation of a referrer's creation time (from the build's epoch).
+pub const ANNOTATION_CREATED: &str = "org.opencontainers.image.created";
 
 /// Where the bytes of a blob can be read from.
 #[derive(Debug, Clone)]

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use crate::oci::{Blob, MEDIA_TYPE_OCI_MANIFEST};
+use crate::oci::{ANNOTATION_CREATED, Blob, MEDIA_TYPE_OCI_MANIFEST};
 
 /// The media type of the empty config of an artifact manifest.
 pub const MEDIA_TYPE_EMPTY: &str = "application/vnd.oci.empty.v1+json";
@@ -48,16 +48,22 @@ pub fn empty_config() -> Blob {
 }
 
 /// The artifact manifest attaching `payload` (whose media type is the
-/// artifact type) to `subject`. `annotations` should hold
-/// `org.opencontainers.image.created` from the build's epoch, never the
-/// clock, so that an unchanged rebuild makes the same manifest.
-pub fn referrer(subject: &Blob, payload: Blob, annotations: BTreeMap<String, String>) -> Referrer {
+/// artifact type) to `subject`, annotated with `annotations` and
+/// `org.opencontainers.image.created`: `created`, from the build's epoch,
+/// never the clock, so that an unchanged rebuild makes the same manifest.
+pub fn referrer(
+    subject: &Blob,
+    payload: Blob,
+    created: &str,
+    annotations: BTreeMap<String, String>,
+) -> Referrer {
     let artifact_type = payload.media_type.clone();
     typed_referrer(
         subject,
         &artifact_type,
         payload,
         BTreeMap::new(),
+        created,
         annotations,
     )
 }
@@ -69,8 +75,10 @@ pub fn typed_referrer(
     artifact_type: &str,
     payload: Blob,
     layer_annotations: BTreeMap<String, String>,
-    annotations: BTreeMap<String, String>,
+    created: &str,
+    mut annotations: BTreeMap<String, String>,
 ) -> Referrer {
+    annotations.insert(ANNOTATION_CREATED.to_string(), created.to_string());
     let config = empty_config();
     let mut layer = payload.descriptor();
     if !layer_annotations.is_empty() {
@@ -84,9 +92,7 @@ pub fn typed_referrer(
         "layers": [layer],
         "subject": subject.descriptor(),
     });
-    if !annotations.is_empty() {
-        manifest["annotations"] = json!(annotations);
-    }
+    manifest["annotations"] = json!(annotations);
     Referrer {
         artifact_type: artifact_type.to_string(),
         manifest: Blob::from_json(MEDIA_TYPE_OCI_MANIFEST, &manifest),
@@ -102,11 +108,12 @@ mod tests {
     fn artifact_manifest_names_its_subject_and_type() {
         let subject = Blob::from_bytes(MEDIA_TYPE_OCI_MANIFEST, &b"{\"m\":1}"[..]);
         let payload = Blob::from_bytes("application/spdx+json", &b"{\"spdx\":1}"[..]);
-        let annotations = BTreeMap::from([(
-            "org.opencontainers.image.created".into(),
-            "1970-01-01T00:00:00Z".into(),
-        )]);
-        let made = referrer(&subject, payload.clone(), annotations);
+        let made = referrer(
+            &subject,
+            payload.clone(),
+            "1970-01-01T00:00:00Z",
+            BTreeMap::new(),
+        );
         let manifest: Value = serde_json::from_slice(made.manifest.bytes().unwrap()).unwrap();
         assert_eq!(manifest["subject"]["digest"], json!(subject.digest));
         assert_eq!(manifest["artifactType"], "application/spdx+json");

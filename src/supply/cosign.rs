@@ -97,11 +97,8 @@ impl SignatureLayer {
             ARTIFACT_TYPE_SIGNATURE,
             self.payload.clone(),
             [(ANNOTATION_SIGNATURE.to_string(), self.signature.clone())].into(),
-            [(
-                "org.opencontainers.image.created".to_string(),
-                created.to_string(),
-            )]
-            .into(),
+            created,
+            std::collections::BTreeMap::new(),
         )
     }
 

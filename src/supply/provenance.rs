@@ -37,8 +37,6 @@ pub const BUILD_TYPE: &str =
 pub const BUILDER_ID: &str = "https://github.com/cargo-krust/cargo-krust";
 /// The annotation naming the predicate type of an attestation referrer.
 pub const ANNOTATION_PREDICATE_TYPE: &str = "in-toto.io/predicate-type";
-/// The annotation of a referrer's creation time (from the build's epoch).
-pub const ANNOTATION_CREATED: &str = "org.opencontainers.image.created";
 
 /// What a workspace is built from, besides its sources: probed once per
 /// run and workspace.
@@ -251,16 +249,14 @@ pub fn attach(
     let payload = canonical_json(statement);
     let envelope = envelope(IN_TOTO_PAYLOAD_TYPE, &payload, signer)
         .context("cannot sign the provenance statement")?;
-    let annotations = BTreeMap::from([
-        (ANNOTATION_CREATED.to_string(), created.to_string()),
-        (
-            ANNOTATION_PREDICATE_TYPE.to_string(),
-            PREDICATE_TYPE.to_string(),
-        ),
-    ]);
+    let annotations = BTreeMap::from([(
+        ANNOTATION_PREDICATE_TYPE.to_string(),
+        PREDICATE_TYPE.to_string(),
+    )]);
     Ok(referrer(
         subject,
         Blob::from_json(MEDIA_TYPE_DSSE_ENVELOPE, &envelope),
+        created,
         annotations,
     ))
 }

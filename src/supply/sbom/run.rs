@@ -197,13 +197,12 @@ pub fn attach(
         else {
             continue;
         };
-        let annotations = BTreeMap::from([(
-            "org.opencontainers.image.created".to_string(),
-            created.to_string(),
-        )]);
-        image
-            .referrers
-            .push(referrer(&image.manifest, sbom.clone(), annotations));
+        image.referrers.push(referrer(
+            &image.manifest,
+            sbom.clone(),
+            created,
+            BTreeMap::new(),
+        ));
         if let Some(file) = files::file_name(&name, &platform, format) {
             documents.push((file, sbom));
         }
