@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::disk::SmallDisk;
+use support::image::json;
 use support::krust::{Krust, KrustRun, build_on_scratch, hello_krust, krust};
 use support::process::run_ok;
 use support::{example, image, sha256_digest, shared, tools};
@@ -60,10 +61,6 @@ fn podman(dir: &Path, args: &[&str]) -> Vec<u8> {
         &format!("podman {}", args.join(" ")),
     )
     .stdout
-}
-
-fn json(bytes: &[u8]) -> Value {
-    serde_json::from_slice(bytes).expect("JSON")
 }
 
 fn at(path: &Path) -> String {

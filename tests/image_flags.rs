@@ -17,7 +17,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::image::inspect_raw;
+use support::image::{inspect_raw, json};
 use support::krust::{Krust, build_on_scratch, hello_krust, krust, resolve_on_scratch};
 use support::process::run_ok;
 use support::{copy_tree, sha256_digest, shared, tools, unique_name};
@@ -60,11 +60,6 @@ fn skopeo_layout(layout: &Path, args: &[&str]) -> Vec<u8> {
     );
     assert!(!output.stdout.is_empty(), "skopeo printed nothing");
     output.stdout
-}
-
-fn json(bytes: &[u8]) -> Value {
-    serde_json::from_slice(bytes)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
 }
 
 /// What a layout holds for hello-krust: the index (its digest checked

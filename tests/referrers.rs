@@ -26,6 +26,7 @@ use serde_json::{Value, json};
 use std::process::Command;
 use std::time::Duration;
 use support::faults::{Fault, FaultProxy, Rule};
+use support::image::json;
 use support::krust::{KrustRun, hello_krust, krust};
 use support::referrers_registry::ReferrersRegistry;
 
@@ -43,11 +44,6 @@ fn get(host: &str, path: &str, accept: &str) -> (u16, Vec<u8>) {
     let response = http::request(host, "GET", path, &[("Accept", accept)])
         .unwrap_or_else(|e| panic!("GET {path}: {e}"));
     (response.status, response.body)
-}
-
-fn json(bytes: &[u8]) -> Value {
-    serde_json::from_slice(bytes)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
 }
 
 /// A manifest by digest, checked against its digest.

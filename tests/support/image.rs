@@ -108,6 +108,12 @@ pub fn inspect_json(reference: &str) -> Value {
     })
 }
 
+/// `bytes` as JSON, or a panic showing them.
+pub fn json(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
+}
+
 /// A layer blob as stored, and its uncompressed tar.
 #[derive(Debug, Clone)]
 pub struct LayerBlob {
